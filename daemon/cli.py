@@ -1,0 +1,55 @@
+"""``tailord``: the daemon's command line. ``tailord serve`` runs in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tailord.daemon.config import load_config
+from tailord.daemon.errors import TailordError
+
+logger = logging.getLogger("tailord")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tailord", description="Personalize a model on this machine, in the background."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the daemon in the foreground (logs to stderr)")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--data-dir", type=Path, help="where the database and versions live")
+    serve.add_argument("--inbox", type=Path, help="the folder samples are dropped into")
+    serve.add_argument("--socket", type=Path, help="the Unix socket of the API")
+    serve.add_argument("--quiet-seconds", type=float, help="[policy] quiet_seconds")
+    serve.add_argument("--head", choices=["knn", "linear"], help="[model] head")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def tailord_main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # systemd's journal adds its own timestamps; the level and logger name are what help.
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(
+            args.config,
+            data_dir=args.data_dir,
+            inbox=args.inbox,
+            socket=args.socket,
+            quiet_seconds=args.quiet_seconds,
+            head=args.head,
+        )
+        from tailord.daemon.service import Daemon  # heavy imports (torch) only to serve
+
+        return Daemon(config).run()
+    except TailordError as exc:
+        logger.error("%s", exc)
+        return 2

@@ -1,0 +1,166 @@
+"""Configuration: one TOML file, every key optional, command-line flags on top.
+
+Defaults are documented in docs/configuration.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tailord.daemon.errors import ConfigError
+from tailord.trainer.errors import ModelError
+from tailord.trainer.spec import ModelSpec, UpdateParams
+
+T = TypeVar("T")
+
+SOCKET_NAME = "tailord.sock"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    rescan_seconds: float = 30.0  # a periodic scan catches events inotify dropped
+    settle_seconds: float = 2.0  # a scanned file must be this long unchanged before ingest
+    max_file_bytes: int = 64 * 1024 * 1024
+    batch_files: int = 512  # files committed in one transaction, at most
+    batch_seconds: float = 0.2  # how long a batch waits for more files
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    min_queued: int = 1  # queued samples needed before an update may start
+    quiet_seconds: float = 10.0  # no new sample for this long before an update starts
+    check_seconds: float = 60.0  # how often the scheduler re-checks the policy anyway
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    threads: int = 1  # torch threads in the update worker: small heads run best on one
+    nice: int = 10  # added CPU niceness of the update worker
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    allowed_users: tuple[str, ...] = ()  # user names or uids, besides the daemon's own and root
+    allowed_groups: tuple[str, ...] = ()  # group names or gids
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    inbox: Path
+    socket: Path
+    model: ModelSpec = field(default_factory=ModelSpec)
+    update: UpdateParams = field(default_factory=UpdateParams)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "tailord.db"
+
+
+def default_data_dir() -> Path:
+    """``$STATE_DIRECTORY`` under systemd, else the XDG data home."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "tailord"
+
+
+def default_socket() -> Path:
+    """``$RUNTIME_DIRECTORY`` under systemd, else the XDG runtime dir, else a private /tmp dir."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY")
+    if runtime:
+        return Path(runtime.split(":")[0]) / SOCKET_NAME
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "tailord" / SOCKET_NAME
+    return Path(f"/tmp/tailord-{os.getuid()}") / SOCKET_NAME  # noqa: S108 (created 0700, owned)
+
+
+def _section(cls: type[T], table: Mapping[str, Any], name: str) -> T:
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in [{name}]; known keys: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        default = getattr(cls(), key)
+        value = raw
+        if isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise ConfigError(f"[{name}] {key} must be a list, got {value!r}")
+            value = tuple(str(v) for v in value)
+        elif isinstance(default, bool) != isinstance(value, bool) or (
+            isinstance(default, int | float) and not isinstance(value, int | float)
+        ):
+            raise ConfigError(f"[{name}] {key} must be a {type(default).__name__}, got {value!r}")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ConfigError(f"[{name}] {key} must be a whole number, got {value!r}")
+            value = int(value)
+        elif isinstance(default, float):
+            value = float(value)
+        values[key] = value
+    return cls(**values)
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Read the TOML file at ``path`` (if any) and apply ``overrides`` (None means unset).
+
+    Recognised overrides: data_dir, inbox, socket, quiet_seconds, head.
+    """
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist; check --config") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    top_keys = {"data_dir", "inbox", "socket"}
+    sections = {"model", "update", "policy", "ingest", "worker", "api"}
+    unknown = sorted(set(table) - top_keys - sections)
+    if unknown:
+        raise ConfigError(
+            f"unknown section or key {unknown[0]!r} in {path}; "
+            f"known: {', '.join(sorted(top_keys | sections))}"
+        )
+    model_table = dict(table.get("model", {}))
+    if overrides.get("head") is not None:
+        model_table["head"] = overrides["head"]
+    policy_table = dict(table.get("policy", {}))
+    if overrides.get("quiet_seconds") is not None:
+        policy_table["quiet_seconds"] = overrides["quiet_seconds"]
+    try:
+        model = ModelSpec.from_dict(model_table)
+        update = UpdateParams.from_dict(dict(table.get("update", {})))
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from exc
+
+    data_dir = Path(overrides.get("data_dir") or table.get("data_dir") or default_data_dir())
+    inbox = Path(overrides.get("inbox") or table.get("inbox") or data_dir / "inbox")
+    sock = Path(overrides.get("socket") or table.get("socket") or default_socket())
+    return Config(
+        data_dir=data_dir.expanduser().absolute(),
+        inbox=inbox.expanduser().absolute(),
+        socket=sock.expanduser().absolute(),
+        model=model,
+        update=update,
+        policy=_section(PolicyConfig, policy_table, "policy"),
+        ingest=_section(IngestConfig, table.get("ingest", {}), "ingest"),
+        worker=_section(WorkerConfig, table.get("worker", {}), "worker"),
+        api=_section(ApiConfig, table.get("api", {}), "api"),
+    )

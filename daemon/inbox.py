@@ -1,0 +1,246 @@
+"""The inbox folder: which entries count, opening them safely, rejecting them, watching it.
+
+Layout: ``INBOX/<label>/<name>.<ext>``. Names starting with ``.`` or ending in ``.tmp`` /
+``.part`` are ignored until renamed (Maildir style), and ``INBOX/.rejected/`` holds what
+could not be used, each with a one-line ``<name>.reason``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+logger = logging.getLogger(__name__)
+
+REJECTED = ".rejected"
+IGNORED_SUFFIXES = (".tmp", ".part")
+
+
+class Refused(Exception):
+    """An inbox entry that cannot become a sample; the message is its one-line reason."""
+
+
+def is_candidate(inbox: Path, path: Path) -> bool:
+    """Whether ``path`` is an entry the ingestor should look at (it may still be refused)."""
+    try:
+        rel = path.relative_to(inbox)
+    except ValueError:
+        return False
+    if not rel.parts or any(part.startswith(".") for part in rel.parts):
+        return False
+    return not rel.name.endswith(IGNORED_SUFFIXES)
+
+
+def label_of(inbox: Path, path: Path) -> str:
+    """The label an entry is filed under, or a refusal saying where it belongs."""
+    rel = path.relative_to(inbox)
+    if len(rel.parts) != 2:
+        raise Refused(f"{rel} is not inside a label folder; move it to INBOX/<label>/{rel.name}")
+    label = rel.parts[0]
+    if not label.isprintable() or len(label) > 200:
+        raise Refused(f"label folder {label!r} is not a usable label; use a short printable name")
+    return label
+
+
+def read_entry(inbox: Path, path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """Read an inbox file without following symlinks or blocking on special files.
+
+    The file is read through the one descriptor :func:`_open_entry` returns, after checking
+    that it is a regular file with one link and under the size cap.
+    """
+    fd = _open_entry(inbox, path.relative_to(inbox))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused("is not a regular file (a FIFO, device or folder); write a plain file")
+        if st.st_nlink != 1:
+            raise Refused(
+                f"has {st.st_nlink} hard links; tailord removes what it ingests, "
+                "so copy the file in instead of linking it"
+            )
+        if st.st_size > max_bytes:
+            raise Refused(
+                f"is {st.st_size} bytes, over the {max_bytes}-byte cap "
+                "([ingest] max_file_bytes); split it or raise the cap"
+            )
+        chunks = []
+        remaining = max_bytes + 1
+        while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 20))):
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise Refused(f"grew past the {max_bytes}-byte cap while being read; split it")
+        return data, st
+    finally:
+        os.close(fd)
+
+
+def _open_entry(inbox: Path, rel: Path) -> int:
+    """Open ``INBOX/<label>/<name>`` with ``O_NOFOLLOW`` at each step, relative to the last.
+
+    Opening the label folder and then the file through directory descriptors means a path
+    swapped under us cannot redirect the read outside the inbox. ``O_NONBLOCK`` keeps a FIFO
+    from hanging the ingestor.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    dir_fd = os.open(inbox, flags | os.O_DIRECTORY)
+    try:
+        try:
+            label_fd = os.open(rel.parts[0], flags | os.O_DIRECTORY, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise Refused(
+                    f"label folder {rel.parts[0]} is a symbolic link or not a folder; "
+                    "make it a real folder inside the inbox"
+                ) from exc
+            raise
+        try:
+            return os.open(rel.name, flags | os.O_NONBLOCK, dir_fd=label_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Refused(
+                    "is a symbolic link; tailord reads only regular files inside the inbox, "
+                    "so copy the file in instead"
+                ) from exc
+            raise
+        finally:
+            os.close(label_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def reject(inbox: Path, path: Path, reason: str) -> Path:
+    """Move ``path`` (the entry itself, never a symlink's target) to ``.rejected/`` with a reason.
+
+    A symlinked label folder is moved as a whole, so nothing outside the inbox is touched.
+    """
+    rejected = inbox / REJECTED
+    rejected.mkdir(exist_ok=True)
+    rel = path.relative_to(inbox)
+    source = path
+    if len(rel.parts) >= 2 and (inbox / rel.parts[0]).is_symlink():
+        source = inbox / rel.parts[0]
+    target = rejected / source.name
+    counter = 1
+    while target.exists() or target.is_symlink():
+        target = rejected / f"{source.stem}.{counter}{source.suffix}"
+        counter += 1
+    os.rename(source, target)
+    line = " ".join(f"{rel}: {reason}".split())  # one line, whatever the reason held
+    target.with_name(target.name + ".reason").write_text(line + "\n")
+    logger.warning("rejected %s: %s", rel, reason)
+    return target
+
+
+def scan(inbox: Path) -> Iterator[Path]:
+    """Every candidate entry now in the inbox (used at start-up and by the periodic rescan)."""
+    try:
+        top = list(os.scandir(inbox))
+    except FileNotFoundError:
+        return
+    for entry in top:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for inner in os.scandir(entry.path):
+                    path = Path(inner.path)
+                    if is_candidate(inbox, path):
+                        yield path
+        elif is_candidate(inbox, Path(entry.path)):
+            yield Path(entry.path)
+
+
+class PendingPaths:
+    """Paths waiting for the ingestor: an ordered set the watcher thread only adds to."""
+
+    def __init__(self) -> None:
+        self._paths: dict[Path, None] = {}
+        self._cond = threading.Condition()
+
+    def add(self, path: Path) -> None:
+        with self._cond:
+            self._paths[path] = None
+            self._cond.notify()
+
+    def take(self, limit: int, timeout: float) -> list[Path]:
+        """Up to ``limit`` paths; waits at most ``timeout`` seconds for the first one."""
+        with self._cond:
+            if not self._paths:
+                self._cond.wait(timeout)
+            taken = list(self._paths)[:limit]
+            for path in taken:
+                del self._paths[path]
+            return taken
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._paths)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, inbox: Path, pending: PendingPaths) -> None:
+        self.inbox = inbox
+        self.pending = pending
+
+    def _record(self, raw: str | bytes) -> None:
+        path = Path(os.fsdecode(raw))
+        if is_candidate(self.inbox, path):
+            self.pending.add(path)
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        # Written and closed: the writer is done with it.
+        if not event.is_directory:
+            self._record(event.src_path)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        # Renamed into place (the Maildir way), or a whole label folder moved in.
+        dest = Path(os.fsdecode(event.dest_path))
+        if event.is_directory:
+            for path in scan(self.inbox):
+                if path.parent == dest:
+                    self.pending.add(path)
+        else:
+            self._record(event.dest_path)
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        # A new label folder: files renamed into it before its inotify watch existed raise
+        # no event, so the ingestor is asked to look inside it (with the settle check).
+        # Files made by link() or mknod() are never "closed after write": they are recorded
+        # here so they are refused at once rather than at the next rescan.
+        path = Path(os.fsdecode(event.src_path))
+        if event.is_directory:
+            if is_candidate(self.inbox, path):
+                self.pending.add(path)
+            return
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                self._record(event.src_path)
+
+
+class Watcher:
+    """A watchdog observer on the inbox that only records paths and returns."""
+
+    def __init__(self, inbox: Path, pending: PendingPaths) -> None:
+        self.inbox = inbox
+        self._observer = Observer()
+        self._observer.schedule(_Handler(inbox, pending), str(inbox), recursive=True)
+        self._observer.daemon = True
+
+    def start(self) -> None:
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)

@@ -1,0 +1,224 @@
+"""The daemon: start-up, the main loop, and shutdown in a fixed order.
+
+Threads: the API server (one thread per connection), the watchdog observer (records paths
+only), the ingestor (commits samples), APScheduler (only wakes the main loop). The main
+thread decides, from the database, whether an update may run, and supervises its worker
+process. Signal handlers only set a flag, which the main loop polls.
+
+Shutdown order: stop accepting API connections → stop the scheduler → stop the watcher →
+let the ingestor finish its batch → (an update in progress was already cancelled by the main
+loop, its staging folder removed) → close the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from tailord.daemon.api import Api
+from tailord.daemon.config import Config
+from tailord.daemon.inbox import PendingPaths, Watcher
+from tailord.daemon.ingest import Ingestor
+from tailord.daemon.policy import Decision, decide
+from tailord.daemon.publish import ensure_base, reconcile
+from tailord.daemon.server import Authorizer, UnixHTTPServer
+from tailord.daemon.serving import Served, Serving
+from tailord.daemon.updates import Updater
+from tailord.storage.db import Database, open_database
+from tailord.storage.samples import counts, last_queued_at
+from tailord.storage.versions import VersionStore
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+
+
+class Daemon:
+    """One running tailord; ``run()`` blocks until SIGTERM or SIGINT."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.should_exit = False
+        self._wake = threading.Event()
+        self._manual = False
+        self._policy_reason = "starting"
+        self.serving = Serving()
+        self.pending = PendingPaths()
+        self.db: Database | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signal_handlers()
+        self.startup()
+        try:
+            self._main_loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def startup(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg.inbox.mkdir(parents=True, exist_ok=True)
+        self.db = db = open_database(cfg.database)
+        self.store = store = VersionStore(cfg.data_dir)
+        store.clear_staging()
+        ensure_base(store, db, cfg.model)
+        current = reconcile(store, db)
+        self.serving.load(store, current)
+        self.updater = Updater(cfg, db, store, self.serving, lambda: self.should_exit)
+
+        self.server = UnixHTTPServer(
+            cfg.socket,
+            Api(self),
+            Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
+            cfg.api.max_body_bytes,
+        )
+        self.server.start()
+        self.ingestor = Ingestor(
+            cfg.inbox, db, cfg.ingest, cfg.model.dim, self.pending, self._on_ingested
+        )
+        self.ingestor.start()
+        self.watcher = Watcher(cfg.inbox, self.pending)
+        self.watcher.start()
+        queued = self.ingestor.scan_now()  # after the watcher starts, so nothing falls between
+
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.scheduler.add_job(
+            self.wake, "interval", seconds=cfg.policy.check_seconds, id="check", coalesce=True
+        )
+        self.scheduler.add_job(
+            self.ingestor.scan_now,
+            "interval",
+            seconds=cfg.ingest.rescan_seconds,
+            id="rescan",
+            coalesce=True,
+        )
+        self.scheduler.start()
+        self.wake()
+        logger.info(
+            "tailord serving version %d on %s; inbox %s (%d files waiting); data in %s",
+            current,
+            cfg.socket,
+            cfg.inbox,
+            queued,
+            cfg.data_dir,
+        )
+
+    def shutdown(self) -> None:
+        logger.info("shutting down")
+        # Each part exists only if start-up got that far.
+        steps = [
+            ("server", "stop", {}),
+            ("scheduler", "shutdown", {"wait": False}),
+            ("watcher", "stop", {}),
+            ("ingestor", "stop", {}),
+        ]
+        for part, method, kwargs in steps:
+            if not hasattr(self, part):
+                continue
+            try:
+                getattr(getattr(self, part), method)(**kwargs)
+            except Exception:
+                logger.exception("error while stopping the %s; continuing", part)
+        if self.db is not None:
+            self.db.close()
+        logger.info("stopped")
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only set a flag: the main loop polls it. Anything more (locks, I/O) could deadlock
+        # against the code the signal interrupted.
+        self.should_exit = True
+
+    # -- the main loop ---------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask the main loop to re-check the policy (called by the scheduler and ingestor)."""
+        self._wake.set()
+
+    def _main_loop(self) -> None:
+        while not self.should_exit:
+            if not self._wake.wait(POLL_SECONDS):
+                continue
+            self._wake.clear()
+            manual, self._manual = self._manual, False
+            decision = self._decide(manual)
+            self._policy_reason = decision.reason
+            if decision.run:
+                self.updater.run(decision.reason)
+                self.wake()  # samples may have arrived meanwhile
+            elif decision.retry_in is not None:
+                self._wake_in(decision.retry_in)
+
+    def _decide(self, manual: bool) -> Decision:
+        assert self.db is not None
+        with self.db.read() as session:
+            by_label = counts(session).get("queued", {})
+            last = last_queued_at(session)
+        return decide(
+            self.config.policy,
+            queued=sum(by_label.values()),
+            last_queued_at=last,
+            now=time.time(),
+            manual=manual,
+        )
+
+    def _wake_in(self, seconds: float) -> None:
+        self.scheduler.add_job(
+            self.wake,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=seconds + 0.05),
+            id="quiet",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _on_ingested(self, added: int) -> None:
+        self.wake()
+
+    # -- what the API asks -----------------------------------------------------------------
+
+    def served(self) -> Served | None:
+        return self.serving.current
+
+    def request_update(self) -> dict[str, Any]:
+        self._manual = True
+        self.wake()
+        return {"requested": True}
+
+    def status(self) -> dict[str, Any]:
+        assert self.db is not None
+        with self.db.read() as session:
+            by_state = counts(session)
+        served = self.serving.current
+        stats = self.ingestor.stats
+        return {
+            "state": "updating" if self.updater.running is not None else "idle",
+            "version": None if served is None else served.number,
+            "queued": sum(by_state.get("queued", {}).values()),
+            "samples": by_state,
+            "policy": self._policy_reason,
+            "update": None
+            if self.updater.running is None
+            else {"id": self.updater.running, "progress": self.updater.progress},
+            "last_update": self.updater.last_update(),
+            "ingest": {
+                "ingested": stats.ingested,
+                "duplicates": stats.duplicates,
+                "rejected": stats.rejected,
+                "waiting": len(self.pending),
+                "error": stats.last_error,
+            },
+        }

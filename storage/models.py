@@ -1,0 +1,103 @@
+"""Typed SQLAlchemy 2 models: samples, versions, updates.
+
+The database is the source of truth for what has been acknowledged and learned; the version
+folders on disk hold the weights, and a version row is committed only after its folder is
+published (see ``versions.py``).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Explicit constraint names keep future migrations deterministic across SQLite rebuilds.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _values(enum_type: type[enum.StrEnum]) -> list[str]:
+    # Store the lower-case values, not the member names: the file is read by people too.
+    return [member.value for member in enum_type]
+
+
+def now() -> float:
+    """Times are Unix seconds (UTC): SQLite has no time zone type, and numbers compare cheaply."""
+    return time.time()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SampleState(enum.StrEnum):
+    QUEUED = "queued"
+    LEARNED = "learned"
+
+
+class UpdateState(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class Sample(Base):
+    """One labelled example, identified by the sha256 of its stored payload."""
+
+    __tablename__ = "samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(4096))
+    size: Mapped[int]
+    state: Mapped[SampleState] = mapped_column(
+        Enum(SampleState, native_enum=False, length=20, values_callable=_values),
+        default=SampleState.QUEUED,
+    )
+    learned_in: Mapped[int | None] = mapped_column(ForeignKey("versions.number"))
+    created_at: Mapped[float] = mapped_column(default=now)
+
+    __table_args__ = (Index("ix_samples_state_id", "state", "id"),)
+
+
+class Version(Base):
+    """A promoted, immutable model version; its files live in ``versions/<number>/``."""
+
+    __tablename__ = "versions"
+
+    number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    parent: Mapped[int | None]
+    created_at: Mapped[float] = mapped_column(default=now)
+    sample_count: Mapped[int] = mapped_column(default=0)
+    manifest: Mapped[dict[str, object]] = mapped_column(JSON)
+
+
+class Update(Base):
+    """One background run that learns the queued samples and may yield a new version."""
+
+    __tablename__ = "updates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state: Mapped[UpdateState] = mapped_column(
+        Enum(UpdateState, native_enum=False, length=20, values_callable=_values),
+        default=UpdateState.RUNNING,
+    )
+    reason: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[float] = mapped_column(default=now)
+    finished_at: Mapped[float | None]
+    base_version: Mapped[int]
+    version: Mapped[int | None]
+    sample_count: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(String(4096))
+    metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)

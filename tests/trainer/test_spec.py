@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from tailord.trainer.errors import ModelError, TrainerError
+from tailord.trainer.spec import ModelSpec, UpdateParams
+
+
+def test_root_error_uses_its_docstring_as_default_message() -> None:
+    assert str(TrainerError()) == TrainerError.__doc__
+    assert str(ModelError()) == ModelError.__doc__
+    assert str(ModelError("custom")) == "custom"
+
+
+def test_defaults_round_trip_through_dicts() -> None:
+    assert ModelSpec.from_dict(ModelSpec().to_dict()) == ModelSpec()
+    assert UpdateParams.from_dict(UpdateParams().to_dict()) == UpdateParams()
+    assert ModelSpec().to_dict() == {
+        "backbone": "vector",
+        "head": "knn",
+        "k": 5,
+        "metric": "cosine",
+        "dim": None,
+    }
+
+
+def test_integer_learning_rate_from_toml_becomes_float() -> None:
+    params = UpdateParams.from_dict({"learning_rate": 1})
+    assert isinstance(params.learning_rate, float)
+
+
+@pytest.mark.parametrize("cls", [ModelSpec, UpdateParams])
+def test_unknown_key_is_named(cls: type[ModelSpec] | type[UpdateParams]) -> None:
+    with pytest.raises(ModelError, match="unknown key 'epoch'"):
+        cls.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"backbone": "image"}, "only 'vector' is available in this version"),
+        ({"head": "mlp"}, "head 'mlp' is unknown; set it to one of knn, linear"),
+        ({"metric": "manhattan"}, "set it to one of cosine, euclidean"),
+        ({"k": 0}, r"k is 0; set it to an integer >= 1"),
+        ({"k": "5"}, r"k is '5'"),
+        ({"k": True}, r"k is True"),
+        ({"dim": 0}, r"dim is 0"),
+    ],
+)
+def test_bad_model_spec_is_refused(fields: dict[str, object], match: str) -> None:
+    with pytest.raises(ModelError, match=match):
+        ModelSpec.from_dict(fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"epochs": 0}, "epochs is 0"),
+        ({"epochs": True}, "epochs is True"),
+        ({"batch_size": 0}, "batch_size is 0"),
+        ({"learning_rate": 0}, "learning_rate is 0"),
+        ({"learning_rate": float("nan")}, "learning_rate is nan"),
+        ({"learning_rate": "0.1"}, "learning_rate is '0.1'"),
+        ({"replay": -1}, "replay is -1"),
+        ({"seed": 2**64}, "seed is"),
+    ],
+)
+def test_bad_update_params_are_refused(fields: dict[str, object], match: str) -> None:
+    with pytest.raises(ModelError, match=match):
+        UpdateParams.from_dict(fields)
