@@ -38,11 +38,8 @@ def find_socket(explicit: str | os.PathLike[str] | None = None) -> Path:
     """``--socket``, else ``$TAILORD_SOCKET``, else the user's socket, else the system one."""
     if explicit:
         return Path(explicit)
-    env = os.environ.get("TAILORD_SOCKET")
-    if env:
-        return Path(env)
     user = default_socket()
-    if not user.exists() and SYSTEM_SOCKET.exists():
+    if not os.environ.get("TAILORD_SOCKET") and not user.exists() and SYSTEM_SOCKET.exists():
         return SYSTEM_SOCKET
     return user
 

@@ -25,7 +25,7 @@ SOCKET_NAME = "tailord.sock"
 @dataclass(frozen=True)
 class IngestConfig:
     rescan_seconds: float = 30.0  # a periodic scan catches events inotify dropped
-    settle_seconds: float = 2.0  # a scanned file must be this long unchanged before ingest
+    settle_seconds: float = 1.0  # a scanned file must be this long unchanged before ingest
     max_file_bytes: int = 64 * 1024 * 1024
     batch_files: int = 512  # files committed in one transaction, at most
     batch_seconds: float = 0.2  # how long a batch waits for more files
@@ -78,7 +78,11 @@ def default_data_dir() -> Path:
 
 
 def default_socket() -> Path:
-    """``$RUNTIME_DIRECTORY`` under systemd, else the XDG runtime dir, else a private /tmp dir."""
+    """``$TAILORD_SOCKET``, else ``$RUNTIME_DIRECTORY`` under systemd, else the XDG runtime
+    dir, else a private folder in /tmp."""
+    explicit = os.environ.get("TAILORD_SOCKET")
+    if explicit:
+        return Path(explicit)
     runtime = os.environ.get("RUNTIME_DIRECTORY")
     if runtime:
         return Path(runtime.split(":")[0]) / SOCKET_NAME

@@ -54,7 +54,11 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         out.print(table)
     last = status.get("last_update")
     if last:
-        outcome = f"version {last['version']}" if last["version"] is not None else last["error"]
+        outcome = (
+            f"version {last['version']}"
+            if last["version"] is not None
+            else (last["error"] or "in progress")
+        )
         out.print(f"[bold]last update[/] #{last['id']} {last['state']}: {outcome}")
     ingest = status["ingest"]
     out.print(

@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from tailord.daemon.api import Api
 from tailord.daemon.config import Config
+from tailord.daemon.events import EventBus
 from tailord.daemon.inbox import PendingPaths, Watcher
 from tailord.daemon.ingest import Ingestor
 from tailord.daemon.policy import Decision, decide
@@ -50,6 +51,7 @@ class Daemon:
         self._manual = False
         self._policy_reason = "starting"
         self.serving = Serving()
+        self.events = EventBus()
         self.pending = PendingPaths()
         self.db: Database | None = None
 
@@ -74,7 +76,7 @@ class Daemon:
         ensure_base(store, db, cfg.model)
         current = reconcile(store, db)
         self.serving.load(store, current)
-        self.updater = Updater(cfg, db, store, self.serving, lambda: self.should_exit)
+        self.updater = Updater(cfg, db, store, self.serving, self.events, lambda: self.should_exit)
 
         self.server = UnixHTTPServer(
             cfg.socket,

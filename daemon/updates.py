@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tailord.daemon.config import Config
+from tailord.daemon.events import EventBus
 from tailord.daemon.publish import publish
 from tailord.daemon.serving import Serving
 from tailord.daemon.worker import WorkerJob, main
@@ -34,12 +35,14 @@ class Updater:
         db: Database,
         store: VersionStore,
         serving: Serving,
+        events: EventBus,
         should_stop: Callable[[], bool],
     ) -> None:
         self.config = config
         self.db = db
         self.store = store
         self.serving = serving
+        self.events = events
         self.should_stop = should_stop
         self.running: int | None = None
         self.progress: dict[str, Any] | None = None
@@ -75,6 +78,7 @@ class Updater:
         )
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
+        self.events.publish("update.began", update=update_id, base_version=base, reason=reason)
         try:
             result = self._supervise(job)
             if result is None:
@@ -103,6 +107,7 @@ class Updater:
             )
             self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
             self.serving.load(self.store, number)
+            self.events.publish("version.changed", version=number, parent=base)
             logger.info("update %d published version %d", update_id, number)
             return number
         except Exception as exc:
@@ -138,6 +143,7 @@ class Updater:
                     return {"error": f"the worker process exited with code {process.exitcode}"}
                 if message["type"] == "progress":
                     self.progress = message["event"]
+                    self.events.publish("update.progress", update=job.update_id, **self.progress)
                 elif message["type"] == "result":
                     outcome = message["result"]
                 else:
@@ -169,6 +175,9 @@ class Updater:
             row = session.get_one(Update, update_id)
             row.state = state
             row.finished_at = time.time()
+            self.events.publish(
+                "update.finished", update=update_id, state=str(state), version=version, error=error
+            )
             row.version = version
             row.error = error
             if result is not None:

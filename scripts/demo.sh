@@ -18,13 +18,18 @@ pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 echo "tailord is starting (pid $pid); data in $demo/data, log in $demo/daemon.log"
 for _ in $(seq 300); do "$bin/tailorctl" version >/dev/null 2>&1 && break; sleep 0.2; done
+"$bin/tailorctl" version >/dev/null || { cat "$demo/daemon.log"; exit 1; }
 
 step tailorctl version; "$bin/tailorctl" version
 step "drop 20 'cat' and 20 'dog' vectors into $demo/inbox/{cat,dog}/"
 "$bin/python" scripts/demo_samples.py "$demo/inbox" "$demo/unseen"
-printf 'waiting for the update'
+printf 'waiting until every sample is learned'
+learned() {
+    "$bin/tailorctl" --json status | "$bin/python" -c \
+        'import json, sys; s = json.load(sys.stdin); print(sum(s["samples"].get("learned", {}).values()))'
+}
 for _ in $(seq 600); do
-    [ "$("$bin/tailorctl" version)" != 0 ] && break
+    [ "$(learned)" = 40 ] && break
     printf '.'; sleep 0.2
 done
 echo
