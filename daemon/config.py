@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from tailord.daemon.errors import ConfigError
 from tailord.trainer.errors import ModelError
+from tailord.trainer.gate import GateParams
 from tailord.trainer.spec import ModelSpec, UpdateParams
 
 T = TypeVar("T")
@@ -62,6 +63,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    gate: GateParams = field(default_factory=GateParams)
 
     @property
     def database(self) -> Path:
@@ -135,7 +137,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     top_keys = {"data_dir", "inbox", "socket"}
-    sections = {"model", "update", "policy", "ingest", "worker", "api"}
+    sections = {"model", "update", "policy", "ingest", "worker", "api", "gate"}
     unknown = sorted(set(table) - top_keys - sections)
     if unknown:
         raise ConfigError(
@@ -151,6 +153,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     try:
         model = ModelSpec.from_dict(model_table)
         update = UpdateParams.from_dict(dict(table.get("update", {})))
+        gate = GateParams.from_dict(dict(table.get("gate", {})))
     except ModelError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -167,4 +170,5 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         ingest=_section(IngestConfig, table.get("ingest", {}), "ingest"),
         worker=_section(WorkerConfig, table.get("worker", {}), "worker"),
         api=_section(ApiConfig, table.get("api", {}), "api"),
+        gate=gate,
     )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sa_update
 
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus
@@ -21,7 +24,10 @@ from tailord.daemon.serving import Serving
 from tailord.daemon.worker import WorkerJob, main
 from tailord.storage.db import Database
 from tailord.storage.models import Sample, SampleState, Update, UpdateState, Version
+from tailord.storage.update_events import add_event
 from tailord.storage.versions import VersionStore
+
+CHECKPOINTS = "checkpoints"  # under the data dir: survives restarts, unlike staging/
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +81,8 @@ class Updater:
             threads=self.config.worker.threads,
             nice=self.config.worker.nice,
             log_level=logging.getLogger("tailord").getEffectiveLevel(),
+            gate=self.config.gate.to_dict(),
+            checkpoints=self.checkpoints,
         )
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
@@ -87,6 +95,11 @@ class Updater:
             if "error" in result:
                 logger.error("update %d failed: %s", update_id, result["error"])
                 self._finish(update_id, UpdateState.FAILED, error=result["error"])
+                self._drop_checkpoints()
+                return None
+            self._drop_checkpoints()
+            if not result["promote"]:
+                self._reject(update_id, result)
                 return None
             number = self._next_number()
             publish(
@@ -101,7 +114,8 @@ class Updater:
                     "sample_count": result["sample_count"],
                     "samples_in_update": result["new_samples"],
                     "update": update_id,
-                    "metrics": {"seconds": result["seconds"], "replayed": result["replayed"]},
+                    "metrics": _metrics(result),
+                    "gate": result["gate"],
                 },
                 sample_ids=result["sample_ids"],
             )
@@ -144,6 +158,8 @@ class Updater:
                 if message["type"] == "progress":
                     self.progress = message["event"]
                     self.events.publish("update.progress", update=job.update_id, **self.progress)
+                    with self.db.write() as session:
+                        add_event(session, job.update_id, message["event"])
                 elif message["type"] == "result":
                     outcome = message["result"]
                 else:
@@ -182,7 +198,8 @@ class Updater:
             row.error = error
             if result is not None:
                 row.sample_count = int(result["new_samples"])
-                row.metrics = {"seconds": result["seconds"], "replayed": result["replayed"]}
+                row.metrics = _metrics(result)
+                row.gate = result.get("gate")
 
     def last_update(self) -> dict[str, Any] | None:
         with self.db.read() as session:
@@ -199,4 +216,37 @@ class Updater:
                 "version": row.version,
                 "samples": row.sample_count,
                 "error": row.error,
+                "gate": row.gate,
+                "metrics": row.metrics,
             }
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.config.data_dir / CHECKPOINTS
+
+    def _drop_checkpoints(self) -> None:
+        # A finished update's checkpoint can never be resumed: its samples are no longer queued.
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+    def _reject(self, update_id: int, result: dict[str, Any]) -> None:
+        reason = result["gate"]["reason"]
+        logger.warning("update %d rejected by the gate: %s", update_id, reason)
+        with self.db.write() as session:
+            # Kept, not learned: left queued they would start the same failing update again.
+            ids = result["sample_ids"]
+            for start in range(0, len(ids), 500):  # SQLite caps bound parameters
+                session.execute(
+                    sa_update(Sample)
+                    .where(Sample.id.in_(ids[start : start + 500]))
+                    .values(state=SampleState.REJECTED)
+                )
+        self._finish(update_id, UpdateState.REJECTED, error=f"gate: {reason}", result=result)
+
+
+def _metrics(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seconds": result["seconds"],
+        "encode_seconds": result.get("encode_seconds"),
+        "replayed": result["replayed"],
+        "curve": result.get("curve", []),
+    }
