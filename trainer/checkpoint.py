@@ -42,7 +42,9 @@ def save(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    _atomic(folder / TENSORS, safetensors.torch.save(cpu))
+    # The epoch rides in both files: a crash between the two renames leaves a pair that
+    # disagrees, which load() refuses rather than resuming from mixed epochs.
+    _atomic(folder / TENSORS, safetensors.torch.save(cpu, metadata={"epoch": str(epoch)}))
     document = {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, **meta}
     _atomic(folder / META, json.dumps(document, sort_keys=True).encode())
 
@@ -61,8 +63,15 @@ def load(folder: Path, fingerprint: str) -> Checkpoint | None:
         return None
     try:
         tensors = safetensors.torch.load(data)
+        with safetensors.safe_open(folder / TENSORS, "pt") as f:
+            tensor_epoch = (f.metadata() or {}).get("epoch")
     except Exception:  # the Rust parser raises its own types; all mean "damaged"
         logger.warning("checkpoint tensors in %s are damaged; starting afresh", folder)
+        return None
+    if tensor_epoch != str(meta.get("epoch")):
+        logger.warning(
+            "checkpoint files in %s disagree (a crash mid-save); starting afresh", folder
+        )
         return None
     return Checkpoint(int(meta["epoch"]), tensors, meta)
 

@@ -78,7 +78,7 @@ class Model:
 
     @property
     def sample_count(self) -> int:
-        """k-NN: samples offered; trained heads: samples trained on, over all updates."""
+        """k-NN: rows in memory; auto: samples offered; trained heads: samples trained on."""
         return self._head.sample_count
 
     @property
