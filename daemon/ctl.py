@@ -117,11 +117,27 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_versions(client: Client, args: argparse.Namespace) -> int:
+    from tailord.daemon.plot import PlotError, render_curve
+
+    manifest = client.request("GET", f"/v1/versions/{args.number}")
+    if args.plot is None:
+        _print_json(manifest)
+        return 0
+    try:
+        render_curve(manifest, Path(args.plot))
+    except PlotError as exc:
+        raise ClientError(str(exc)) from exc
+    out.print(f"wrote {args.plot}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "version": cmd_version,
     "status": cmd_status,
     "update": cmd_update,
     "predict": cmd_predict,
+    "versions": cmd_versions,
 }
 
 
@@ -137,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
     predict = sub.add_parser("predict", help="predict the label of .npy / .json vector files")
     predict.add_argument("files", nargs="+", metavar="FILE")
+    versions = sub.add_parser("versions", help="one version's manifest, or its curve as a plot")
+    versions.add_argument("number", type=int, metavar="N")
+    versions.add_argument("--plot", metavar="FILE", help="write the loss curve (.svg or .png)")
     return parser
 
 
