@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tailord.storage import embeddings
 from tailord.storage.db import Database
+from tailord.storage.embeddings import cached as cached_embeddings
+from tailord.storage.embeddings import store as store_embeddings
 from tailord.storage.models import Sample
 from tailord.storage.replay import replay_and_canary
 from tailord.storage.samples import queued
@@ -87,7 +88,7 @@ def encode(db: Database, model: Model, samples: Sequence[Sample]) -> Rows:
     if model.trains_backbone or not backbone.cacheable:
         return model.encode([s.payload for s in samples])
     with db.read() as session:
-        found = embeddings.cached(session, backbone.identity, [s.sha256 for s in samples])
+        found = cached_embeddings(session, backbone.identity, [s.sha256 for s in samples])
     missing = [s for s in samples if s.sha256 not in found]
     if missing:
         started = time.monotonic()
@@ -96,7 +97,7 @@ def encode(db: Database, model: Model, samples: Sequence[Sample]) -> Rows:
             s.sha256: row.astype("<f4").tobytes() for s, row in zip(missing, features, strict=True)
         }
         with db.write() as session:
-            embeddings.store(session, backbone.identity, features.shape[1], fresh)
+            store_embeddings(session, backbone.identity, features.shape[1], fresh)
         found.update(fresh)
         logger.info(
             "computed %d embeddings in %.2fs (%d cached)",

@@ -17,8 +17,8 @@ import torch
 
 from tailord.daemon.publish import ensure_base
 from tailord.daemon.worker import WorkerJob, encode, main
-from tailord.storage import embeddings
 from tailord.storage.db import Database, open_database
+from tailord.storage.embeddings import cached
 from tailord.storage.models import Embedding
 from tailord.storage.samples import NewSample, add_samples
 from tailord.storage.versions import WEIGHTS, VersionStore
@@ -165,9 +165,9 @@ def test_image_features_are_computed_once_and_cached(tmp_path: Path) -> None:
     first = encode(db, model, rows)
     with db.read() as session:
         stored = session.query(Embedding).count()
-        cached = embeddings.cached(session, model.backbone.identity, [r.sha256 for r in rows])
+        found = cached(session, model.backbone.identity, [r.sha256 for r in rows])
     assert stored == 6
-    assert np.array_equal(np.stack([np.frombuffer(cached[r.sha256], "<f4") for r in rows]), first)
+    assert np.array_equal(np.stack([np.frombuffer(found[r.sha256], "<f4") for r in rows]), first)
     # Poison the cache: a second encode must read it instead of recomputing.
     with db.write() as session:
         session.query(Embedding).update({Embedding.vector: np.zeros(512, "<f4").tobytes()})
