@@ -43,6 +43,7 @@ class PolicyConfig:
 class WorkerConfig:
     threads: int = 1  # torch threads in the update worker: small heads run best on one
     nice: int = 10  # added CPU niceness of the update worker
+    prewarm: bool = False  # keep an idle worker (torch loaded, ~300 MB) so updates start at once
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ class Updater:
         self.should_stop = should_stop
         self.running: int | None = None
         self.progress: dict[str, Any] | None = None
+        self._warm: tuple[Any, Connection] | None = None
+        if config.worker.prewarm:
+            self.prewarm()
 
     def run(self, reason: str) -> int | None:
         """Run one update now; returns the new version number, or None if none was made."""
@@ -133,12 +137,32 @@ class Updater:
             self.progress = None
             self.store.clear_staging()
 
-    def _supervise(self, job: WorkerJob) -> dict[str, Any] | None:
+    def prewarm(self) -> None:
+        """Start an idle worker now, so the next update skips interpreter and torch start-up."""
+        if self._warm is not None and self._warm[0].is_alive():
+            return
+        self._warm = self._spawn()
+
+    def wait_warm(self, timeout: float) -> bool:
+        """Wait until the prewarmed worker has loaded torch; False if there is none or late."""
+        if self._warm is None or not self._warm[1].poll(timeout):
+            return False
+        message = self._warm[1].recv()
+        return bool(message.get("type") == "ready")
+
+    def _spawn(self) -> tuple[Any, Connection]:
         ctx = multiprocessing.get_context("spawn")
-        receive, send = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=main, args=(job, send), name=f"tailord-update-{job.update_id}")
+        here, there = ctx.Pipe()
+        # daemon=True: an idle prewarmed worker must not keep tailord from exiting.
+        process = ctx.Process(target=main, args=(None, there), name="tailord-update", daemon=True)
         process.start()
-        send.close()  # the child holds the only writer: EOF means it is gone
+        there.close()  # the child holds the only other end: EOF means it is gone
+        return process, here
+
+    def _supervise(self, job: WorkerJob) -> dict[str, Any] | None:
+        warm, self._warm = self._warm, None
+        process, receive = warm if warm is not None and warm[0].is_alive() else self._spawn()
+        receive.send(job)
         outcome: dict[str, Any] | None = None
         try:
             while outcome is None:
@@ -155,6 +179,8 @@ class Updater:
                     message = receive.recv()
                 except EOFError:
                     return {"error": f"the worker process exited with code {process.exitcode}"}
+                if message["type"] == "ready":
+                    continue
                 if message["type"] == "progress":
                     self.progress = message["event"]
                     self.events.publish("update.progress", update=job.update_id, **self.progress)
@@ -172,6 +198,8 @@ class Updater:
                 process.kill()
                 process.join()
             receive.close()
+            if self.config.worker.prewarm and not self.should_stop():
+                self.prewarm()
 
     def _next_number(self) -> int:
         with self.db.read() as session:

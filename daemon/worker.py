@@ -26,9 +26,7 @@ import numpy.typing as npt
 from tailord.storage.db import Database
 from tailord.storage.embeddings import cached as cached_embeddings
 from tailord.storage.embeddings import store as store_embeddings
-from tailord.storage.models import Sample
-from tailord.storage.replay import replay_and_canary
-from tailord.storage.samples import queued
+from tailord.storage.replay import SampleRow, queued_rows, replay_and_canary
 from tailord.storage.versions import WEIGHTS, VersionStore
 from tailord.trainer.gate import GateParams, evaluate, split_holdout
 from tailord.trainer.model import Model
@@ -80,7 +78,7 @@ class _Thinned:
         self.send({"type": "progress", "event": event.__dict__})
 
 
-def encode(db: Database, model: Model, samples: Sequence[Sample]) -> Rows:
+def encode(db: Database, model: Model, samples: Sequence[SampleRow]) -> Rows:
     """Rows for run_update; a frozen backbone's features come from the cache or are stored."""
     backbone = model.backbone
     if not samples:
@@ -126,9 +124,10 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
     knn_like = spec.head in ("knn", "auto")
 
     db = Database(job.database)
+    began = time.monotonic()
     try:
         with db.read() as session:
-            new = queued(session, up_to_id=job.up_to_id)
+            new = queued_rows(session, job.up_to_id)
             limit = 10**9 if fresh else (0 if knn_like else params.replay)
             canary_limit = gate.canary if gate.enabled and not fresh else 0
             old, canary = replay_and_canary(session, limit, canary_limit, params.seed)
@@ -142,6 +141,13 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
         )
         train = [s for i, s in enumerate(new) if i not in held]
         holdout = [s for i, s in enumerate(new) if i in held]
+        logger.info(
+            "read %d queued, %d replay and %d canary samples in %.2fs",
+            len(new),
+            len(old),
+            len(canary),
+            time.monotonic() - began,
+        )
         started = time.monotonic()
         train_x, old_x = encode(db, model, train), encode(db, model, old)
         holdout_x, canary_x = encode(db, model, holdout), encode(db, model, canary)
@@ -183,6 +189,11 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
     if promote:
         (job.staging / WEIGHTS).write_bytes(candidate.to_bytes())
         (job.staging / SAMPLES_FILE).write_text("".join(s.sha256 + "\n" for s in new))
+    logger.info(
+        "trained in %.2fs; gate and candidate done %.2fs later",
+        seconds,
+        time.monotonic() - started - seconds,
+    )
     return {
         "sample_ids": [s.id for s in new],
         "new_samples": len(new),
@@ -198,8 +209,18 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
     }
 
 
-def main(job: WorkerJob, conn: Connection) -> None:
-    """Entry point of the spawned process."""
+def main(job: WorkerJob | None, conn: Connection) -> None:
+    """Entry point of the spawned process; with no ``job``, wait for one on ``conn``.
+
+    Waiting is what a prewarmed worker does: its interpreter and torch are loaded already.
+    """
+    if job is None:
+        try:
+            conn.send({"type": "ready"})
+            job = conn.recv()
+        except EOFError:  # the daemon exited without giving it work
+            return
+        assert isinstance(job, WorkerJob)
     logging.basicConfig(
         level=job.log_level, format="%(asctime)s tailord-worker %(levelname)s %(message)s"
     )
@@ -220,3 +241,7 @@ def main(job: WorkerJob, conn: Connection) -> None:
         raise SystemExit(1) from None
     conn.send({"type": "result", "result": result})
     conn.close()
+    logging.shutdown()
+    # Skip the interpreter's teardown (torch's is slow): the daemon waits for this exit, and
+    # everything that matters is written and sent already.
+    os._exit(0)

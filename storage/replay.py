@@ -9,11 +9,34 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tailord.storage.models import Sample, SampleState
+
+
+class SampleRow(NamedTuple):
+    """What an update needs of a sample; plain rows load several times faster than ORM objects."""
+
+    id: int
+    sha256: str
+    label: str
+    payload: bytes
+
+
+_COLUMNS = (Sample.id, Sample.sha256, Sample.label, Sample.payload)
+
+
+def queued_rows(session: Session, up_to_id: int) -> list[SampleRow]:
+    """The queued samples with ids up to ``up_to_id``, oldest first."""
+    rows = session.execute(
+        select(*_COLUMNS)
+        .where(Sample.state == SampleState.QUEUED, Sample.id <= up_to_id)
+        .order_by(Sample.id)
+    )
+    return [SampleRow(*row) for row in rows]
 
 
 def learned_ids_by_label(session: Session) -> dict[str, list[int]]:
@@ -49,20 +72,19 @@ def per_label_draw(
     return sorted(chosen)
 
 
-def load(session: Session, ids: list[int]) -> list[Sample]:
-    out: list[Sample] = []
+def load(session: Session, ids: list[int]) -> list[SampleRow]:
+    out: list[SampleRow] = []
     for start in range(0, len(ids), 500):
-        out.extend(
-            session.scalars(
-                select(Sample).where(Sample.id.in_(ids[start : start + 500])).order_by(Sample.id)
-            )
+        rows = session.execute(
+            select(*_COLUMNS).where(Sample.id.in_(ids[start : start + 500])).order_by(Sample.id)
         )
+        out.extend(SampleRow(*row) for row in rows)
     return out
 
 
 def replay_and_canary(
     session: Session, replay: int, canary: int, seed: int
-) -> tuple[list[Sample], list[Sample]]:
+) -> tuple[list[SampleRow], list[SampleRow]]:
     """A replay set and a disjoint canary set of learned samples, each per-label balanced.
 
     The canary set is drawn first and never replayed, so it judges forgetting fairly; it

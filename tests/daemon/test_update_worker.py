@@ -20,6 +20,7 @@ from tailord.daemon.worker import WorkerJob, encode, main
 from tailord.storage.db import Database, open_database
 from tailord.storage.embeddings import cached
 from tailord.storage.models import Embedding
+from tailord.storage.replay import queued_rows
 from tailord.storage.samples import NewSample, add_samples
 from tailord.storage.versions import WEIGHTS, VersionStore
 from tailord.trainer import checkpoint
@@ -159,9 +160,7 @@ def test_image_features_are_computed_once_and_cached(tmp_path: Path) -> None:
     db = setup_data(tmp_path, samples, spec)
     model = Model.base(spec)
     with db.read() as session:
-        from tailord.storage.samples import queued
-
-        rows = queued(session)
+        rows = queued_rows(session, 10**9)
     first = encode(db, model, rows)
     with db.read() as session:
         stored = session.query(Embedding).count()
