@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +40,7 @@ from tailord.daemon.inbox import (
 )
 from tailord.storage.db import Database
 from tailord.storage.samples import (
+    Added,
     NewRejection,
     NewSample,
     add_rejections,
@@ -54,7 +56,13 @@ logger = logging.getLogger(__name__)
 
 BURST_QUIET_SECONDS = 0.5  # events quiet this long after a burst: rescan for dropped ones
 TOTALS_SECONDS = 1.0  # how stale the queued totals used for back-pressure may be
-MAX_LISTED_LINES = 5  # refused .jsonl lines named in the one-line reason
+MAX_LISTED_LINES = 5
+# Disk full, I/O error, read-only or locked database: the files stay, the commit is retried.
+_COMMIT_ERRORS = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    OSError,
+)  # refused .jsonl lines named in the one-line reason
 
 
 @dataclass
@@ -129,6 +137,7 @@ class Ingestor:
         self._totals = (0, 0)
         self._totals_at = -TOTALS_SECONDS
         self._thread = threading.Thread(target=self._run, name="tailord-ingest", daemon=True)
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="tailord-commit")
 
     def start(self) -> None:
         self._thread.start()
@@ -137,6 +146,7 @@ class Ingestor:
         """Finish the batch in hand, then return; what is left stays in the inbox."""
         self._stop.set()
         self._thread.join(timeout=30)
+        self._committer.shutdown(wait=True)
 
     # -- finding files ---------------------------------------------------------------------
 
@@ -339,23 +349,44 @@ class Ingestor:
         """
         if not samples and not self._rejections:
             return 0
-        rejections, self._rejections = self._rejections, []
+        rejections = self._rejections[:]
         try:
-            with self.db.write() as session:
-                result = add_samples(session, samples)
-                add_rejections(session, rejections)
-        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
-            self._rejections = rejections + self._rejections
-            self.stats.last_error = (
-                f"could not commit {len(samples)} samples ({' '.join(str(exc).split())[:300]}); "
-                "they stay in the inbox and ingest resumes by itself once the disk has room "
-                "and the database is writable"
-            )
-            logger.error("%s; retrying in %.0fs", self.stats.last_error, self.options.retry_seconds)
-            self._stop.wait(self.options.retry_seconds)
-            for path in files:
-                self.pending.add(path)
+            result = self._write(samples, rejections)
+        except _COMMIT_ERRORS as exc:
+            self._failed(exc, samples, files)
             return -1
+        del self._rejections[: len(rejections)]
+        return self._account(result, samples, files)
+
+    def _await(self, commit: Future[Added], samples: list[NewSample]) -> int:
+        """Wait for a commit running on the commit thread; returns as :meth:`_commit`."""
+        try:
+            result = commit.result()
+        except _COMMIT_ERRORS as exc:
+            self._failed(exc, samples, [])
+            return -1
+        return self._account(result, samples, [])
+
+    def _write(self, samples: list[NewSample], rejections: list[NewRejection]) -> Added:
+        """The transaction itself; it touches no other state, so it may run on any thread."""
+        with self.db.write() as session:
+            result = add_samples(session, samples)
+            add_rejections(session, rejections)
+        return result
+
+    def _failed(self, exc: BaseException, samples: list[NewSample], files: list[Path]) -> None:
+        self.stats.last_error = (
+            f"could not commit {len(samples)} samples ({' '.join(str(exc).split())[:300]}); "
+            "they stay in the inbox and ingest resumes by itself once the disk has room "
+            "and the database is writable"
+        )
+        logger.error("%s; retrying in %.0fs", self.stats.last_error, self.options.retry_seconds)
+        self._stop.wait(self.options.retry_seconds)
+        for path in files:
+            self.pending.add(path)
+
+    def _account(self, result: Added, samples: list[NewSample], files: list[Path]) -> int:
+        """What follows a durable commit: remove the files, count, wake the daemon."""
         self.stats.last_error = None
         self.stats.last_commit_at = time.time()
         for path in files:
@@ -444,8 +475,14 @@ class Ingestor:
         return None
 
     def _read_lines(self, stream: BinaryIO, run: _LinesRun) -> bool:
-        """Decode every line, committing full chunks; False if it had to stop early."""
+        """Decode every line, committing full chunks; False if it had to stop early.
+
+        A full chunk is committed on the commit thread while the next one is decoded:
+        SQLite releases the GIL while it writes and syncs, so the two overlap. At most one
+        chunk is in flight, and a failed one stops the file (it is read again later).
+        """
         started = time.monotonic()
+        inflight: tuple[Future[Added], list[NewSample]] | None = None
         for run.total, line in enumerate(self._lines(stream), start=1):
             if line is None:
                 cap = self.options.max_line_bytes
@@ -465,10 +502,19 @@ class Ingestor:
                 len(run.chunk) >= min(self.options.batch_lines, room)
                 or time.monotonic() - started >= self.options.batch_seconds * 10
             ):
-                if room <= 0 or (n := self._commit(run.chunk, [])) < 0:
+                if inflight is not None and (n := self._await(*inflight)) >= 0:
+                    run.added += n
+                elif inflight is not None:
                     return False
-                run.added += n
+                inflight = None
+                if room <= 0:
+                    return False
+                inflight = (self._committer.submit(self._write, run.chunk, []), run.chunk)
                 run.chunk, started = [], time.monotonic()
+        if inflight is not None:
+            if (n := self._await(*inflight)) < 0:
+                return False
+            run.added += n
         return True
 
     def _lines(self, stream: BinaryIO) -> Iterator[bytes | None]:

