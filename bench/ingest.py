@@ -61,7 +61,7 @@ def ingest(root: Path, jsonl: Path, batch: int) -> tuple[float, Path]:
 
 def ceiling(root: Path, source: Path, batch: int) -> tuple[float, int]:
     with sqlite3.connect(source) as conn:
-        rows = conn.execute(f"SELECT {COLUMNS} FROM samples ORDER BY id").fetchall()  # noqa: S608
+        rows = conn.execute(f"SELECT {COLUMNS} FROM samples ORDER BY id").fetchall()
     open_database(root / "raw.db").close()  # the same schema, made the same way
     conn = sqlite3.connect(root / "raw.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -71,7 +71,7 @@ def ceiling(root: Path, source: Path, batch: int) -> tuple[float, int]:
     for start in range(0, len(rows), batch):
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
-            f"INSERT INTO samples ({COLUMNS}) VALUES ({marks})",  # noqa: S608
+            f"INSERT INTO samples ({COLUMNS}) VALUES ({marks})",
             rows[start : start + batch],
         )
         conn.execute("COMMIT")

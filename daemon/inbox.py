@@ -17,7 +17,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 logger = logging.getLogger(__name__)
@@ -343,7 +351,20 @@ class Watcher:
     def __init__(self, inbox: Path, pending: PendingPaths) -> None:
         self.inbox = inbox
         self._observer = Observer()
-        self._observer.schedule(_Handler(inbox, pending), str(inbox), recursive=True)
+        # Only the events acted on: inotify is then not even asked for modify, open, delete
+        # or attribute events, which would fill its queue (and overflow it) in a burst.
+        self._observer.schedule(
+            _Handler(inbox, pending),
+            str(inbox),
+            recursive=True,
+            event_filter=[
+                FileClosedEvent,
+                FileMovedEvent,
+                DirMovedEvent,
+                FileCreatedEvent,
+                DirCreatedEvent,
+            ],
+        )
         self._observer.daemon = True
 
     def start(self) -> None:
