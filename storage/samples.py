@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class NewRejection:
 
 _INSERT = (
     "INSERT INTO samples (sha256, label, kind, payload, source, size, state, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (sha256) DO NOTHING"
 )
 _RELABEL = (
     "UPDATE samples SET previous_label = label, label = ?, relabeled_at = ?,"
@@ -62,49 +63,59 @@ def add_samples(
 
     The same content again under the same label is a duplicate; under another label it is a
     relabel: the label changes, the old one and the time are kept, and the sample is queued
-    again so the next update learns the new label. Within ``samples`` the last label wins.
+    again so the next update learns the new label. Within ``samples`` the last label wins
+    (earlier copies count as duplicates).
     """
     result = Added()
     if not samples:
         return result
     when = time.time() if at is None else at
+    latest: dict[str, NewSample] = {}
+    for sample in samples:
+        latest[sample.sha256] = sample
+    result.duplicates = len(samples) - len(latest)
     # Raw DB-API executemany on the session's own connection (so inside its transaction):
     # building ORM objects or Core parameter sets costs more than SQLite's insert itself.
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    digests = list(dict.fromkeys(s.sha256 for s in samples))
-    stored: dict[str, str] = {}
+    try:
+        last_id = cursor.execute("SELECT coalesce(max(id), 0) FROM samples").fetchone()[0]
+        cursor.executemany(
+            _INSERT,
+            [
+                (s.sha256, s.label, s.kind, s.payload, s.source, s.size, when)
+                for s in latest.values()
+            ],
+        )
+        result.added = cursor.rowcount
+        if result.added < len(latest):
+            # Some were already stored: only now is it worth looking up which, and how.
+            relabels = _relabels(cursor, latest, last_id, result)
+            if relabels:
+                cursor.executemany(_RELABEL, [(label, when, sha) for sha, label in relabels])
+    finally:
+        cursor.close()
+    return result
+
+
+def _relabels(
+    cursor: sqlite3.Cursor, latest: dict[str, NewSample], last_id: int, result: Added
+) -> list[tuple[str, str]]:
+    digests = list(latest)
+    relabels = []
     for start in range(0, len(digests), _CHUNK):
         chunk = digests[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        stored.update(
-            cursor.execute(f"SELECT sha256, label FROM samples WHERE sha256 IN ({marks})", chunk)  # noqa: S608 (only placeholders)
+        rows = cursor.execute(
+            f"SELECT sha256, label FROM samples WHERE id <= ? AND sha256 IN ({marks})",  # noqa: S608 (only placeholders)
+            [last_id, *chunk],
         )
-    fresh: dict[str, NewSample] = {}
-    relabels: dict[str, str] = {}
-    for s in samples:
-        if s.sha256 in fresh:
-            if fresh[s.sha256].label == s.label:
+        for sha, label in rows.fetchall():
+            if label == latest[sha].label:
                 result.duplicates += 1
             else:
-                fresh[s.sha256] = s
+                relabels.append((sha, latest[sha].label))
                 result.relabeled += 1
-        elif s.sha256 in stored:
-            if stored[s.sha256] == s.label:
-                result.duplicates += 1
-            else:
-                stored[s.sha256] = relabels[s.sha256] = s.label
-                result.relabeled += 1
-        else:
-            fresh[s.sha256] = s
-    cursor.executemany(
-        _INSERT,
-        [(s.sha256, s.label, s.kind, s.payload, s.source, s.size, when) for s in fresh.values()],
-    )
-    if relabels:
-        cursor.executemany(_RELABEL, [(label, when, sha) for sha, label in relabels.items()])
-    cursor.close()
-    result.added = len(fresh)
-    return result
+    return relabels
 
 
 def add_rejections(session: Session, rejections: Iterable[NewRejection]) -> None:
