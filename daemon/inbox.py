@@ -231,8 +231,19 @@ def reject_lines(inbox: Path, path: Path, lines: bytes, reason: str) -> Path:
     return target
 
 
-def scan(inbox: Path) -> Iterator[Path]:
-    """Every candidate entry now in the inbox (used at start-up and by the periodic rescan)."""
+def scan(inbox: Path, folder: Path | None = None) -> Iterator[Path]:
+    """Every candidate entry now in the inbox, or in one of its label folders.
+
+    Used at start-up, by the periodic and post-burst rescans, and for a label folder that
+    was created or moved in (files renamed into it before its watch existed raise no event).
+    """
+    if folder is not None:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for inner in os.scandir(folder):
+                path = Path(inner.path)
+                if is_candidate(inbox, path):
+                    yield path
+        return
     try:
         top = list(os.scandir(inbox))
     except FileNotFoundError:
@@ -241,11 +252,7 @@ def scan(inbox: Path) -> Iterator[Path]:
         if entry.name.startswith("."):
             continue
         if entry.is_dir(follow_symlinks=False):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                for inner in os.scandir(entry.path):
-                    path = Path(inner.path)
-                    if is_candidate(inbox, path):
-                        yield path
+            yield from scan(inbox, Path(entry.path))
         elif is_candidate(inbox, Path(entry.path)):
             yield Path(entry.path)
 
@@ -323,9 +330,9 @@ class _Handler(FileSystemEventHandler):
         # Renamed into place (the Maildir way), or a whole label folder moved in.
         dest = Path(os.fsdecode(event.dest_path))
         if event.is_directory:
-            for path in scan(self.inbox):
-                if path.parent == dest:
-                    self.pending.add(path)
+            # The ingestor looks inside it, with the settle check (see on_created).
+            if is_candidate(self.inbox, dest):
+                self.pending.add(dest)
         else:
             self._record(event.dest_path)
 

@@ -251,9 +251,8 @@ class Ingestor:
         batches: list[Path] = []
         for path in dict.fromkeys(paths):
             if path.parent == self.inbox and path.is_dir() and not path.is_symlink():
-                for entry in scan(self.inbox):  # a new label folder (see the watcher)
-                    if entry.parent == path:
-                        self._queue_when_settled(entry)
+                for entry in scan(self.inbox, path):  # a new label folder (see the watcher)
+                    self._queue_when_settled(entry)
             elif is_batch(self.inbox, path):
                 batches.append(path)
             else:
