@@ -29,6 +29,15 @@ class IngestConfig:
     max_file_bytes: int = 64 * 1024 * 1024
     batch_files: int = 512  # files committed in one transaction, at most
     batch_seconds: float = 0.2  # how long a batch waits for more files
+    batch_lines: int = 5000  # .jsonl lines committed in one transaction, at most
+    max_line_bytes: int = 4 * 1024 * 1024  # one .jsonl line, at most
+    max_jsonl_bytes: int = 4 * 1024 * 1024 * 1024  # one .jsonl file (read a line at a time)
+    max_text_chars: int = 100_000  # one text sample, at most
+    max_image_pixels: int = 40_000_000  # width times height of one image, at most
+    max_queued_samples: int = 1_000_000  # back-pressure: above this, files wait in the inbox
+    max_queued_bytes: int = 4 * 1024 * 1024 * 1024  # same, for the queued payload bytes
+    retry_seconds: float = 5.0  # pause before retrying a commit that failed (disk full, I/O)
+    burst_events: int = 4096  # after this many events, rescan once they stop (inotify overflow)
 
 
 @dataclass(frozen=True)
