@@ -86,7 +86,13 @@ class Daemon:
         )
         self.server.start()
         self.ingestor = Ingestor(
-            cfg.inbox, db, cfg.ingest, cfg.model.dim, self.pending, self._on_ingested
+            cfg.inbox,
+            db,
+            cfg.ingest,
+            cfg.model.dim,
+            self.pending,
+            self._on_ingested,
+            input_kind=cfg.model.input_kind,
         )
         self.ingestor.start()
         self.watcher = Watcher(cfg.inbox, self.pending)
