@@ -218,7 +218,7 @@ def main(job: WorkerJob | None, conn: Connection) -> None:
         try:
             conn.send({"type": "ready"})
             job = conn.recv()
-        except EOFError:  # the daemon exited without giving it work
+        except (EOFError, OSError):  # the daemon exited without giving it work
             return
         assert isinstance(job, WorkerJob)
     logging.basicConfig(
