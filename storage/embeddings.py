@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session
 
@@ -51,9 +51,3 @@ def store(session: Session, backbone: str, dim: int, vectors: Mapping[str, bytes
             ],
         )
     return len(items)
-
-
-def forget_other_backbones(session: Session, backbone: str) -> int:
-    """Drop the features of every backbone but ``backbone`` (after a model spec change)."""
-    result = session.execute(delete(Embedding).where(Embedding.backbone != backbone))
-    return int(result.rowcount)  # type: ignore[attr-defined]
