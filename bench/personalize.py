@@ -57,6 +57,12 @@ def last_state(daemon: DaemonProcess) -> str:
     return str(last.get("state", ""))
 
 
+def gate_reason(daemon: DaemonProcess) -> str:
+    with daemon.client() as client:
+        last = client.status()["last_update"] or {}
+    return str((last.get("gate") or {}).get("reason", ""))
+
+
 def accuracy(truth: np.ndarray, predicted: list[str], classes: list[int]) -> float:
     mask = np.isin(truth, classes)
     return float(
@@ -91,6 +97,8 @@ def run_head(head: str, root: Path, x: np.ndarray, y: np.ndarray) -> dict[str, o
             timeout=120,
         )
         state = last_state(copy)
+        if state == "rejected":
+            print(f"  {head} seed {seed} rejected: {gate_reason(copy)}")
         with copy.client() as client:
             answer = client.predict([x[i].tolist() for i in test])
         copy.stop(signal.SIGTERM)
@@ -113,6 +121,9 @@ def run_head(head: str, root: Path, x: np.ndarray, y: np.ndarray) -> dict[str, o
         "sk_new": float(np.mean([r["sk_new"] for r in rows])),
         "sk_base": float(np.mean([r["sk_base"] for r in rows])),
         "rejected": sum(r["state"] == "rejected" for r in rows),
+        "new_if_promoted": float(
+            np.mean([r["new"] for r in rows if r["state"] != "rejected"] or [0.0])
+        ),
     }
 
 
@@ -138,7 +149,7 @@ def main() -> None:
             print(
                 f"{head:7s} new {r['new']:.3f}  base {r['base']:.3f}   "
                 f"sklearn kNN new {r['sk_new']:.3f}  base {r['sk_base']:.3f}   "
-                f"rejected {r['rejected']}/{SEEDS}"
+                f"rejected {r['rejected']}/{SEEDS} (new {r['new_if_promoted']:.3f} when promoted)"
             )
     best = max(results, key=lambda h: float(results[h]["new"]))  # type: ignore[arg-type]
     print(f"({time.perf_counter() - started:.0f} s)")
