@@ -120,10 +120,12 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
 def cmd_versions(client: Client, args: argparse.Namespace) -> int:
     from tailord.daemon.plot import PlotError, render_curve
 
-    manifest = client.request("GET", f"/v1/versions/{args.number}")
+    # GET /v1/versions/{n} answers {"number", "current", "manifest"} (issue 6's route).
+    info = client.request("GET", f"/v1/versions/{int(args.number)}")
     if args.plot is None:
-        _print_json(manifest)
+        _print_json(info)
         return 0
+    manifest = {**info.get("manifest", info), "version": info.get("number", args.number)}
     try:
         render_curve(manifest, Path(args.plot))
     except PlotError as exc:

@@ -14,7 +14,7 @@ SLOW_CONFIG = """
 head = "mlp"
 
 [update]
-epochs = 8
+epochs = 12
 batch_size = 2
 learning_rate = 0.001
 
