@@ -155,14 +155,20 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
     finally:
         db.close()
 
+    train_labels, old_labels = [s.label for s in train], [s.label for s in old]
+    if fresh and old:
+        # The standard model relearns everything: to it, the earlier samples are new (a k-NN
+        # head ignores replay, so they must come in as new rows).
+        train_x, train_labels = np.concatenate([old_x, train_x]), old_labels + train_labels
+        old_x, old_labels = old_x[:0], []
     progress = _Thinned(send)
     started = time.monotonic()
     candidate = run_update(
         model,
         train_x,
-        [s.label for s in train],
+        train_labels,
         old_x,
-        [s.label for s in old],
+        old_labels,
         params,
         progress,
         checkpoint_dir=job.checkpoints,

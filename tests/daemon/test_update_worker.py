@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -15,7 +16,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from tailord.daemon.publish import ensure_base
+from tailord.daemon.publish import ensure_base, publish
 from tailord.daemon.worker import WorkerJob, encode, main
 from tailord.storage.db import Database, open_database
 from tailord.storage.embeddings import cached
@@ -172,3 +173,29 @@ def test_image_features_are_computed_once_and_cached(tmp_path: Path) -> None:
         session.query(Embedding).update({Embedding.vector: np.zeros(512, "<f4").tobytes()})
     assert not encode(db, model, rows).any()
     db.close()
+
+
+def test_a_changed_spec_relearns_every_sample(tmp_path: Path) -> None:
+    knn = ModelSpec(head="knn")
+    db = setup_data(tmp_path, vector_samples(30, 8, seed=1), knn)
+    first, _ = run(job_for(tmp_path, "one", UpdateParams(), knn))
+    manifest = {"spec": knn.to_dict(), "labels": first["labels"], "sample_count": 30}
+    publish(
+        VersionStore(tmp_path),
+        db,
+        staging_name="one",
+        number=1,
+        parent=0,
+        manifest=manifest,
+        sample_ids=first["sample_ids"],
+    )
+    with db.write() as session:
+        add_samples(session, vector_samples(3, 8, seed=9))
+    db.close()
+    changed = ModelSpec(head="knn", k=3)  # another spec: start from its standard model
+    job = dataclasses.replace(job_for(tmp_path, "two", UpdateParams(), changed), base_version=1)
+    result, _ = run(job)
+    assert result["new_samples"] == 3
+    assert result["sample_count"] == 33  # the 30 learned under the old spec came along
+    model = Model.from_bytes((tmp_path / "staging" / "two" / WEIGHTS).read_bytes())
+    assert model.spec == changed
