@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.con
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
+from tailord.daemon.client import ClientError
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 
 BASE, NEW = list(range(7)), [7, 8, 9]
@@ -52,8 +53,11 @@ def drop_all(daemon: DaemonProcess, x: np.ndarray, y: np.ndarray, ids: list[int]
 
 
 def last_state(daemon: DaemonProcess) -> str:
-    with daemon.client() as client:
-        last = client.status()["last_update"] or {}
+    try:
+        with daemon.client() as client:
+            last = client.status()["last_update"] or {}
+    except ClientError:  # right after start-up /v1/status may fail for a moment
+        return ""
     return str(last.get("state", ""))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tailord.daemon.client import ClientError
 from tailord.storage.versions import VersionStore
 from tailord.trainer.model import Model
 from tests.conftest import DaemonProcess, wait_for
@@ -26,8 +27,11 @@ def png(bright: bool, seed: int) -> bytes:
 
 
 def queued(daemon: DaemonProcess) -> int:
-    with daemon.client() as client:
-        return int(client.status()["queued"])
+    try:
+        with daemon.client() as client:
+            return int(client.status()["queued"])
+    except ClientError:  # right after start-up /v1/status may fail for a moment
+        return -1
 
 
 def embeddings_stored(data_dir: Path) -> int:

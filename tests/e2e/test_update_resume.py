@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tailord.daemon.client import ClientError
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 
 SLOW_CONFIG = """
@@ -35,8 +36,11 @@ def test_update_stopped_with_the_daemon_resumes_from_its_checkpoint(
     daemon.start("--config", str(config))
 
     def epochs_done() -> int:
-        with daemon.client() as client:
-            update = client.status()["update"]
+        try:
+            with daemon.client() as client:
+                update = client.status()["update"]
+        except ClientError:  # right after start-up /v1/status may fail for a moment
+            return 0
         progress = (update or {}).get("progress") or {}
         epoch = int(progress.get("epoch", 0))
         # A mini-batch event of epoch e means e - 1 epochs are done (and checkpointed).
