@@ -63,6 +63,11 @@ def label_of(inbox: Path, path: Path) -> str:
             f"is a {BATCH_SUFFIX} batch inside a label folder; move it to INBOX/{rel.name} "
             "(each line names its own label)"
         )
+    if len(rel.parts) == 1 and path.is_symlink():
+        raise Refused(
+            "is a symbolic link; tailord reads only real folders and files inside the inbox, "
+            "so copy them in instead"
+        )
     if len(rel.parts) != 2:
         raise Refused(f"{rel} is not inside a label folder; move it to INBOX/<label>/{rel.name}")
     check_label(rel.parts[0])
