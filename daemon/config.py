@@ -133,7 +133,8 @@ def _section(cls: type[T], table: Mapping[str, Any], name: str) -> T:
 def load_config(path: Path | None = None, **overrides: Any) -> Config:
     """Read the TOML file at ``path`` (if any) and apply ``overrides`` (None means unset).
 
-    Recognised overrides: data_dir, inbox, socket, quiet_seconds, head.
+    Recognised overrides: data_dir, inbox, socket, quiet_seconds, head, allowed_users,
+    allowed_groups (lists extend the file's).
     """
     table: dict[str, Any] = {}
     if path is not None:
@@ -157,6 +158,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     policy_table = dict(table.get("policy", {}))
     if overrides.get("quiet_seconds") is not None:
         policy_table["quiet_seconds"] = overrides["quiet_seconds"]
+    api_table = dict(table.get("api", {}))
+    for key in ("allowed_users", "allowed_groups"):
+        if overrides.get(key):
+            api_table[key] = [*api_table.get(key, []), *overrides[key]]
     try:
         model = ModelSpec.from_dict(model_table)
         update = UpdateParams.from_dict(dict(table.get("update", {})))
@@ -175,5 +180,5 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         policy=_section(PolicyConfig, policy_table, "policy"),
         ingest=_section(IngestConfig, table.get("ingest", {}), "ingest"),
         worker=_section(WorkerConfig, table.get("worker", {}), "worker"),
-        api=_section(ApiConfig, table.get("api", {}), "api"),
+        api=_section(ApiConfig, api_table, "api"),
     )
