@@ -50,7 +50,7 @@ from tailord.storage.samples import (
     vector_dim,
 )
 from tailord.trainer.errors import DecodeError
-from tailord.trainer.inputs import Decoded, Limits, decode_record, decode_sample, parse_json
+from tailord.trainer.inputs import Decoded, Limits, decode_line, decode_sample
 
 logger = logging.getLogger(__name__)
 
@@ -481,6 +481,7 @@ class Ingestor:
         chunk is in flight, and a failed one stops the file (it is read again later).
         """
         started = time.monotonic()
+        limit = min(self.options.batch_lines, self._room())
         inflight: tuple[Future[Added], list[NewSample]] | None = None
         for run.total, line in enumerate(self._lines(stream), start=1):
             if line is None:
@@ -496,9 +497,8 @@ class Ingestor:
                 run.bad_lines.append(line if line.endswith(b"\n") else line + b"\n")
                 continue
             run.chunk.append(self._sample(label, decoded, f"{run.source}:{run.total}", len(line)))
-            room = self._room()
             if (
-                len(run.chunk) >= min(self.options.batch_lines, room)
+                len(run.chunk) >= limit
                 or time.monotonic() - started >= self.options.batch_seconds * 10
             ):
                 if inflight is not None and (n := self._await(*inflight)) >= 0:
@@ -506,10 +506,11 @@ class Ingestor:
                 elif inflight is not None:
                     return False
                 inflight = None
-                if room <= 0:
+                if limit <= 0:
                     return False
                 inflight = (self._committer.submit(self._write, run.chunk, []), run.chunk)
                 run.chunk, started = [], time.monotonic()
+                limit = min(self.options.batch_lines, self._room())
         if inflight is not None:
             if (n := self._await(*inflight)) < 0:
                 return False
@@ -529,16 +530,8 @@ class Ingestor:
                 yield line
 
     def _decode_line(self, line: bytes) -> tuple[str, Decoded]:
-        record = parse_json(line)
-        if not isinstance(record, dict):
-            raise DecodeError(
-                'the line is not a JSON object; write {"label": "...", "vector": [...]}'
-            )
-        label = record.get("label")
-        if not isinstance(label, str):
-            raise DecodeError('the line has no "label" string; add "label": "<name>"')
+        label, decoded = decode_line(line, self.input_kind, self.limits)
         check_label(label)
-        decoded = decode_record(record, self.input_kind, self.limits)
         self._check_dim(decoded)
         return label, decoded
 
