@@ -145,7 +145,8 @@ class Ingestor:
     def stop(self) -> None:
         """Finish the batch in hand, then return; what is left stays in the inbox."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # started (a bench may drive process() itself)
+            self._thread.join(timeout=30)
         self._committer.shutdown(wait=True)
 
     # -- finding files ---------------------------------------------------------------------
