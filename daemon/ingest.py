@@ -36,6 +36,7 @@ from tailord.daemon.inbox import (
     read_entry,
     reject,
     reject_lines,
+    relative,
     scan,
 )
 from tailord.storage.db import Database
@@ -171,7 +172,7 @@ class Ingestor:
             except FileNotFoundError:
                 self._unsettled.pop(path, None)
                 return False
-            if (str(path.relative_to(self.inbox)), st.st_size, st.st_mtime_ns) in self._skip:
+            if (relative(self.inbox, path), st.st_size, st.st_mtime_ns) in self._skip:
                 return False
             key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             settle = self.options.settle_seconds
@@ -287,9 +288,7 @@ class Ingestor:
             logger.error("%s; retrying later", self.stats.last_error)
             self._defer(path)
             return
-        batch.samples.append(
-            self._sample(label, decoded, str(path.relative_to(self.inbox)), st.st_size)
-        )
+        batch.samples.append(self._sample(label, decoded, relative(self.inbox, path), st.st_size))
         batch.files.append(path)
 
     def _sample(self, label: str, decoded: Decoded, source: str, size: int) -> NewSample:
@@ -320,7 +319,7 @@ class Ingestor:
         except FileNotFoundError:
             return
         record = NewRejection(
-            source=str(path.relative_to(self.inbox)),
+            source=relative(self.inbox, path),
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
             reason=reason,
@@ -428,7 +427,7 @@ class Ingestor:
         if opened is None:
             return 0
         fd, st = opened
-        run = _LinesRun(source=str(path.relative_to(self.inbox)))
+        run = _LinesRun(source=relative(self.inbox, path))
         with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
             if not self._read_lines(stream, run):
                 self.pending.add(path)  # back-pressure or a failed commit: later
