@@ -292,13 +292,9 @@ class Ingestor:
         batch.files.append(path)
 
     def _sample(self, label: str, decoded: Decoded, source: str, size: int) -> NewSample:
+        payload = decoded.payload
         return NewSample(
-            sha256=hashlib.sha256(decoded.payload).hexdigest(),
-            label=label,
-            kind=decoded.kind,
-            payload=decoded.payload,
-            source=source,
-            size=size,
+            hashlib.sha256(payload).hexdigest(), label, decoded.kind, payload, source, size
         )
 
     def _check_dim(self, decoded: Decoded) -> None:

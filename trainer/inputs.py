@@ -156,10 +156,7 @@ def decode_line(line: bytes, input_kind: str, limits: Limits | None = None) -> t
     label = record.get("label")
     if not isinstance(label, str):
         raise DecodeError('the line has no "label" string; add "label": "<name>"')
-    # A bool can only hide among the numbers if the line spells true or false somewhere:
-    # without them, numpy's own type inference is the whole check, at a third of the cost
-    # of looking at each value's type (most of the time of a big .jsonl batch).
-    if input_kind == "vector" and b"true" not in line and b"false" not in line:
+    if input_kind == "vector":
         payload = _plain_vector(record, limits.max_values)
         if payload is not None:
             return label, Decoded("vector", payload)
@@ -168,20 +165,18 @@ def decode_line(line: bytes, input_kind: str, limits: Limits | None = None) -> t
 
 def _plain_vector(record: dict[str, object], max_values: int) -> bytes | None:
     """The payload of a well-formed vector record, or None to take the checked path (which
-    says what is wrong). Gives the same bytes as the checked path."""
+    says what is wrong). The same checks and bytes as the checked path, with less overhead:
+    this is most of the time of a big .jsonl batch."""
     value = record.get("vector")
     if type(value) is not list or not 0 < len(value) <= max_values:
         return None
-    if "text" in record or "image" in record:
+    if "text" in record or "image" in record or not set(map(type, value)) <= _NUMBER_TYPES:
         return None
     try:
-        array = np.array(value)
-    except (ValueError, TypeError, OverflowError):
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:
         return None
-    if array.ndim != 1 or array.dtype.kind not in "fi":
-        return None  # strings, None, nesting, huge integers
-    array = array.astype(np.float64)  # as the checked path rounds: int -> float64 -> float32
-    if not np.abs(array).max() <= _F32_MAX:  # also False for NaN
+    if not (array.max() <= _F32_MAX and array.min() >= -_F32_MAX):  # also False for NaN
         return None
     return array.astype("<f4").tobytes()
 
