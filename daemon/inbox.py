@@ -312,6 +312,8 @@ class PendingPaths:
 
     def take(self, limit: int, timeout: float) -> list[Path]:
         """Up to ``limit`` paths; waits at most ``timeout`` seconds for the first one."""
+        if limit <= 0:
+            return []
         with self._cond:
             if not self._paths:
                 self._cond.wait(timeout)

@@ -222,7 +222,7 @@ class Ingestor:
             return paths
         deadline = time.monotonic() + self.options.batch_seconds
         while len(paths) < limit and time.monotonic() < deadline:
-            more = self.pending.take(len(paths) - limit, max(0.0, deadline - time.monotonic()))
+            more = self.pending.take(limit - len(paths), max(0.0, deadline - time.monotonic()))
             if not more:
                 break
             paths.extend(more)
