@@ -21,8 +21,10 @@ import socketserver
 import stat
 import struct
 import threading
-from collections.abc import Callable, Iterable
+import typing
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -55,6 +57,9 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # A body of unknown length (server-sent events): written as it comes, then the
+    # connection is closed, which is what ends the body for the client.
+    stream: Iterator[bytes] | None = None
 
 
 def json_response(status: int, payload: object) -> Response:
@@ -131,11 +136,79 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(response.status, b"", response.content_type, response.headers)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.stream is None:
+            self.send_header("Content-Length", str(len(response.body)))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         for key, value in response.headers.items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(response.body)
+        if response.stream is not None:
+            self._write_stream(response.stream)
+
+    def _write_stream(self, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:
+            pass  # the client went away: the normal end of a stream
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # runs the generator's cleanup (unsubscribes) at once
+
+    # Error codes for what BaseHTTPRequestHandler refuses before a route is looked up.
+    _PARSE_ERRORS: typing.ClassVar[dict[int, tuple[int, str, str]]] = {
+        HTTPStatus.NOT_IMPLEMENTED: (
+            405,
+            "method_not_allowed",
+            "tailord answers GET, HEAD, POST and DELETE; see /v1/openapi.json",
+        ),
+        HTTPStatus.REQUEST_URI_TOO_LONG: (
+            414,
+            "uri_too_long",
+            "the request line is too long; send parameters in the body",
+        ),
+        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
+            431,
+            "headers_too_large",
+            "the request headers are too large or too many; send fewer",
+        ),
+        HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: (
+            505,
+            "http_version_not_supported",
+            "speak HTTP/1.0 or HTTP/1.1 to tailord",
+        ),
+    }
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer what the request parser refused as JSON, never as an HTML page."""
+        status, error_code, text = self._PARSE_ERRORS.get(
+            code,
+            (
+                400,
+                "bad_request",
+                f"tailord could not parse the request ({message or HTTPStatus(code).phrase}); "
+                "send HTTP/1.1, e.g. `curl --unix-socket SOCK http://localhost/v1/version`",
+            ),
+        )
+        body = json.dumps({"error": {"code": error_code, "message": text}}).encode() + b"\n"
+        self.close_connection = True
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            if status == 405:
+                self.send_header("Allow", "GET, HEAD, POST, DELETE")
+            self.end_headers()
+            if self.command != "HEAD" and status >= 200:
+                self.wfile.write(body)
+        except OSError:
+            pass
 
     def _read_and_call(
         self, path: str, query: dict[str, list[str]], headers: dict[str, str]
@@ -177,17 +250,71 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("uid %d: " + format, self.peer.uid, *args)
 
 
+SD_LISTEN_FDS_START = 3  # systemd passes listening sockets from fd 3 on (sd_listen_fds(3))
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket systemd passed us (socket activation), if any.
+
+    It is ours only when ``LISTEN_PID`` names this process: the variables may have leaked
+    from a parent. They are removed either way so that child processes do not act on them.
+    """
+    pid = os.environ.pop("LISTEN_PID", None)
+    fds = os.environ.pop("LISTEN_FDS", None)
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if pid is None or fds is None:
+        return None
+    if not pid.isdigit() or int(pid) != os.getpid():
+        logger.warning("LISTEN_PID=%s is not this process; binding the socket itself", pid)
+        return None
+    if not fds.isdigit() or int(fds) < 1:
+        return None
+    if int(fds) > 1:
+        logger.warning("systemd passed %s sockets; tailord uses only the first", fds)
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise ConfigError(
+            "the socket systemd passed is not a Unix stream socket; "
+            "use ListenStream=/run/tailord/tailord.sock in tailord.socket"
+        )
+    os.set_inheritable(sock.fileno(), False)
+    return sock
+
+
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """Threading HTTP server bound to a Unix socket with mode 0660 in a private folder."""
+    """Threading HTTP server on a Unix socket with mode 0660 in a private folder.
+
+    With ``listener`` (a socket inherited from systemd) it serves that socket as is: systemd
+    created the file, set its mode and owns it, so it is neither bound nor removed here.
+    """
 
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, path: Path, app: App, authorizer: Authorizer, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        app: App,
+        authorizer: Authorizer,
+        max_body_bytes: int,
+        listener: socket.socket | None = None,
+    ) -> None:
         self.app = app
         self.authorizer = authorizer
         self.max_body_bytes = max_body_bytes
         self.path = path
+        self.owns_path = listener is None
+        self._thread: threading.Thread | None = None
+        if listener is not None:
+            super().__init__(str(path), _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listener
+            bound = listener.getsockname()
+            if isinstance(bound, str) and bound:
+                self.path = Path(bound)
+            self.server_address = str(self.path)
+            return
         _prepare_socket_path(path)
         super().__init__(str(path), _Handler, bind_and_activate=False)
         old_umask = os.umask(0o117)  # no window in which the socket is world-accessible
@@ -197,7 +324,6 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
             os.umask(old_umask)
         os.chmod(path, 0o660)
         self.server_activate()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -206,13 +332,14 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop accepting, close the listening socket and remove its file."""
+        """Stop accepting, close the listening socket and remove its file (if ours)."""
         if self._thread is not None:
             self.shutdown()
             self._thread.join(timeout=5)
         self.server_close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.owns_path:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
 
 def _prepare_socket_path(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.sqlite import insert
@@ -121,3 +122,34 @@ def vector_dim(session: Session) -> int | None:
         select(func.length(Sample.payload)).where(Sample.kind == "vector").limit(1)
     )
     return None if size is None else int(size) // 4
+
+
+def list_samples(
+    session: Session,
+    *,
+    state: str | None = None,
+    label: str | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """A page of samples (no payloads) as plain dicts, by ascending id; page on with
+    ``after_id`` = the last id of the previous page."""
+    stmt = select(
+        Sample.id,
+        Sample.sha256,
+        Sample.label,
+        Sample.kind,
+        Sample.state,
+        Sample.size,
+        Sample.source,
+        Sample.created_at,
+        Sample.learned_in,
+    ).order_by(Sample.id)
+    if state is not None:
+        stmt = stmt.where(Sample.state == SampleState(state))
+    if label is not None:
+        stmt = stmt.where(Sample.label == label)
+    if after_id is not None:
+        stmt = stmt.where(Sample.id > after_id)
+    rows = session.execute(stmt.limit(limit)).mappings()
+    return [{**row, "state": str(row["state"])} for row in rows]
