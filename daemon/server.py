@@ -197,6 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         body = json.dumps({"error": {"code": error_code, "message": text}}).encode() + b"\n"
         self.close_connection = True
+        # The parser leaves 0.9 when it gave up early, which would mean "no status line".
+        if self.request_version == "HTTP/0.9" or not self.request_version:
+            self.request_version = "HTTP/1.1"
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
