@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -94,9 +95,14 @@ class Metrics:
         self.registry.register(_SnapshotCollector(snapshot))
         self._lock = threading.Lock()
         self._began: dict[int, float] = {}
+        self._request_children: dict[tuple[str, str, int], Any] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:  # labels() takes a lock and builds a key: once per combination
+            child = self._request_children[key] = self.requests.labels(method, route, str(status))
+        child.observe(seconds)
 
     def on_event(self, event: Event) -> None:
         update = event.data.get("update")
