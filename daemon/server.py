@@ -118,6 +118,7 @@ _DATE_CACHE: list[object] = [0, ""]
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: UnixHTTPServer
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, set by send_response
 
     def setup(self) -> None:
         super().setup()
