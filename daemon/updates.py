@@ -277,14 +277,19 @@ class Updater:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return info
-                # Also re-read now and then: the bus drops events for a slow subscriber.
-                event = subscription.get(timeout=min(left, 1.0))
-                if subscription.closed:
-                    return self.describe(update_id)
-                while event is not None and not (
-                    event.type == "update.finished" and event.data.get("update") == update_id
-                ):
-                    event = subscription.get(timeout=0)
+                # Re-read on its finish event, and each second anyway: the bus drops the
+                # oldest events of a slow subscriber (progress events come by the hundred).
+                reread_at = min(deadline, time.monotonic() + 1.0)
+                while (wait := reread_at - time.monotonic()) > 0:
+                    event = subscription.get(timeout=wait)
+                    if subscription.closed:
+                        return self.describe(update_id)  # the daemon is stopping
+                    if (
+                        event is not None
+                        and event.type == "update.finished"
+                        and event.data.get("update") == update_id
+                    ):
+                        break
         finally:
             subscription.close()
 
