@@ -27,6 +27,7 @@ from tailord.storage.versions import VersionStore
 logger = logging.getLogger(__name__)
 
 _ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
+PROGRESS_EVERY = 0.1  # seconds between published batch progress events
 
 
 class NothingQueued(TailordError):
@@ -157,6 +158,7 @@ class Updater:
         process.start()
         send.close()  # the child holds the only writer: EOF means it is gone
         outcome: dict[str, Any] | None = None
+        next_progress = 0.0
         try:
             while outcome is None:
                 if self.should_stop():
@@ -174,7 +176,15 @@ class Updater:
                     return {"error": f"the worker process exited with code {process.exitcode}"}
                 if message["type"] == "progress":
                     self.progress = message["event"]
-                    self.events.publish("update.progress", update=job.update_id, **self.progress)
+                    # Batches come by the thousand a second on small heads: publish at most
+                    # PROGRESS_EVERY apart (and every epoch's end), so neither the API's
+                    # threads nor event subscribers are flooded.
+                    now = time.monotonic()
+                    if self.progress.get("kind") != "batch" or now >= next_progress:
+                        next_progress = now + PROGRESS_EVERY
+                        self.events.publish(
+                            "update.progress", update=job.update_id, **self.progress
+                        )
                 elif message["type"] == "result":
                     outcome = message["result"]
                 else:
