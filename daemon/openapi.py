@@ -96,11 +96,16 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Status": {
         "type": "object",
-        "required": ["state", "version", "queued", "samples", "policy", "last_update"],
+        "required": ["state", "version", "queued", "queue", "samples", "policy", "last_update"],
         "properties": {
             "state": {"enum": ["idle", "updating"]},
             "version": _NULLABLE_INT,
             "queued": {"type": "integer", "minimum": 0},
+            "queue": {
+                "type": "object",
+                "description": "queued samples by label",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
             "samples": _ref("Counts"),
             "policy": {"type": "string", "description": "why an update runs or waits"},
             "update": {

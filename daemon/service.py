@@ -299,6 +299,7 @@ class Daemon:
             "state": "updating" if self.updater.running is not None else "idle",
             "version": None if served is None else served.number,
             "queued": sum(by_state.get("queued", {}).values()),
+            "queue": by_state.get("queued", {}),  # queued samples by label
             "samples": by_state,
             "policy": self._policy_reason,
             "update": None

@@ -6,6 +6,8 @@ import json
 import queue
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -137,6 +139,7 @@ def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
         assert status["state"] == "idle"
         assert status["last_update"]["id"] == accepted["id"]
         assert status["policy"]
+        assert status["queue"] == {}
 
         unseen = clusters(np.random.default_rng(5), 2)
         answer = client.predict([v.tolist() for v in unseen["cat"] + unseen["dog"]])
@@ -190,6 +193,31 @@ def test_tailorctl_commands(live: DaemonProcess, capsys: pytest.CaptureFixture[s
 
     assert tailorctl([*sock, "update"]) == 1  # nothing queued now
     assert "nothing is queued" in capsys.readouterr().err.lower()
+
+
+def test_tailorctl_events_follows_the_stream(live: DaemonProcess) -> None:
+    code = "import sys; from tailord.daemon.ctl import main; sys.exit(main())"
+    args = [sys.executable, "-c", code, "--socket", str(live.socket), "--json", "events"]
+    with live.client() as client:
+        before = _subscriptions(client)
+        ctl = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for(lambda: _subscriptions(client) > before)  # tailorctl has subscribed
+    with ctl:
+        assert ctl.stdout is not None
+        live.drop("cat", "followed.npy", npy_bytes(np.full(8, 5.0, dtype=np.float32)))
+        event = json.loads(ctl.stdout.readline())
+        ctl.terminate()
+    assert event["type"] == "sample.queued"
+    assert event["data"]["count"] == 1
+
+
+def _subscriptions(client: Client) -> float:
+    """How many /v1/events requests the daemon has answered (from its metrics)."""
+    key = 'tailord_api_request_seconds_count{method="GET",route="/v1/events",status="200"}'
+    for line in client.metrics().splitlines():
+        if line.startswith(key):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def test_tailorctl_says_when_the_daemon_is_not_running(
