@@ -125,7 +125,11 @@ def requests(draw: st.DrawFn, path: str, method: str) -> tuple[str, str, bytes |
     query: dict[str, str] = {}
     for param in operation.get("parameters", []):
         if param["in"] == "path":
-            value = draw(st.integers(0, 3).map(str) | _param_value(param["schema"]))
+            # Ids that exist (version 0 and 1, update 1) half the time, anything else besides.
+            known = st.sampled_from(["0", "1"])
+            value = draw(
+                st.one_of(known, known, st.integers(0, 3).map(str), _param_value(param["schema"]))
+            )
             url = url.replace("{" + param["name"] + "}", quote(value, safe=""))
         elif draw(st.booleans()):
             query[param["name"]] = draw(_param_value(param["schema"]))
@@ -179,6 +183,7 @@ def _check(path: str, method: str, status: int, content_type: str, body: bytes) 
 @settings(
     max_examples=40,
     deadline=None,
+    derandomize=True,  # the same draws on every run: CI stays reproducible
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(data=st.data())
