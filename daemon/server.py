@@ -113,7 +113,7 @@ def peer_of(sock: socket.socket) -> Peer:
     return Peer(pid, uid, gid)
 
 
-_DATE_CACHE: list[object] = [0, ""]
+_date_cache: tuple[int, str] = (0, "")  # (Unix second, its Date header); swapped whole
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -128,11 +128,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         # Formatting the Date header is a visible share of a tiny request: once a second.
+        global _date_cache  # noqa: PLW0603 (one reference swapped: no lock needed)
         now = int(time.time()) if timestamp is None else int(timestamp)
-        cached = _DATE_CACHE
-        if cached[0] != now:
-            cached[:] = [now, super().date_time_string(now)]
-        return str(cached[1])
+        second, text = _date_cache
+        if second != now:
+            text = super().date_time_string(now)
+            _date_cache = (now, text)
+        return text
 
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
