@@ -113,12 +113,14 @@ class Ingestor:
         pending: PendingPaths,
         on_ingested: Callable[[int], None],
         input_kind: str = "vector",
+        on_rejected: Callable[[str, str], None] | None = None,
     ) -> None:
         self.inbox = inbox
         self.db = db
         self.options = options
         self.pending = pending
         self.on_ingested = on_ingested
+        self.on_rejected = on_rejected
         self.input_kind = input_kind
         self.limits = Limits(
             max_text_chars=options.max_text_chars, max_pixels=options.max_image_pixels
@@ -333,6 +335,8 @@ class Ingestor:
             with self._lock:
                 self._skip.add((record.source, record.size, record.mtime_ns))
         self._rejections.append(record)
+        if self.on_rejected is not None:
+            self.on_rejected(record.source, reason)
 
     # -- committing ------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tailord.daemon.config import Config
+from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus
 from tailord.daemon.publish import publish
 from tailord.daemon.serving import Serving
@@ -24,6 +25,13 @@ from tailord.storage.models import Sample, SampleState, Update, UpdateState, Ver
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
+
+_ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
+PROGRESS_EVERY = 0.1  # seconds between published batch progress events
+
+
+class NothingQueued(TailordError):
+    """Nothing is queued, so an update would learn nothing; drop samples into the inbox first."""
 
 
 class Updater:
@@ -55,12 +63,28 @@ class Updater:
             up_to_id = session.scalar(
                 select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
             )
-            if up_to_id is None:
-                return None
-            row = Update(reason=reason, base_version=base)
-            session.add(row)
-            session.flush()
-            update_id = row.id
+            # A request accepted through the API already has its row (and id): run that one.
+            row = session.scalar(
+                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+            )
+            if up_to_id is not None and row is not None:
+                row.state = UpdateState.RUNNING
+                row.started_at = time.time()
+                row.base_version = base
+            elif up_to_id is not None:
+                row = Update(reason=reason, base_version=base)
+                session.add(row)
+                session.flush()
+            update_id = None if row is None else row.id
+        if up_to_id is None:
+            if update_id is not None:  # a request whose samples were learned meanwhile
+                self._finish(
+                    update_id,
+                    UpdateState.FAILED,
+                    error="nothing was queued when the update was due to start",
+                )
+            return None
+        assert update_id is not None
         staging_name = f"update-{update_id}"
         staging = self.store.new_staging(staging_name)
         job = WorkerJob(
@@ -78,7 +102,13 @@ class Updater:
         )
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
-        self.events.publish("update.began", update=update_id, base_version=base, reason=reason)
+        self.events.publish(
+            "update.began",
+            update=update_id,
+            base_version=base,
+            reason=reason,
+            epochs=self.config.update.epochs,
+        )
         try:
             result = self._supervise(job)
             if result is None:
@@ -105,8 +135,10 @@ class Updater:
                 },
                 sample_ids=result["sample_ids"],
             )
-            self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
+            # Served before the update reads as finished: a ``?wait=true`` caller that
+            # predicts next gets the new version.
             self.serving.load(self.store, number)
+            self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
             self.events.publish("version.changed", version=number, parent=base)
             logger.info("update %d published version %d", update_id, number)
             return number
@@ -126,6 +158,7 @@ class Updater:
         process.start()
         send.close()  # the child holds the only writer: EOF means it is gone
         outcome: dict[str, Any] | None = None
+        next_progress = 0.0
         try:
             while outcome is None:
                 if self.should_stop():
@@ -143,7 +176,15 @@ class Updater:
                     return {"error": f"the worker process exited with code {process.exitcode}"}
                 if message["type"] == "progress":
                     self.progress = message["event"]
-                    self.events.publish("update.progress", update=job.update_id, **self.progress)
+                    # Batches come by the thousand a second on small heads: publish at most
+                    # PROGRESS_EVERY apart (and every epoch's end), so neither the API's
+                    # threads nor event subscribers are flooded.
+                    now = time.monotonic()
+                    if self.progress.get("kind") != "batch" or now >= next_progress:
+                        next_progress = now + PROGRESS_EVERY
+                        self.events.publish(
+                            "update.progress", update=job.update_id, **self.progress
+                        )
                 elif message["type"] == "result":
                     outcome = message["result"]
                 else:
@@ -175,28 +216,108 @@ class Updater:
             row = session.get_one(Update, update_id)
             row.state = state
             row.finished_at = time.time()
-            self.events.publish(
-                "update.finished", update=update_id, state=str(state), version=version, error=error
-            )
             row.version = version
             row.error = error
             if result is not None:
                 row.sample_count = int(result["new_samples"])
                 row.metrics = {"seconds": result["seconds"], "replayed": result["replayed"]}
+        # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
+        self.events.publish(
+            "update.finished", update=update_id, state=str(state), version=version, error=error
+        )
 
     def last_update(self) -> dict[str, Any] | None:
         with self.db.read() as session:
             row = session.scalar(select(Update).order_by(Update.id.desc()).limit(1))
-            if row is None:
-                return None
-            return {
-                "id": row.id,
-                "state": str(row.state),
-                "reason": row.reason,
-                "started_at": row.started_at,
-                "finished_at": row.finished_at,
-                "base_version": row.base_version,
-                "version": row.version,
-                "samples": row.sample_count,
-                "error": row.error,
-            }
+            return None if row is None else self._describe(row)
+
+    # -- what the API asks -----------------------------------------------------------------
+
+    def request(self) -> dict[str, Any]:
+        """Accept a manual request: the update that will serve it, pending or running.
+
+        A request while one is pending or running joins it rather than queueing another:
+        the main loop re-checks the policy after every update anyway. Raises
+        :class:`NothingQueued` when there is nothing to learn.
+        """
+        with self.db.write() as session:
+            active = session.scalar(
+                select(Update).where(Update.state.in_(_ACTIVE)).order_by(Update.id).limit(1)
+            )
+            if active is None:
+                queued = session.scalar(
+                    select(func.count())
+                    .select_from(Sample)
+                    .where(Sample.state == SampleState.QUEUED)
+                )
+                if not queued:
+                    raise NothingQueued()
+                active = Update(
+                    reason="requested",
+                    base_version=self.store.current_number() or 0,
+                    state=UpdateState.PENDING,
+                )
+                session.add(active)
+                session.flush()
+            return self._describe(active)
+
+    def has_pending(self) -> bool:
+        with self.db.read() as session:
+            return (
+                session.scalar(
+                    select(Update.id).where(Update.state == UpdateState.PENDING).limit(1)
+                )
+                is not None
+            )
+
+    def describe(self, update_id: int) -> dict[str, Any] | None:
+        with self.db.read() as session:
+            row = session.get(Update, update_id)
+            return None if row is None else self._describe(row)
+
+    def wait(self, update_id: int, timeout: float) -> dict[str, Any] | None:
+        """Block until update ``update_id`` has finished or ``timeout`` passed; its state."""
+        subscription = self.events.subscribe()  # before reading, so no finish slips between
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                info = self.describe(update_id)
+                if info is None or info["state"] not in _ACTIVE:
+                    return info
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return info
+                # Re-read on its finish event, and each second anyway: the bus drops the
+                # oldest events of a slow subscriber (progress events come by the hundred).
+                reread_at = min(deadline, time.monotonic() + 1.0)
+                while (wait := reread_at - time.monotonic()) > 0:
+                    event = subscription.get(timeout=wait)
+                    if subscription.closed:
+                        return self.describe(update_id)  # the daemon is stopping
+                    if (
+                        event is not None
+                        and event.type == "update.finished"
+                        and event.data.get("update") == update_id
+                    ):
+                        break
+        finally:
+            subscription.close()
+
+    def _describe(self, row: Update) -> dict[str, Any]:
+        metrics = dict(row.metrics or {})
+        return {
+            "id": row.id,
+            "state": str(row.state),
+            "reason": row.reason,
+            "started_at": row.started_at,
+            "finished_at": row.finished_at,
+            "base_version": row.base_version,
+            "version": row.version,
+            "samples": row.sample_count,
+            "error": row.error,
+            "metrics": metrics,
+            "gate": metrics.get("gate"),
+            "progress": self.progress
+            if self.running == row.id and row.state == UpdateState.RUNNING
+            else None,
+        }
