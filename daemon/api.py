@@ -9,71 +9,124 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
+from tailord.daemon.events import EventBus
+from tailord.daemon.metrics import Metrics
+from tailord.daemon.openapi import openapi_document
 from tailord.daemon.server import Request, Response, error_response, json_response
 from tailord.daemon.serving import Served
+from tailord.daemon.updates import NothingQueued
 from tailord.trainer.errors import DecodeError, ModelError
 from tailord.trainer.inputs import decode_vector
 
 logger = logging.getLogger(__name__)
 
 MAX_INPUTS = 4096
+MAX_PAGE = 1000
+MAX_WAIT_SECONDS = 3600.0
+SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often finds clients that went away
+SAMPLE_STATES = ("queued", "learned")
 
 
 class Backend(Protocol):
     """What the API needs from the running daemon."""
 
+    events: EventBus
+
     def served(self) -> Served | None: ...
     def status(self) -> dict[str, Any]: ...
     def request_update(self) -> dict[str, Any]: ...
+    def update_info(self, update_id: int) -> dict[str, Any] | None: ...
+    def wait_update(self, update_id: int, timeout: float) -> dict[str, Any] | None: ...
+    def versions(self) -> list[dict[str, Any]]: ...
+    def version_info(self, number: int) -> dict[str, Any] | None: ...
+    def samples(
+        self, *, state: str | None, label: str | None, after_id: int | None, limit: int
+    ) -> dict[str, Any]: ...
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, allow: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.allow = allow
 
 
 class Api:
     """Routes requests to handlers; an instance is the server's ``App``."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, metrics: Metrics | None = None) -> None:
         self.backend = backend
+        self.metrics = metrics
         self.routes: dict[tuple[str, str], Callable[[Request], Response]] = {
             ("GET", "/v1/version"): self.version,
             ("GET", "/v1/status"): self.status,
             ("POST", "/v1/predict"): self.predict,
             ("POST", "/v1/update"): self.update,
+            ("GET", "/v1/versions"): self.versions,
+            ("GET", "/v1/samples"): self.samples,
+            ("GET", "/v1/events"): self.events,
+            ("GET", "/metrics"): self.prometheus,
+            ("GET", "/v1/openapi.json"): self.openapi,
+        }
+        # Paths with one id in them: ``{name}`` matches one path segment, a whole number.
+        self.id_routes: dict[tuple[str, str], Callable[[Request, int], Response]] = {
+            ("GET", "/v1/versions/{n}"): self.version_detail,
+            ("GET", "/v1/updates/{id}"): self.update_detail,
         }
 
     def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        route, response = self._route(request)
+        if self.metrics is not None:
+            seconds = time.perf_counter() - started
+            self.metrics.observe_request(request.method, route, response.status, seconds)
+        return response
+
+    def _route(self, request: Request) -> tuple[str, Response]:
+        """The route's template (a bounded metrics label) and the response."""
         method = "GET" if request.method == "HEAD" else request.method
-        handler = self.routes.get((method, request.path))
+        route = request.path
         try:
-            if handler is None:
-                allowed = sorted(m for m, p in self.routes if p == request.path)
-                if allowed:
-                    raise ApiError(
-                        405,
-                        "method_not_allowed",
-                        f"{request.path} takes {', '.join(allowed)}, not {request.method}",
-                    )
+            handler = self.routes.get((method, request.path))
+            if handler is not None:
+                return route, handler(request)
+            allowed = sorted(m for m, p in self.routes if p == request.path)
+            for (m, template), id_handler in self.id_routes.items():
+                value = _match(template, request.path)
+                if value is None:
+                    continue
+                route = template
+                if m == method:
+                    return route, id_handler(request, _whole_number(template, value))
+                allowed.append(m)
+            if allowed:
                 raise ApiError(
-                    404, "not_found", f"no endpoint {request.path}; the API lives under /v1/"
+                    405,
+                    "method_not_allowed",
+                    f"{request.path} takes {', '.join(sorted(allowed))}, not {request.method}",
+                    allow=", ".join(sorted(set(allowed))),
                 )
-            return handler(request)
+            route = "other"
+            raise ApiError(
+                404,
+                "not_found",
+                f"no endpoint {request.path}; the API lives under /v1/ "
+                "(the list is at /v1/openapi.json)",
+            )
         except ApiError as exc:
             response = error_response(exc.status, exc.code, exc.message)
-            if exc.status == 405:
-                methods = sorted(m for m, p in self.routes if p == request.path)
-                response.headers["Allow"] = ", ".join(methods)
-            return response
+            if exc.allow:
+                response.headers["Allow"] = exc.allow
+            return route, response
 
     def _served(self) -> Served:
         served = self.backend.served()
@@ -99,7 +152,88 @@ class Api:
         return json_response(200, self.backend.status())
 
     def update(self, request: Request) -> Response:
-        return json_response(202, self.backend.request_update())
+        wait = _bool_param(request, "wait")
+        timeout = _number_param(request, "timeout", 600.0, 0.0, MAX_WAIT_SECONDS)
+        try:
+            accepted = self.backend.request_update()
+        except NothingQueued as exc:
+            raise ApiError(409, "nothing_queued", str(exc)) from exc
+        if not wait:
+            return json_response(202, accepted)
+        finished = self.backend.wait_update(int(accepted["id"]), timeout)
+        if finished is None:  # cannot happen: rows are never deleted
+            raise ApiError(404, "not_found", f"update {accepted['id']} vanished")
+        # Still running after ``timeout``: 202, like an answer without waiting.
+        return json_response(
+            200 if finished["state"] not in ("pending", "running") else 202, finished
+        )
+
+    def update_detail(self, request: Request, update_id: int) -> Response:
+        info = self.backend.update_info(update_id)
+        if info is None:
+            raise ApiError(
+                404, "not_found", f"there is no update {update_id}; see /v1/status for the last one"
+            )
+        return json_response(200, info)
+
+    def versions(self, request: Request) -> Response:
+        return json_response(200, {"versions": self.backend.versions()})
+
+    def version_detail(self, request: Request, number: int) -> Response:
+        info = self.backend.version_info(number)
+        if info is None:
+            raise ApiError(
+                404, "not_found", f"there is no version {number}; list them at /v1/versions"
+            )
+        return json_response(200, info)
+
+    def samples(self, request: Request) -> Response:
+        state = _text_param(request, "state")
+        if state is not None and state not in SAMPLE_STATES:
+            raise ApiError(400, "bad_parameter", f"state must be one of {', '.join(SAMPLE_STATES)}")
+        after = _int_param(request, "after", None, 0, 2**62)
+        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+        assert limit is not None
+        page = self.backend.samples(
+            state=state, label=_text_param(request, "label"), after_id=after, limit=limit
+        )
+        return json_response(200, page)
+
+    def events(self, request: Request) -> Response:
+        subscription = self.backend.events.subscribe()
+
+        def stream() -> Iterator[bytes]:
+            try:
+                while True:
+                    event = subscription.get(timeout=SSE_KEEPALIVE_SECONDS)
+                    if event is not None:
+                        yield event.to_sse()
+                    elif subscription.closed:
+                        return  # the daemon is stopping
+                    else:
+                        yield b": keep-alive\n\n"
+            finally:
+                subscription.close()
+
+        if request.method == "HEAD":
+            subscription.close()
+            return Response(200, b"", "text/event-stream")
+        return Response(
+            200,
+            b": tailord events\n\n",  # sent at once, so a client knows it is subscribed
+            "text/event-stream",
+            {"Cache-Control": "no-cache"},
+            stream=stream(),
+        )
+
+    def prometheus(self, request: Request) -> Response:
+        if self.metrics is None:
+            raise ApiError(503, "not_ready", "metrics are not set up yet; try again in a moment")
+        body, content_type = self.metrics.render()
+        return Response(200, body, content_type)
+
+    def openapi(self, request: Request) -> Response:
+        return json_response(200, openapi_document())
 
     def predict(self, request: Request) -> Response:
         served = self._served()  # one reference for the whole request, even across a swap
@@ -156,3 +290,71 @@ class Api:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _match(template: str, path: str) -> str | None:
+    """The id in ``path`` if it has the shape of ``template`` (one ``{name}`` segment)."""
+    pattern = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+    pattern = re.sub(r"\{[a-z_]+\}", "([^/]+)", pattern)
+    found = re.fullmatch(pattern, path)
+    return None if found is None else found.group(1)
+
+
+def _whole_number(template: str, value: str) -> int:
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise ApiError(
+            400, "bad_parameter", f"{template}: {value!r} is not an id; ids are whole numbers"
+        )
+    return int(value)
+
+
+def _text_param(request: Request, name: str) -> str | None:
+    values = request.query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(400, "bad_parameter", f"give ?{name}= once")
+    return values[0]
+
+
+def _int_param(
+    request: Request, name: str, default: int | None, minimum: int, maximum: int
+) -> int | None:
+    text = _text_param(request, name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or not minimum <= int(text) <= maximum:
+        raise ApiError(
+            400, "bad_parameter", f"?{name}= takes a whole number from {minimum} to {maximum}"
+        )
+    return int(text)
+
+
+def _number_param(
+    request: Request, name: str, default: float, minimum: float, maximum: float
+) -> float:
+    text = _text_param(request, name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not minimum <= value <= maximum:  # NaN fails too
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"?{name}= takes seconds, a number from {minimum:g} to {maximum:g}",
+        )
+    return value
+
+
+def _bool_param(request: Request, name: str) -> bool:
+    text = _text_param(request, name)
+    if text is None:
+        return False
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ApiError(400, "bad_parameter", f"?{name}= takes true or false")

@@ -36,6 +36,7 @@ from tailord.daemon.inbox import (
     read_entry,
     reject,
     reject_lines,
+    relative,
     scan,
 )
 from tailord.storage.db import Database
@@ -50,7 +51,7 @@ from tailord.storage.samples import (
     vector_dim,
 )
 from tailord.trainer.errors import DecodeError
-from tailord.trainer.inputs import Decoded, Limits, decode_record, decode_sample, parse_json
+from tailord.trainer.inputs import Decoded, Limits, decode_line, decode_sample
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +113,14 @@ class Ingestor:
         pending: PendingPaths,
         on_ingested: Callable[[int], None],
         input_kind: str = "vector",
+        on_rejected: Callable[[str, str], None] | None = None,
     ) -> None:
         self.inbox = inbox
         self.db = db
         self.options = options
         self.pending = pending
         self.on_ingested = on_ingested
+        self.on_rejected = on_rejected
         self.input_kind = input_kind
         self.limits = Limits(
             max_text_chars=options.max_text_chars, max_pixels=options.max_image_pixels
@@ -145,7 +148,8 @@ class Ingestor:
     def stop(self) -> None:
         """Finish the batch in hand, then return; what is left stays in the inbox."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # started (a bench may drive process() itself)
+            self._thread.join(timeout=30)
         self._committer.shutdown(wait=True)
 
     # -- finding files ---------------------------------------------------------------------
@@ -170,7 +174,7 @@ class Ingestor:
             except FileNotFoundError:
                 self._unsettled.pop(path, None)
                 return False
-            if (str(path.relative_to(self.inbox)), st.st_size, st.st_mtime_ns) in self._skip:
+            if (relative(self.inbox, path), st.st_size, st.st_mtime_ns) in self._skip:
                 return False
             key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             settle = self.options.settle_seconds
@@ -220,7 +224,7 @@ class Ingestor:
             return paths
         deadline = time.monotonic() + self.options.batch_seconds
         while len(paths) < limit and time.monotonic() < deadline:
-            more = self.pending.take(len(paths) - limit, max(0.0, deadline - time.monotonic()))
+            more = self.pending.take(limit - len(paths), max(0.0, deadline - time.monotonic()))
             if not more:
                 break
             paths.extend(more)
@@ -286,19 +290,13 @@ class Ingestor:
             logger.error("%s; retrying later", self.stats.last_error)
             self._defer(path)
             return
-        batch.samples.append(
-            self._sample(label, decoded, str(path.relative_to(self.inbox)), st.st_size)
-        )
+        batch.samples.append(self._sample(label, decoded, relative(self.inbox, path), st.st_size))
         batch.files.append(path)
 
     def _sample(self, label: str, decoded: Decoded, source: str, size: int) -> NewSample:
+        payload = decoded.payload
         return NewSample(
-            sha256=hashlib.sha256(decoded.payload).hexdigest(),
-            label=label,
-            kind=decoded.kind,
-            payload=decoded.payload,
-            source=source,
-            size=size,
+            hashlib.sha256(payload).hexdigest(), label, decoded.kind, payload, source, size
         )
 
     def _check_dim(self, decoded: Decoded) -> None:
@@ -319,7 +317,7 @@ class Ingestor:
         except FileNotFoundError:
             return
         record = NewRejection(
-            source=str(path.relative_to(self.inbox)),
+            source=relative(self.inbox, path),
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
             reason=reason,
@@ -337,6 +335,8 @@ class Ingestor:
             with self._lock:
                 self._skip.add((record.source, record.size, record.mtime_ns))
         self._rejections.append(record)
+        if self.on_rejected is not None:
+            self.on_rejected(record.source, reason)
 
     # -- committing ------------------------------------------------------------------------
 
@@ -427,7 +427,7 @@ class Ingestor:
         if opened is None:
             return 0
         fd, st = opened
-        run = _LinesRun(source=str(path.relative_to(self.inbox)))
+        run = _LinesRun(source=relative(self.inbox, path))
         with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
             if not self._read_lines(stream, run):
                 self.pending.add(path)  # back-pressure or a failed commit: later
@@ -481,6 +481,7 @@ class Ingestor:
         chunk is in flight, and a failed one stops the file (it is read again later).
         """
         started = time.monotonic()
+        limit = min(self.options.batch_lines, self._room())
         inflight: tuple[Future[Added], list[NewSample]] | None = None
         for run.total, line in enumerate(self._lines(stream), start=1):
             if line is None:
@@ -496,9 +497,8 @@ class Ingestor:
                 run.bad_lines.append(line if line.endswith(b"\n") else line + b"\n")
                 continue
             run.chunk.append(self._sample(label, decoded, f"{run.source}:{run.total}", len(line)))
-            room = self._room()
             if (
-                len(run.chunk) >= min(self.options.batch_lines, room)
+                len(run.chunk) >= limit
                 or time.monotonic() - started >= self.options.batch_seconds * 10
             ):
                 if inflight is not None and (n := self._await(*inflight)) >= 0:
@@ -506,10 +506,11 @@ class Ingestor:
                 elif inflight is not None:
                     return False
                 inflight = None
-                if room <= 0:
+                if limit <= 0:
                     return False
                 inflight = (self._committer.submit(self._write, run.chunk, []), run.chunk)
                 run.chunk, started = [], time.monotonic()
+                limit = min(self.options.batch_lines, self._room())
         if inflight is not None:
             if (n := self._await(*inflight)) < 0:
                 return False
@@ -529,16 +530,8 @@ class Ingestor:
                 yield line
 
     def _decode_line(self, line: bytes) -> tuple[str, Decoded]:
-        record = parse_json(line)
-        if not isinstance(record, dict):
-            raise DecodeError(
-                'the line is not a JSON object; write {"label": "...", "vector": [...]}'
-            )
-        label = record.get("label")
-        if not isinstance(label, str):
-            raise DecodeError('the line has no "label" string; add "label": "<name>"')
+        label, decoded = decode_line(line, self.input_kind, self.limits)
         check_label(label)
-        decoded = decode_record(record, self.input_kind, self.limits)
         self._check_dim(decoded)
         return label, decoded
 

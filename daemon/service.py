@@ -21,19 +21,22 @@ from types import FrameType
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
 
 from tailord.daemon.api import Api
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus
 from tailord.daemon.inbox import PendingPaths, Watcher
 from tailord.daemon.ingest import Ingestor
+from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.publish import ensure_base, reconcile
-from tailord.daemon.server import Authorizer, UnixHTTPServer
+from tailord.daemon.server import Authorizer, UnixHTTPServer, inherited_socket
 from tailord.daemon.serving import Served, Serving
 from tailord.daemon.updates import Updater
 from tailord.storage.db import Database, open_database
-from tailord.storage.samples import counts, last_queued_at
+from tailord.storage.models import Version
+from tailord.storage.samples import counts, last_queued_at, list_samples
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ class Daemon:
         self._policy_reason = "starting"
         self.serving = Serving()
         self.events = EventBus()
+        self.metrics = Metrics(self._metrics_snapshot)
+        self.events.listen(self.metrics.on_event)
         self.pending = PendingPaths()
         self.db: Database | None = None
 
@@ -78,11 +83,15 @@ class Daemon:
         self.serving.load(store, current)
         self.updater = Updater(cfg, db, store, self.serving, self.events, lambda: self.should_exit)
 
+        if self.updater.has_pending():
+            self._manual = True  # a request accepted before a restart still runs
+
         self.server = UnixHTTPServer(
             cfg.socket,
-            Api(self),
+            Api(self, self.metrics),
             Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
             cfg.api.max_body_bytes,
+            listener=inherited_socket(),
         )
         self.server.start()
         self.ingestor = Ingestor(
@@ -93,6 +102,7 @@ class Daemon:
             self.pending,
             self._on_ingested,
             input_kind=cfg.model.input_kind,
+            on_rejected=self._on_rejected,
         )
         self.ingestor.start()
         self.watcher = Watcher(cfg.inbox, self.pending)
@@ -123,6 +133,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         logger.info("shutting down")
+        self.events.close()  # ends /v1/events streams, so their connections close
         # Each part exists only if start-up got that far.
         steps = [
             ("server", "stop", {}),
@@ -167,6 +178,8 @@ class Daemon:
             if decision.run:
                 self.updater.run(decision.reason)
                 self.wake()  # samples may have arrived meanwhile
+            elif manual and self.updater.has_pending():
+                self.updater.run(decision.reason)  # ends the request: nothing to learn
             elif decision.retry_in is not None:
                 self._wake_in(decision.retry_in)
 
@@ -193,7 +206,11 @@ class Daemon:
             misfire_grace_time=None,
         )
 
+    def _on_rejected(self, name: str, reason: str) -> None:
+        self.events.publish("sample.rejected", name=name, reason=reason)
+
     def _on_ingested(self, added: int) -> None:
+        self.events.publish("sample.queued", count=added)
         self.wake()
 
     # -- what the API asks -----------------------------------------------------------------
@@ -202,9 +219,66 @@ class Daemon:
         return self.serving.current
 
     def request_update(self) -> dict[str, Any]:
+        """Accept a manual update (raises NothingQueued); its row exists before we answer."""
+        accepted = self.updater.request()
         self._manual = True
         self.wake()
-        return {"requested": True}
+        return accepted
+
+    def update_info(self, update_id: int) -> dict[str, Any] | None:
+        return self.updater.describe(update_id)
+
+    def wait_update(self, update_id: int, timeout: float) -> dict[str, Any] | None:
+        return self.updater.wait(update_id, timeout)
+
+    def versions(self) -> list[dict[str, Any]]:
+        assert self.db is not None
+        current = self.store.current_number()
+        with self.db.read() as session:
+            rows = session.scalars(select(Version).order_by(Version.number))
+            return [_version_info(row, current) for row in rows]
+
+    def version_info(self, number: int) -> dict[str, Any] | None:
+        assert self.db is not None
+        with self.db.read() as session:
+            row = session.get(Version, number)
+            if row is None:
+                return None
+            return {
+                **_version_info(row, self.store.current_number()),
+                "manifest": row.manifest,
+            }
+
+    def samples(
+        self, *, state: str | None, label: str | None, after_id: int | None, limit: int
+    ) -> dict[str, Any]:
+        assert self.db is not None
+        with self.db.read() as session:
+            page = list_samples(session, state=state, label=label, after_id=after_id, limit=limit)
+            by_state = counts(session)
+        return {
+            "counts": by_state,
+            "samples": page,
+            "next_after": page[-1]["id"] if len(page) == limit else None,
+        }
+
+    def _metrics_snapshot(self) -> Snapshot:
+        if self.db is None or not hasattr(self, "ingestor"):
+            return Snapshot()
+        with self.db.read() as session:
+            by_state = counts(session)
+        served = self.serving.current
+        stats = self.ingestor.stats
+        return Snapshot(
+            queued=by_state.get("queued", {}),
+            learned=sum(by_state.get("learned", {}).values()),
+            ingested=stats.ingested,
+            duplicates=stats.duplicates,
+            rejected=stats.rejected,
+            waiting=len(self.pending),
+            version=None if served is None else served.number,
+            updating=self.updater.running is not None,
+        )
 
     def status(self) -> dict[str, Any]:
         assert self.db is not None
@@ -216,6 +290,7 @@ class Daemon:
             "state": "updating" if self.updater.running is not None else "idle",
             "version": None if served is None else served.number,
             "queued": sum(by_state.get("queued", {}).values()),
+            "queue": by_state.get("queued", {}),  # queued samples by label
             "samples": by_state,
             "policy": self._policy_reason,
             "update": None
@@ -225,8 +300,25 @@ class Daemon:
             "ingest": {
                 "ingested": stats.ingested,
                 "duplicates": stats.duplicates,
+                "relabeled": stats.relabeled,
                 "rejected": stats.rejected,
                 "waiting": len(self.pending),
                 "error": stats.last_error,
+                "backpressure": stats.backpressure,
+                "last_commit_at": stats.last_commit_at,
             },
         }
+
+
+def _version_info(row: Version, current: int | None) -> dict[str, Any]:
+    manifest = row.manifest
+    return {
+        "number": row.number,
+        "parent": row.parent,
+        "created_at": row.created_at,
+        "sample_count": row.sample_count,
+        "current": row.number == current,
+        "labels": list(manifest.get("labels", [])),  # type: ignore[call-overload]
+        "metrics": dict(manifest.get("metrics", {})),  # type: ignore[call-overload]
+        "update": manifest.get("update"),
+    }

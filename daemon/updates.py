@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
 
 from tailord.daemon.config import Config
+from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus
 from tailord.daemon.publish import publish
 from tailord.daemon.serving import Serving
@@ -28,9 +29,15 @@ from tailord.storage.models import Sample, SampleState, Update, UpdateState, Ver
 from tailord.storage.update_events import add_event
 from tailord.storage.versions import VersionStore
 
+logger = logging.getLogger(__name__)
+
+_ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
+PROGRESS_EVERY = 0.1  # seconds between published batch progress events
 CHECKPOINTS = "checkpoints"  # under the data dir: survives restarts, unlike staging/
 
-logger = logging.getLogger(__name__)
+
+class NothingQueued(TailordError):
+    """Nothing is queued, so an update would learn nothing; drop samples into the inbox first."""
 
 
 class Updater:
@@ -65,12 +72,28 @@ class Updater:
             up_to_id = session.scalar(
                 select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
             )
-            if up_to_id is None:
-                return None
-            row = Update(reason=reason, base_version=base)
-            session.add(row)
-            session.flush()
-            update_id = row.id
+            # A request accepted through the API already has its row (and id): run that one.
+            row = session.scalar(
+                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+            )
+            if up_to_id is not None and row is not None:
+                row.state = UpdateState.RUNNING
+                row.started_at = time.time()
+                row.base_version = base
+            elif up_to_id is not None:
+                row = Update(reason=reason, base_version=base)
+                session.add(row)
+                session.flush()
+            update_id = None if row is None else row.id
+        if up_to_id is None:
+            if update_id is not None:  # a request whose samples were learned meanwhile
+                self._finish(
+                    update_id,
+                    UpdateState.FAILED,
+                    error="nothing was queued when the update was due to start",
+                )
+            return None
+        assert update_id is not None
         staging_name = f"update-{update_id}"
         staging = self.store.new_staging(staging_name)
         job = WorkerJob(
@@ -90,7 +113,13 @@ class Updater:
         )
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
-        self.events.publish("update.began", update=update_id, base_version=base, reason=reason)
+        self.events.publish(
+            "update.began",
+            update=update_id,
+            base_version=base,
+            reason=reason,
+            epochs=self.config.update.epochs,
+        )
         try:
             result = self._supervise(job)
             if result is None:
@@ -123,8 +152,10 @@ class Updater:
                 },
                 sample_ids=result["sample_ids"],
             )
-            self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
+            # Served before the update reads as finished: a ``?wait=true`` caller that
+            # predicts next gets the new version.
             self.serving.load(self.store, number)
+            self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
             self.events.publish("version.changed", version=number, parent=base)
             logger.info("update %d published version %d", update_id, number)
             return number
@@ -164,6 +195,7 @@ class Updater:
         process, receive = warm if warm is not None and warm[0].is_alive() else self._spawn()
         receive.send(job)
         outcome: dict[str, Any] | None = None
+        next_progress = 0.0
         try:
             while outcome is None:
                 if self.should_stop():
@@ -179,16 +211,13 @@ class Updater:
                     message = receive.recv()
                 except EOFError:
                     return {"error": f"the worker process exited with code {process.exitcode}"}
-                if message["type"] == "ready":
-                    continue
                 if message["type"] == "progress":
-                    self.progress = message["event"]
-                    self.events.publish("update.progress", update=job.update_id, **self.progress)
-                    with self.db.write() as session:
-                        add_event(session, job.update_id, message["event"])
+                    next_progress = self._on_progress(
+                        job.update_id, message["event"], next_progress
+                    )
                 elif message["type"] == "result":
                     outcome = message["result"]
-                else:
+                elif message["type"] == "error":
                     logger.debug("worker traceback:\n%s", message.get("traceback"))
                     return {"error": message["message"]}
             return outcome
@@ -200,6 +229,20 @@ class Updater:
             receive.close()
             if self.config.worker.prewarm and not self.should_stop():
                 self.prewarm()
+
+    def _on_progress(self, update_id: int, event: dict[str, Any], next_progress: float) -> float:
+        """Store a progress event and publish it; returns when the next batch may be published."""
+        self.progress = event
+        with self.db.write() as session:  # the worker thins them already
+            add_event(session, update_id, event)
+        # Batches come by the thousand a second on small heads: publish at most
+        # PROGRESS_EVERY apart (and every epoch's end), so neither the API's
+        # threads nor event subscribers are flooded.
+        now = time.monotonic()
+        if event.get("kind") != "batch" or now >= next_progress:
+            self.events.publish("update.progress", update=update_id, **event)
+            return now + PROGRESS_EVERY
+        return next_progress
 
     def _next_number(self) -> int:
         with self.db.read() as session:
@@ -219,34 +262,112 @@ class Updater:
             row = session.get_one(Update, update_id)
             row.state = state
             row.finished_at = time.time()
-            self.events.publish(
-                "update.finished", update=update_id, state=str(state), version=version, error=error
-            )
             row.version = version
             row.error = error
             if result is not None:
                 row.sample_count = int(result["new_samples"])
                 row.metrics = _metrics(result)
                 row.gate = result.get("gate")
+        # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
+        self.events.publish(
+            "update.finished", update=update_id, state=str(state), version=version, error=error
+        )
 
     def last_update(self) -> dict[str, Any] | None:
         with self.db.read() as session:
             row = session.scalar(select(Update).order_by(Update.id.desc()).limit(1))
-            if row is None:
-                return None
-            return {
-                "id": row.id,
-                "state": str(row.state),
-                "reason": row.reason,
-                "started_at": row.started_at,
-                "finished_at": row.finished_at,
-                "base_version": row.base_version,
-                "version": row.version,
-                "samples": row.sample_count,
-                "error": row.error,
-                "gate": row.gate,
-                "metrics": row.metrics,
-            }
+            return None if row is None else self._describe(row)
+
+    # -- what the API asks -----------------------------------------------------------------
+
+    def request(self) -> dict[str, Any]:
+        """Accept a manual request: the update that will serve it, pending or running.
+
+        A request while one is pending or running joins it rather than queueing another:
+        the main loop re-checks the policy after every update anyway. Raises
+        :class:`NothingQueued` when there is nothing to learn.
+        """
+        with self.db.write() as session:
+            active = session.scalar(
+                select(Update).where(Update.state.in_(_ACTIVE)).order_by(Update.id).limit(1)
+            )
+            if active is None:
+                queued = session.scalar(
+                    select(func.count())
+                    .select_from(Sample)
+                    .where(Sample.state == SampleState.QUEUED)
+                )
+                if not queued:
+                    raise NothingQueued()
+                active = Update(
+                    reason="requested",
+                    base_version=self.store.current_number() or 0,
+                    state=UpdateState.PENDING,
+                )
+                session.add(active)
+                session.flush()
+            return self._describe(active)
+
+    def has_pending(self) -> bool:
+        with self.db.read() as session:
+            return (
+                session.scalar(
+                    select(Update.id).where(Update.state == UpdateState.PENDING).limit(1)
+                )
+                is not None
+            )
+
+    def describe(self, update_id: int) -> dict[str, Any] | None:
+        with self.db.read() as session:
+            row = session.get(Update, update_id)
+            return None if row is None else self._describe(row)
+
+    def wait(self, update_id: int, timeout: float) -> dict[str, Any] | None:
+        """Block until update ``update_id`` has finished or ``timeout`` passed; its state."""
+        subscription = self.events.subscribe()  # before reading, so no finish slips between
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                info = self.describe(update_id)
+                if info is None or info["state"] not in _ACTIVE:
+                    return info
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return info
+                # Re-read on its finish event, and each second anyway: the bus drops the
+                # oldest events of a slow subscriber (progress events come by the hundred).
+                reread_at = min(deadline, time.monotonic() + 1.0)
+                while (wait := reread_at - time.monotonic()) > 0:
+                    event = subscription.get(timeout=wait)
+                    if subscription.closed:
+                        return self.describe(update_id)  # the daemon is stopping
+                    if (
+                        event is not None
+                        and event.type == "update.finished"
+                        and event.data.get("update") == update_id
+                    ):
+                        break
+        finally:
+            subscription.close()
+
+    def _describe(self, row: Update) -> dict[str, Any]:
+        metrics = dict(row.metrics or {})
+        return {
+            "id": row.id,
+            "state": str(row.state),
+            "reason": row.reason,
+            "started_at": row.started_at,
+            "finished_at": row.finished_at,
+            "base_version": row.base_version,
+            "version": row.version,
+            "samples": row.sample_count,
+            "error": row.error,
+            "metrics": metrics,
+            "gate": row.gate,
+            "progress": self.progress
+            if self.running == row.id and row.state == UpdateState.RUNNING
+            else None,
+        }
 
     @property
     def checkpoints(self) -> Path:

@@ -44,6 +44,7 @@ class SampleState(enum.StrEnum):
 
 
 class UpdateState(enum.StrEnum):
+    PENDING = "pending"  # requested through the API, not started yet
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

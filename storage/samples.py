@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.sqlite import insert
@@ -15,9 +16,8 @@ from sqlalchemy.orm import Session
 from tailord.storage.models import Rejection, Sample, SampleState
 
 
-@dataclass(frozen=True)
-class NewSample:
-    """A decoded, validated sample, ready to be committed."""
+class NewSample(NamedTuple):
+    """A decoded, validated sample, ready to be committed (a tuple: made by the thousand)."""
 
     sha256: str
     label: str

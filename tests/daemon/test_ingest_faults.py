@@ -89,6 +89,16 @@ def test_read_only_inbox_records_the_rejection_once(make_inbox: Callable[..., In
         assert box.rows("SELECT source, moved FROM rejections") == [("cat/bad.json", 0)]
         assert box.ingestor.stats.rejected == 1
         assert (box.inbox / "cat" / "bad.json").exists()
+        # After a restart too: the database remembers the file it could not move.
+        box.watcher.stop()
+        box.ingestor.stop()
+        again = make_inbox("vector")
+        for _ in range(3):
+            again.ingestor.scan_now()
+            wait_for(lambda: not len(again.pending), timeout=10)
+        again.ingestor.stop()  # lets a batch in hand finish before counting
+        assert again.ingestor.stats.rejected == 0
+        assert box.rows("SELECT count(*) FROM rejections") == [(1,)]
     [(reason,)] = box.rows("SELECT reason FROM rejections")
     assert "not valid UTF-8 JSON" in reason
 

@@ -64,8 +64,7 @@ def test_restart_keeps_samples_and_version(daemon: DaemonProcess) -> None:
     for label, vectors in clusters(rng, 6).items():
         for i, vector in enumerate(vectors):
             daemon.drop(label, f"{i}.npy", npy_bytes(vector))
-    wait_for(lambda: daemon.version() >= 1, timeout=90)
-    wait_for(lambda: _queued(daemon) == 0, timeout=90)
+    wait_for(lambda: _learned(daemon) == 12 and _idle(daemon), timeout=90)
     version = daemon.version()
     assert daemon.stop() == 0
 
@@ -116,3 +115,10 @@ def _queued(daemon: DaemonProcess) -> int:
 def _learned(daemon: DaemonProcess) -> int:
     with daemon.client() as client:
         return sum(client.status()["samples"].get("learned", {}).values())
+
+
+def _idle(daemon: DaemonProcess) -> bool:
+    # Samples are marked learned in the commit just before the new version is swapped in:
+    # "idle" is the moment both have happened.
+    with daemon.client() as client:
+        return bool(client.status()["state"] == "idle")

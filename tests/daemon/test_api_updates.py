@@ -1,0 +1,93 @@
+"""Update requests get their id at once: the Updater's side of ``POST /v1/update``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tailord.daemon.config import load_config
+from tailord.daemon.events import EventBus
+from tailord.daemon.publish import ensure_base, reconcile
+from tailord.daemon.serving import Serving
+from tailord.daemon.updates import NothingQueued, Updater
+from tailord.storage.db import open_database
+from tailord.storage.samples import NewSample, add_samples, mark_learned, queued
+from tailord.storage.versions import VersionStore
+from tailord.trainer.inputs import vector_to_bytes
+
+
+def _updater(root: Path) -> tuple[Updater, EventBus]:
+    config = load_config(data_dir=root / "data", socket=root / "s.sock")
+    config.data_dir.mkdir(parents=True)
+    db = open_database(config.database)
+    store = VersionStore(config.data_dir)
+    ensure_base(store, db, config.model)
+    serving = Serving()
+    serving.load(store, reconcile(store, db))
+    events = EventBus()
+    return Updater(config, db, store, serving, events, lambda: False), events
+
+
+def _add(updater: Updater, n: int) -> None:
+    rng = np.random.default_rng(n)
+    samples = []
+    for i in range(n):
+        payload = vector_to_bytes(rng.normal(size=4).astype(np.float32))
+        label = "ab"[i % 2]
+        samples.append(NewSample(f"{n:02d}{i:062d}", label, "vector", payload, f"{i}.npy", 16))
+    with updater.db.write() as session:
+        add_samples(session, samples)
+
+
+def test_a_request_has_an_id_before_the_update_runs(short_tmp: Path) -> None:
+    updater, events = _updater(short_tmp)
+    with pytest.raises(NothingQueued, match="inbox"):
+        updater.request()
+    _add(updater, 6)
+
+    first = updater.request()
+    assert first["state"] == "pending"
+    assert updater.request()["id"] == first["id"], "a second request joins the pending one"
+    assert updater.describe(first["id"]) == first
+    assert updater.describe(first["id"] + 1) is None
+    waited = updater.wait(first["id"], timeout=0.3)
+    assert waited is not None
+    assert waited["state"] == "pending"
+
+    finished = threading.Event()
+    result: dict[str, object] = {}
+
+    def waiter() -> None:
+        result.update(updater.wait(first["id"], timeout=120) or {})
+        finished.set()
+
+    threading.Thread(target=waiter, daemon=True).start()
+    subscription = events.subscribe()
+    assert updater.run("policy") == 1  # the pending row is the one that runs
+    assert finished.wait(10)
+    assert result["id"] == first["id"]
+    assert result["state"] == "succeeded"
+    assert result["version"] == 1
+    assert result["reason"] == "requested"
+    began = subscription.get(timeout=1)
+    assert began is not None
+    assert began.type == "update.began"
+    assert began.data["update"] == first["id"]
+    assert not updater.has_pending()
+
+
+def test_a_request_whose_samples_were_learned_meanwhile_ends_failed(short_tmp: Path) -> None:
+    updater, _ = _updater(short_tmp)
+    _add(updater, 2)
+    pending = updater.request()
+    with updater.db.write() as session:
+        mark_learned(session, [s.id for s in queued(session)], 0)
+    assert updater.run("requested") is None
+    info = updater.describe(pending["id"])
+    assert info is not None
+    assert info["state"] == "failed"
+    assert "nothing was queued" in info["error"]
+    assert not updater.has_pending()

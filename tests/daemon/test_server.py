@@ -1,0 +1,211 @@
+"""The socket server itself: socket activation, the peer check, answers to malformed HTTP."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tailord.daemon.api import Api
+from tailord.daemon.config import load_config
+from tailord.daemon.server import Authorizer, UnixHTTPServer, inherited_socket
+from tailord.daemon.service import Daemon
+from tests.conftest import DaemonProcess, wait_for
+
+SERVE = "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())"
+NOBODY = pwd.getpwnam("nobody")
+NOGROUP = grp.getgrgid(NOBODY.pw_gid)
+
+
+def raw(sock_path: Path, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` as is; the status, headers and body of the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(sock_path))
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def test_socket_activation_serves_the_inherited_socket_and_leaves_it(short_tmp: Path) -> None:
+    proc = DaemonProcess(short_tmp)
+    proc.socket.parent.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(proc.socket))
+    listener.listen(16)
+    # What systemd does: the socket on fd 3, LISTEN_FDS=1 and LISTEN_PID = the service's pid
+    # (the shell's $$ is the pid the exec'd Python keeps).
+    script = 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'
+    args = [
+        *("sh", "-c", script, sys.executable, "-c", SERVE, "serve"),
+        *("--data-dir", str(proc.data_dir), "--inbox", str(proc.inbox)),
+        # A socket path that would fail to bind: the daemon must not try.
+        *("--socket", str(short_tmp / "nowhere" / "deeper" / "x.sock")),
+    ]
+    log = proc.log.open("ab")
+    proc.process = subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=log,
+        pass_fds=[3],
+        # In the child, before exec; this test starts no threads of its own.
+        preexec_fn=lambda: os.dup2(listener.fileno(), 3),  # noqa: PLW1509
+    )
+    listener.close()  # the daemon holds its own copy now
+    try:
+        wait_for(proc._answers, timeout=60)
+        status, _, body = raw(proc.socket, b"GET /v1/version HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert status == 200
+        assert json.loads(body)["version"] == 0
+        assert not (short_tmp / "nowhere").exists()
+    finally:
+        assert proc.stop() == 0
+    assert proc.socket.exists(), "the daemon removed a socket systemd owns"
+    assert "LISTEN_PID" not in proc.log.read_text()
+
+
+def test_listen_pid_of_another_process_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid() + 1))
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    assert inherited_socket() is None
+    assert "LISTEN_PID" not in os.environ  # never passed on to the update worker
+
+
+@pytest.fixture
+def shared_daemon() -> Iterator[DaemonProcess]:
+    """A daemon whose socket folder and file the group ``nogroup`` may reach (as systemd's
+    SocketGroup= would set up), so that only the peer check stands between nobody and it."""
+    root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
+    root.chmod(0o755)
+    proc = DaemonProcess(root)
+    proc.socket.parent.mkdir(mode=0o750)
+    os.chown(proc.socket.parent, -1, NOGROUP.gr_gid)
+    yield proc
+    if proc.process is not None:
+        proc.stop(signal.SIGKILL)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_another_uid_is_refused_by_the_peer_check(shared_daemon: DaemonProcess) -> None:
+    shared_daemon.start()
+    os.chown(shared_daemon.socket, -1, NOGROUP.gr_gid)
+    curl = _as_nobody(
+        "curl", "-s", "-w", "\n%{http_code}", "--unix-socket", str(shared_daemon.socket),
+        "http://localhost/v1/version",
+    )  # fmt: skip
+    body, _, status = curl.stdout.rpartition("\n")
+    assert status == "403", curl
+    error = json.loads(body)["error"]
+    assert error["code"] == "forbidden"
+    assert f"uid {NOBODY.pw_uid}" in error["message"]
+    assert "allowed_users" in error["message"]
+
+    ctl = _as_nobody(
+        sys.executable,
+        "-c",
+        "import sys; from tailord.daemon.ctl import main; sys.exit(main())",
+        "--socket",
+        str(shared_daemon.socket),
+        "status",
+    )
+    assert ctl.returncode == 1
+    assert "may not use tailord" in ctl.stderr
+    assert "Traceback" not in ctl.stderr
+
+
+def test_allowed_users_lets_another_uid_in(shared_daemon: DaemonProcess) -> None:
+    config = shared_daemon.root / "tailord.toml"
+    config.write_text('[api]\nallowed_users = ["nobody"]\n')
+    shared_daemon.start("--config", str(config))
+    os.chown(shared_daemon.socket, -1, NOGROUP.gr_gid)
+    curl = _as_nobody(
+        "curl", "-sf", "--unix-socket", str(shared_daemon.socket), "http://localhost/v1/version"
+    )  # fmt: skip
+    assert curl.returncode == 0, curl
+    assert json.loads(curl.stdout)["version"] == 0
+
+
+def test_a_user_without_access_to_the_socket_gets_a_clear_message(
+    shared_daemon: DaemonProcess,
+) -> None:
+    shared_daemon.start()  # the socket stays root:root 0660: nobody cannot even connect
+    ctl = _as_nobody(
+        sys.executable,
+        "-c",
+        "import sys; from tailord.daemon.ctl import main; sys.exit(main())",
+        "--socket",
+        str(shared_daemon.socket),
+        "version",
+    )
+    assert ctl.returncode == 1
+    assert "may not open" in ctl.stderr, ctl.stderr
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GARBAGE / HTTP/1.1\r\n\r\n", 405, "method_not_allowed"),
+        (b"GET /v1/version HTTP/9.9\r\n\r\n", 505, "http_version_not_supported"),
+        (b"GET /v1/version HTTP/x\r\n\r\n", 400, "bad_request"),
+        (b"GET " + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431, "headers_too_large"),
+    ],
+)
+def test_malformed_http_is_answered_in_json(
+    short_tmp: Path, request_bytes: bytes, status: int, code: str
+) -> None:
+    server = _bare_server(short_tmp)
+    try:
+        got, headers, body = raw(server.path, request_bytes)
+    finally:
+        server.stop()
+    assert got == status
+    assert headers["content-type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert error["code"] == code
+    assert error["message"]
+
+
+def test_no_version_loaded_is_503(short_tmp: Path) -> None:
+    server = _bare_server(short_tmp)
+    try:
+        status, _, body = raw(server.path, b"GET /v1/version HTTP/1.1\r\nConnection: close\r\n\r\n")
+    finally:
+        server.stop()
+    assert status == 503
+    assert json.loads(body)["error"]["code"] == "not_ready"
+    assert not server.path.exists()  # bound by the server itself: removed at stop
+
+
+def _bare_server(root: Path) -> UnixHTTPServer:
+    """The real server and routes on a daemon that has not started (no version loaded)."""
+    config = load_config(data_dir=root / "data", socket=root / "run" / "s.sock")
+    server = UnixHTTPServer(config.socket, Api(Daemon(config)), Authorizer((), ()), 1024)
+    server.start()
+    return server
