@@ -3,8 +3,10 @@
 A checkpoint describes itself: ``checkpoint.json`` names the format, the fingerprint of the
 run it belongs to (inputs, targets, spec, parameters, starting weights), the epochs done and
 the loss curve so far; ``checkpoint.safetensors`` holds the trainable weights, the optimizer
-state and the shuffling generator's state. Nothing is pickled. Both files are written to a
-temporary name and renamed, JSON last, so a reader sees an old or a new checkpoint, whole.
+state and the shuffling generator's state. Nothing is pickled. The safetensors file carries
+the same JSON in its metadata and is the one that counts: it is written to a temporary name,
+fsynced and renamed, so a worker killed at any moment leaves the previous checkpoint or the
+new one, whole. ``checkpoint.json`` follows it, for people and tools.
 """
 
 from __future__ import annotations
@@ -42,36 +44,29 @@ def save(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    # The epoch rides in both files: a crash between the two renames leaves a pair that
-    # disagrees, which load() refuses rather than resuming from mixed epochs.
-    _atomic(folder / TENSORS, safetensors.torch.save(cpu, metadata={"epoch": str(epoch)}))
-    document = {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, **meta}
-    _atomic(folder / META, json.dumps(document, sort_keys=True).encode())
+    document = json.dumps(
+        {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, **meta}, sort_keys=True
+    )
+    _atomic(folder / TENSORS, safetensors.torch.save(cpu, metadata={"meta": document}))
+    _atomic(folder / META, document.encode())
 
 
 def load(folder: Path, fingerprint: str) -> Checkpoint | None:
     """The checkpoint in ``folder`` if it belongs to this very run; None otherwise."""
+    path = folder / TENSORS
+    if not path.exists():
+        return None
     try:
-        meta = json.loads((folder / META).read_text())
-        data = (folder / TENSORS).read_bytes()
-    except (OSError, ValueError):
+        with safetensors.safe_open(path, "pt") as f:
+            meta = json.loads((f.metadata() or {})["meta"])
+        tensors = safetensors.torch.load(path.read_bytes())
+    except Exception:  # the Rust parser raises its own types; all mean "damaged"
+        logger.warning("the checkpoint in %s is damaged; starting afresh", folder)
         return None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         return None
     if meta.get("fingerprint") != fingerprint:
         logger.info("checkpoint in %s belongs to another run; starting afresh", folder)
-        return None
-    try:
-        tensors = safetensors.torch.load(data)
-        with safetensors.safe_open(folder / TENSORS, "pt") as f:
-            tensor_epoch = (f.metadata() or {}).get("epoch")
-    except Exception:  # the Rust parser raises its own types; all mean "damaged"
-        logger.warning("checkpoint tensors in %s are damaged; starting afresh", folder)
-        return None
-    if tensor_epoch != str(meta.get("epoch")):
-        logger.warning(
-            "checkpoint files in %s disagree (a crash mid-save); starting afresh", folder
-        )
         return None
     return Checkpoint(int(meta["epoch"]), tensors, meta)
 
