@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inbox", type=Path, help="the folder samples are dropped into")
     serve.add_argument("--socket", type=Path, help="the Unix socket of the API")
     serve.add_argument("--quiet-seconds", type=float, help="[policy] quiet_seconds")
-    serve.add_argument("--head", choices=["knn", "linear"], help="[model] head")
+    serve.add_argument("--head", choices=["knn", "linear", "mlp", "auto"], help="[model] head")
     serve.add_argument(
         "--allow-user", action="append", metavar="USER", help="[api] allowed_users (repeatable)"
     )

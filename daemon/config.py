@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from tailord.daemon.errors import ConfigError
 from tailord.trainer.errors import ModelError
+from tailord.trainer.gate import GateParams
 from tailord.trainer.spec import ModelSpec, UpdateParams
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class PolicyConfig:
 class WorkerConfig:
     threads: int = 1  # torch threads in the update worker: small heads run best on one
     nice: int = 10  # added CPU niceness of the update worker
+    prewarm: bool = False  # keep an idle worker (torch loaded, ~300 MB) so updates start at once
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    gate: GateParams = field(default_factory=GateParams)
 
     @property
     def database(self) -> Path:
@@ -145,7 +148,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     top_keys = {"data_dir", "inbox", "socket"}
-    sections = {"model", "update", "policy", "ingest", "worker", "api"}
+    sections = {"model", "update", "policy", "ingest", "worker", "api", "gate"}
     unknown = sorted(set(table) - top_keys - sections)
     if unknown:
         raise ConfigError(
@@ -165,6 +168,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     try:
         model = ModelSpec.from_dict(model_table)
         update = UpdateParams.from_dict(dict(table.get("update", {})))
+        gate = GateParams.from_dict(dict(table.get("gate", {})))
     except ModelError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -181,4 +185,5 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         ingest=_section(IngestConfig, table.get("ingest", {}), "ingest"),
         worker=_section(WorkerConfig, table.get("worker", {}), "worker"),
         api=_section(ApiConfig, api_table, "api"),
+        gate=gate,
     )

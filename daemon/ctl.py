@@ -150,9 +150,22 @@ def _print_update(info: dict[str, Any]) -> None:
     )
 
 
+def _plot(info: dict[str, Any], path: Path) -> int:
+    from tailord.daemon.plot import PlotError, render_curve
+
+    try:
+        render_curve({**info["manifest"], "version": info["number"]}, path)
+    except PlotError as exc:
+        raise ClientError(str(exc)) from exc
+    out.print(f"wrote {path}")
+    return 0
+
+
 def cmd_versions(client: Client, args: argparse.Namespace) -> int:
     if args.number is not None:
         info = client.version_info(args.number)
+        if args.plot is not None:
+            return _plot(info, Path(args.plot))
         if args.json:
             _print_json(info)
             return 0
@@ -278,8 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", metavar="FILE")
     versions = sub.add_parser("versions", help="the published versions, or one in full")
     versions.add_argument("number", nargs="?", type=int, metavar="N")
+    versions.add_argument(
+        "--plot", metavar="FILE", help="with N: write its loss/accuracy curve (.svg or .png)"
+    )
     samples = sub.add_parser("samples", help="sample counts and a page of samples")
-    samples.add_argument("--state", choices=["queued", "learned"])
+    samples.add_argument("--state", choices=["queued", "learned", "rejected"])
     samples.add_argument("--label")
     samples.add_argument("--after", type=int, metavar="ID", help="samples after this id")
     samples.add_argument("--limit", type=int, default=50)

@@ -101,7 +101,7 @@ class Daemon:
             cfg.model.dim,
             self.pending,
             self._on_ingested,
-            input_kind="vector",  # the one backbone so far takes vectors
+            input_kind=cfg.model.input_kind,
             on_rejected=self._on_rejected,
         )
         self.ingestor.start()

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import shutil
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sa_update
 
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
@@ -22,12 +26,14 @@ from tailord.daemon.serving import Serving
 from tailord.daemon.worker import WorkerJob, main
 from tailord.storage.db import Database
 from tailord.storage.models import Sample, SampleState, Update, UpdateState, Version
+from tailord.storage.update_events import add_event
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 
 _ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
 PROGRESS_EVERY = 0.1  # seconds between published batch progress events
+CHECKPOINTS = "checkpoints"  # under the data dir: survives restarts, unlike staging/
 
 
 class NothingQueued(TailordError):
@@ -54,6 +60,9 @@ class Updater:
         self.should_stop = should_stop
         self.running: int | None = None
         self.progress: dict[str, Any] | None = None
+        self._warm: tuple[Any, Connection] | None = None
+        if config.worker.prewarm:
+            self.prewarm()
 
     def run(self, reason: str) -> int | None:
         """Run one update now; returns the new version number, or None if none was made."""
@@ -99,6 +108,8 @@ class Updater:
             threads=self.config.worker.threads,
             nice=self.config.worker.nice,
             log_level=logging.getLogger("tailord").getEffectiveLevel(),
+            gate=self.config.gate.to_dict(),
+            checkpoints=self.checkpoints,
         )
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
@@ -117,6 +128,11 @@ class Updater:
             if "error" in result:
                 logger.error("update %d failed: %s", update_id, result["error"])
                 self._finish(update_id, UpdateState.FAILED, error=result["error"])
+                self._drop_checkpoints()
+                return None
+            self._drop_checkpoints()
+            if not result["promote"]:
+                self._reject(update_id, result)
                 return None
             number = self._next_number()
             publish(
@@ -131,7 +147,8 @@ class Updater:
                     "sample_count": result["sample_count"],
                     "samples_in_update": result["new_samples"],
                     "update": update_id,
-                    "metrics": {"seconds": result["seconds"], "replayed": result["replayed"]},
+                    "metrics": _metrics(result),
+                    "gate": result["gate"],
                 },
                 sample_ids=result["sample_ids"],
             )
@@ -151,12 +168,32 @@ class Updater:
             self.progress = None
             self.store.clear_staging()
 
-    def _supervise(self, job: WorkerJob) -> dict[str, Any] | None:
+    def prewarm(self) -> None:
+        """Start an idle worker now, so the next update skips interpreter and torch start-up."""
+        if self._warm is not None and self._warm[0].is_alive():
+            return
+        self._warm = self._spawn()
+
+    def wait_warm(self, timeout: float) -> bool:
+        """Wait until the prewarmed worker has loaded torch; False if there is none or late."""
+        if self._warm is None or not self._warm[1].poll(timeout):
+            return False
+        message = self._warm[1].recv()
+        return bool(message.get("type") == "ready")
+
+    def _spawn(self) -> tuple[Any, Connection]:
         ctx = multiprocessing.get_context("spawn")
-        receive, send = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=main, args=(job, send), name=f"tailord-update-{job.update_id}")
+        here, there = ctx.Pipe()
+        # daemon=True: an idle prewarmed worker must not keep tailord from exiting.
+        process = ctx.Process(target=main, args=(None, there), name="tailord-update", daemon=True)
         process.start()
-        send.close()  # the child holds the only writer: EOF means it is gone
+        there.close()  # the child holds the only other end: EOF means it is gone
+        return process, here
+
+    def _supervise(self, job: WorkerJob) -> dict[str, Any] | None:
+        warm, self._warm = self._warm, None
+        process, receive = warm if warm is not None and warm[0].is_alive() else self._spawn()
+        receive.send(job)
         outcome: dict[str, Any] | None = None
         next_progress = 0.0
         try:
@@ -175,19 +212,12 @@ class Updater:
                 except EOFError:
                     return {"error": f"the worker process exited with code {process.exitcode}"}
                 if message["type"] == "progress":
-                    self.progress = message["event"]
-                    # Batches come by the thousand a second on small heads: publish at most
-                    # PROGRESS_EVERY apart (and every epoch's end), so neither the API's
-                    # threads nor event subscribers are flooded.
-                    now = time.monotonic()
-                    if self.progress.get("kind") != "batch" or now >= next_progress:
-                        next_progress = now + PROGRESS_EVERY
-                        self.events.publish(
-                            "update.progress", update=job.update_id, **self.progress
-                        )
+                    next_progress = self._on_progress(
+                        job.update_id, message["event"], next_progress
+                    )
                 elif message["type"] == "result":
                     outcome = message["result"]
-                else:
+                elif message["type"] == "error":
                     logger.debug("worker traceback:\n%s", message.get("traceback"))
                     return {"error": message["message"]}
             return outcome
@@ -197,6 +227,22 @@ class Updater:
                 process.kill()
                 process.join()
             receive.close()
+            if self.config.worker.prewarm and not self.should_stop():
+                self.prewarm()
+
+    def _on_progress(self, update_id: int, event: dict[str, Any], next_progress: float) -> float:
+        """Store a progress event and publish it; returns when the next batch may be published."""
+        self.progress = event
+        with self.db.write() as session:  # the worker thins them already
+            add_event(session, update_id, event)
+        # Batches come by the thousand a second on small heads: publish at most
+        # PROGRESS_EVERY apart (and every epoch's end), so neither the API's
+        # threads nor event subscribers are flooded.
+        now = time.monotonic()
+        if event.get("kind") != "batch" or now >= next_progress:
+            self.events.publish("update.progress", update=update_id, **event)
+            return now + PROGRESS_EVERY
+        return next_progress
 
     def _next_number(self) -> int:
         with self.db.read() as session:
@@ -220,7 +266,8 @@ class Updater:
             row.error = error
             if result is not None:
                 row.sample_count = int(result["new_samples"])
-                row.metrics = {"seconds": result["seconds"], "replayed": result["replayed"]}
+                row.metrics = _metrics(result)
+                row.gate = result.get("gate")
         # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
         self.events.publish(
             "update.finished", update=update_id, state=str(state), version=version, error=error
@@ -316,8 +363,39 @@ class Updater:
             "samples": row.sample_count,
             "error": row.error,
             "metrics": metrics,
-            "gate": metrics.get("gate"),
+            "gate": row.gate,
             "progress": self.progress
             if self.running == row.id and row.state == UpdateState.RUNNING
             else None,
         }
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.config.data_dir / CHECKPOINTS
+
+    def _drop_checkpoints(self) -> None:
+        # A finished update's checkpoint can never be resumed: its samples are no longer queued.
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+    def _reject(self, update_id: int, result: dict[str, Any]) -> None:
+        reason = result["gate"]["reason"]
+        logger.warning("update %d rejected by the gate: %s", update_id, reason)
+        with self.db.write() as session:
+            # Kept, not learned: left queued they would start the same failing update again.
+            ids = result["sample_ids"]
+            for start in range(0, len(ids), 500):  # SQLite caps bound parameters
+                session.execute(
+                    sa_update(Sample)
+                    .where(Sample.id.in_(ids[start : start + 500]))
+                    .values(state=SampleState.REJECTED)
+                )
+        self._finish(update_id, UpdateState.REJECTED, error=f"gate: {reason}", result=result)
+
+
+def _metrics(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seconds": result["seconds"],
+        "encode_seconds": result.get("encode_seconds"),
+        "replayed": result["replayed"],
+        "curve": result.get("curve", []),
+    }

@@ -1,9 +1,11 @@
 """The update worker: a separate process that learns the queue and writes a candidate.
 
 Its contract is narrow. It receives a :class:`WorkerJob`, reads the samples itself from
-SQLite (read-only), trains with ``tailord.trainer``, writes ``weights.safetensors`` and
-``samples.txt`` into the job's staging folder, and sends messages back on a pipe: progress
-events while it runs, then one ``result`` or ``error``. It never publishes: the daemon does.
+SQLite, turns their payloads into backbone features (through the embedding cache), trains
+with ``tailord.trainer`` (checkpointing into ``job.checkpoints``), runs the gate, writes
+``weights.safetensors`` and ``samples.txt`` into the job's staging folder, and sends messages
+back on a pipe: progress events while it runs, then one ``result`` or ``error``. It never
+publishes: the daemon does. Its only writes to the database are cached embeddings.
 """
 
 from __future__ import annotations
@@ -12,18 +14,21 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tailord.storage.db import Database
-from tailord.storage.models import Sample
-from tailord.storage.samples import queued, replay
+from tailord.storage.embeddings import cached as cached_embeddings
+from tailord.storage.embeddings import store as store_embeddings
+from tailord.storage.replay import SampleRow, queued_rows, replay_and_canary
 from tailord.storage.versions import WEIGHTS, VersionStore
-from tailord.trainer.inputs import vector_from_bytes
+from tailord.trainer.gate import GateParams, evaluate, split_holdout
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import ProgressEvent, run_update
@@ -31,6 +36,8 @@ from tailord.trainer.update import ProgressEvent, run_update
 logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = "samples.txt"
+BATCH_EVENT_SECONDS = 0.25  # mini-batch events are thinned to about this interval
+Rows = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -47,14 +54,57 @@ class WorkerJob:
     nice: int = 10
     log_level: int = logging.INFO
     extra: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    checkpoints: Path | None = None  # where epoch-end checkpoints go (survive restarts)
 
 
-def _stack(samples: list[Sample], dim: int | None) -> tuple[np.ndarray, list[str]]:
+class _Thinned:
+    """Sends every began/epoch event, and a mini-batch event at most every interval."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self.send = send
+        self.last = 0.0
+        self.curve: list[dict[str, Any]] = []
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if event.kind == "batch":
+            if now - self.last < BATCH_EVENT_SECONDS:
+                return
+            self.last = now
+        elif event.kind == "epoch" and event.loss is not None:
+            point = {"epoch": event.epoch, "loss": event.loss, "accuracy": event.accuracy}
+            self.curve = [p for p in self.curve if p["epoch"] != event.epoch] + [point]
+        self.send({"type": "progress", "event": event.__dict__})
+
+
+def encode(db: Database, model: Model, samples: Sequence[SampleRow]) -> Rows:
+    """Rows for run_update; a frozen backbone's features come from the cache or are stored."""
+    backbone = model.backbone
     if not samples:
-        return np.zeros((0, dim or 0), dtype=np.float32), []
-    return (
-        np.stack([vector_from_bytes(s.payload) for s in samples]),
-        [s.label for s in samples],
+        return np.zeros((0, model.dim or 0), dtype=np.float32)
+    if model.trains_backbone or not backbone.cacheable:
+        return model.encode([s.payload for s in samples])
+    with db.read() as session:
+        found = cached_embeddings(session, backbone.identity, [s.sha256 for s in samples])
+    missing = [s for s in samples if s.sha256 not in found]
+    if missing:
+        started = time.monotonic()
+        features = backbone.features([s.payload for s in missing])
+        fresh = {
+            s.sha256: row.astype("<f4").tobytes() for s, row in zip(missing, features, strict=True)
+        }
+        with db.write() as session:
+            store_embeddings(session, backbone.identity, features.shape[1], fresh)
+        found.update(fresh)
+        logger.info(
+            "computed %d embeddings in %.2fs (%d cached)",
+            len(missing),
+            time.monotonic() - started,
+            len(samples) - len(missing),
+        )
+    return np.stack([np.frombuffer(found[s.sha256], dtype="<f4") for s in samples]).astype(
+        np.float32
     )
 
 
@@ -65,34 +115,91 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
     torch.set_num_threads(max(1, job.threads))
     spec = ModelSpec.from_dict(job.spec)
     params = UpdateParams.from_dict(job.params)
+    gate = GateParams.from_dict(job.gate)
     store = VersionStore(job.data_dir)
-    base = Model.from_bytes(store.read(job.base_version).weights)
+    current = Model.from_bytes(store.read(job.base_version).weights)
     # A changed spec (another head, say) starts from the standard model and relearns all.
-    fresh = base.spec != spec
-    model = Model.base(spec) if fresh else base
+    fresh = current.spec != spec
+    model = Model.base(spec) if fresh else current
+    knn_like = spec.head in ("knn", "auto")
 
     db = Database(job.database)
+    began = time.monotonic()
     try:
         with db.read() as session:
-            new = queued(session, up_to_id=job.up_to_id)
-            limit = 10**9 if fresh else (0 if spec.head == "knn" else params.replay)
-            old = replay(session, limit, seed=params.seed) if limit else []
+            new = queued_rows(session, job.up_to_id)
+            limit = 10**9 if fresh else (0 if knn_like else params.replay)
+            canary_limit = gate.canary if gate.enabled and not fresh else 0
+            old, canary = replay_and_canary(session, limit, canary_limit, params.seed)
+        if not new:
+            raise RuntimeError("no queued samples; nothing to learn")
+        judged = gate.enabled and bool(current.labels) and not fresh
+        held = (
+            set(split_holdout([s.label for s in new], gate.holdout, params.seed))
+            if judged
+            else set()
+        )
+        train = [s for i, s in enumerate(new) if i not in held]
+        holdout = [s for i, s in enumerate(new) if i in held]
+        logger.info(
+            "read %d queued, %d replay and %d canary samples in %.2fs",
+            len(new),
+            len(old),
+            len(canary),
+            time.monotonic() - began,
+        )
+        started = time.monotonic()
+        train_x, old_x = encode(db, model, train), encode(db, model, old)
+        holdout_x, canary_x = encode(db, model, holdout), encode(db, model, canary)
+        encode_seconds = time.monotonic() - started
     finally:
         db.close()
-    if not new:
-        raise RuntimeError("no queued samples; nothing to learn")
-    dim = spec.dim or len(new[0].payload) // 4
-    new_x, new_labels = _stack(new, dim)
-    old_x, old_labels = _stack(old, dim)
 
-    def progress(event: ProgressEvent) -> None:
-        send({"type": "progress", "event": event.__dict__})
-
+    train_labels, old_labels = [s.label for s in train], [s.label for s in old]
+    if fresh and old:
+        # The standard model relearns everything: to it, the earlier samples are new (a k-NN
+        # head ignores replay, so they must come in as new rows).
+        train_x, train_labels = np.concatenate([old_x, train_x]), old_labels + train_labels
+        old_x, old_labels = old_x[:0], []
+    progress = _Thinned(send)
     started = time.monotonic()
-    candidate = run_update(model, new_x, new_labels, old_x, old_labels, params, progress)
+    candidate = run_update(
+        model,
+        train_x,
+        train_labels,
+        old_x,
+        old_labels,
+        params,
+        progress,
+        checkpoint_dir=job.checkpoints,
+    )
     seconds = time.monotonic() - started
-    (job.staging / WEIGHTS).write_bytes(candidate.to_bytes())
-    (job.staging / SAMPLES_FILE).write_text("".join(s.sha256 + "\n" for s in new))
+    verdict = evaluate(
+        candidate,
+        current,
+        (holdout_x, [s.label for s in holdout]),
+        (canary_x, [s.label for s in canary]),
+        gate,
+    )
+    promote = verdict.promote or not gate.enabled
+    if promote and holdout and knn_like:
+        # Judged, now learned: a memory head keeps every shot (cheap to append).
+        candidate = run_update(
+            candidate,
+            holdout_x,
+            [s.label for s in holdout],
+            np.zeros((0, holdout_x.shape[1]), np.float32),
+            [],
+            params,
+        )
+    if promote:
+        (job.staging / WEIGHTS).write_bytes(candidate.to_bytes())
+        (job.staging / SAMPLES_FILE).write_text("".join(s.sha256 + "\n" for s in new))
+    logger.info(
+        "trained in %.2fs; gate and candidate done %.2fs later",
+        seconds,
+        time.monotonic() - started - seconds,
+    )
     return {
         "sample_ids": [s.id for s in new],
         "new_samples": len(new),
@@ -101,11 +208,25 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
         "sample_count": candidate.sample_count,
         "spec": spec.to_dict(),
         "seconds": seconds,
+        "encode_seconds": encode_seconds,
+        "curve": progress.curve,
+        "gate": {**verdict.to_dict(), "enabled": gate.enabled},
+        "promote": promote,
     }
 
 
-def main(job: WorkerJob, conn: Connection) -> None:
-    """Entry point of the spawned process."""
+def main(job: WorkerJob | None, conn: Connection) -> None:
+    """Entry point of the spawned process; with no ``job``, wait for one on ``conn``.
+
+    Waiting is what a prewarmed worker does: its interpreter and torch are loaded already.
+    """
+    if job is None:
+        try:
+            conn.send({"type": "ready"})
+            job = conn.recv()
+        except (EOFError, OSError):  # the daemon exited without giving it work
+            return
+        assert isinstance(job, WorkerJob)
     logging.basicConfig(
         level=job.log_level, format="%(asctime)s tailord-worker %(levelname)s %(message)s"
     )
@@ -126,3 +247,7 @@ def main(job: WorkerJob, conn: Connection) -> None:
         raise SystemExit(1) from None
     conn.send({"type": "result", "result": result})
     conn.close()
+    logging.shutdown()
+    # Skip the interpreter's teardown (torch's is slow): the daemon waits for this exit, and
+    # everything that matters is written and sent already.
+    os._exit(0)

