@@ -23,11 +23,19 @@ from tailord.daemon.server import Request, Response, error_response, json_respon
 from tailord.daemon.serving import Served
 from tailord.daemon.updates import NothingQueued
 from tailord.trainer.errors import DecodeError, ModelError
-from tailord.trainer.inputs import decode_vector
+from tailord.trainer.inputs import SAMPLE_SUFFIXES, decode_record, decode_sample
 
 logger = logging.getLogger(__name__)
 
 MAX_INPUTS = 4096
+# A raw request body is one sample file; its Content-Type stands for the file's suffix.
+RAW_TYPES = {
+    "application/x-npy": ".npy",
+    "application/octet-stream": ".npy",
+    "text/plain": ".txt",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+}
 MAX_PAGE = 1000
 MAX_WAIT_SECONDS = 3600.0
 SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often finds clients that went away
@@ -237,11 +245,14 @@ class Api:
 
     def predict(self, request: Request) -> Response:
         served = self._served()  # one reference for the whole request, even across a swap
-        x = self._inputs(request)
+        model = served.model
         try:
-            predictions = served.model.predict(x)
+            if model.spec.input_kind == "vector" and _is_json(request):
+                predictions = model.predict(self._vectors(request))
+            else:
+                predictions = model.predict_payloads(self._payloads(request, model.spec.input_kind))
         except ModelError as exc:
-            status = 409 if not served.model.labels else 422
+            status = 409 if not model.labels else 422
             raise ApiError(status, "cannot_predict", str(exc)) from exc
         return json_response(
             200,
@@ -251,33 +262,22 @@ class Api:
             },
         )
 
-    def _inputs(self, request: Request) -> np.ndarray:
-        content_type = request.headers.get("content-type", "application/json").split(";")[0]
-        if content_type in ("application/x-npy", "application/octet-stream"):
-            try:
-                return decode_vector(request.body, ".npy")[np.newaxis, :]
-            except DecodeError as exc:
-                raise ApiError(422, "bad_input", str(exc)) from exc
-        if content_type != "application/json":
-            raise ApiError(
-                415,
-                "unsupported_media_type",
-                f'cannot read {content_type}; send JSON {{"inputs": [[...], ...]}} '
-                "or one .npy file as application/x-npy",
-            )
+    def _json_inputs(self, request: Request, example: str) -> list[object]:
         try:
             payload = json.loads(request.body or b"null")
         except (ValueError, RecursionError) as exc:
             raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         if not isinstance(inputs, list) or not inputs:
-            raise ApiError(
-                422, "bad_input", 'send {"inputs": [[0.1, 0.2, ...], ...]}: a non-empty list'
-            )
+            raise ApiError(422, "bad_input", f"send {example}: a non-empty list")
         if len(inputs) > MAX_INPUTS:
             raise ApiError(
                 413, "too_many_inputs", f"{len(inputs)} inputs; send at most {MAX_INPUTS}"
             )
+        return inputs
+
+    def _vectors(self, request: Request) -> np.ndarray:
+        inputs = self._json_inputs(request, '{"inputs": [[0.1, 0.2, ...], ...]}')
         rows = []
         for i, row in enumerate(inputs):
             if not isinstance(row, list) or not row or not all(_is_number(v) for v in row):
@@ -286,6 +286,41 @@ class Api:
         if len({len(r) for r in rows}) != 1:
             raise ApiError(422, "bad_input", "all inputs must have the same length")
         return np.asarray(rows, dtype=np.float32)
+
+    def _payloads(self, request: Request, input_kind: str) -> list[bytes]:
+        """Inputs in their stored form, validated by the same decoders as the inbox."""
+        content_type = _content_type(request)
+        try:
+            if content_type == "application/json":
+                example = '{"inputs": ["a text", ...]} or {"inputs": [{"image": "<base64>"}]}'
+                return [
+                    decode_record(
+                        {"text": item} if isinstance(item, str) else item, input_kind
+                    ).payload
+                    for item in self._json_inputs(request, example)
+                ]
+            suffix = RAW_TYPES.get(content_type)
+            if suffix is None or SAMPLE_SUFFIXES[suffix] != input_kind:
+                accepted = sorted(
+                    t for t, x in RAW_TYPES.items() if SAMPLE_SUFFIXES[x] == input_kind
+                )
+                raise ApiError(
+                    415,
+                    "unsupported_media_type",
+                    f"this model takes {input_kind} inputs, not {content_type}; send JSON "
+                    f'{{"inputs": [...]}} or one file as {" or ".join(accepted)}',
+                )
+            return [decode_sample(request.body, suffix, input_kind).payload]
+        except DecodeError as exc:
+            raise ApiError(422, "bad_input", str(exc)) from exc
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+def _is_json(request: Request) -> bool:
+    return _content_type(request) == "application/json"
 
 
 def _is_number(value: object) -> bool:

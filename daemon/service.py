@@ -86,14 +86,6 @@ class Daemon:
         if self.updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
 
-        self.server = UnixHTTPServer(
-            cfg.socket,
-            Api(self, self.metrics),
-            Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
-            cfg.api.max_body_bytes,
-            listener=inherited_socket(),
-        )
-        self.server.start()
         self.ingestor = Ingestor(
             cfg.inbox,
             db,
@@ -121,6 +113,15 @@ class Daemon:
             coalesce=True,
         )
         self.scheduler.start()
+        # The socket opens last: a client that can connect finds every part ready.
+        self.server = UnixHTTPServer(
+            cfg.socket,
+            Api(self, self.metrics),
+            Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
+            cfg.api.max_body_bytes,
+            listener=inherited_socket(),
+        )
+        self.server.start()
         self.wake()
         logger.info(
             "tailord serving version %d on %s; inbox %s (%d files waiting); data in %s",
@@ -206,8 +207,11 @@ class Daemon:
             misfire_grace_time=None,
         )
 
-    def _on_rejected(self, name: str, reason: str) -> None:
-        self.events.publish("sample.rejected", name=name, reason=reason)
+    def _on_rejected(self, source: str, reason: str) -> None:
+        # ``source`` is the path inside the inbox; ``name`` is what lands in .rejected/.
+        self.events.publish(
+            "sample.rejected", name=source.rsplit("/", 1)[-1], source=source, reason=reason
+        )
 
     def _on_ingested(self, added: int) -> None:
         self.events.publish("sample.queued", count=added)

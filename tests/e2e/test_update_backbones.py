@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import io
+import json
 import sqlite3
 from pathlib import Path
 
@@ -54,6 +56,17 @@ def test_image_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) 
     asked = [png(True, 50), png(False, 51)]
     assert [p.label for p in model.predict_payloads(asked)] == ["light", "dark"]
     assert embeddings_stored(daemon.data_dir) == 12
+    # Over the socket: one raw image body, and base64 images in JSON.
+    with daemon.client() as client:
+        raw = client.request("POST", "/v1/predict", png(False, 52), "image/png")
+        assert [p["label"] for p in raw["predictions"]] == ["dark"]
+        inputs = [{"image": base64.b64encode(image).decode()} for image in asked]
+        body = json.dumps({"inputs": inputs}).encode()
+        answer = client.request("POST", "/v1/predict", body)
+        assert [p["label"] for p in answer["predictions"]] == ["light", "dark"]
+        with pytest.raises(ClientError) as wrong:
+            client.request("POST", "/v1/predict", b"a text", "text/plain")
+        assert wrong.value.status == 415
 
 
 @pytest.mark.skipif(
@@ -77,3 +90,9 @@ def test_text_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) -
     asked = [b"the bill for march is attached", b"dinner with friends tonight"]
     assert [p.label for p in model.predict_payloads(asked)] == ["billing", "social"]
     assert embeddings_stored(daemon.data_dir) == 4
+    with daemon.client() as client:
+        body = json.dumps({"inputs": [a.decode() for a in asked]}).encode()
+        answer = client.request("POST", "/v1/predict", body)
+        assert [p["label"] for p in answer["predictions"]] == ["billing", "social"]
+        raw = client.request("POST", "/v1/predict", b"the invoice total", "text/plain")
+        assert [p["label"] for p in raw["predictions"]] == ["billing"]
