@@ -46,6 +46,8 @@ class PolicyConfig:
     min_queued: int = 1  # queued samples needed before an update may start
     quiet_seconds: float = 10.0  # no new sample for this long before an update starts
     check_seconds: float = 60.0  # how often the scheduler re-checks the policy anyway
+    retry_seconds: float = 60.0  # wait after a failed update; doubles with each failure
+    max_retry_seconds: float = 3600.0  # the longest wait between failed updates
 
 
 @dataclass(frozen=True)

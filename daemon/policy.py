@@ -21,11 +21,26 @@ def decide(
     last_queued_at: float | None,
     now: float,
     manual: bool = False,
+    failures: int = 0,
+    last_failure_at: float | None = None,
 ) -> Decision:
+    """``failures`` counts the updates that failed in a row; after one, automatic updates
+    back off exponentially (``retry_seconds`` doubling up to ``max_retry_seconds``) so a
+    broken sample or a full disk does not start a failing update every few seconds."""
     if queued == 0:
         return Decision(False, "nothing queued")
     if manual:
         return Decision(True, "requested")
+    if failures and last_failure_at is not None:
+        backoff = min(policy.retry_seconds * 2 ** (failures - 1), policy.max_retry_seconds)
+        if now < last_failure_at + backoff:
+            wait = last_failure_at + backoff - now
+            return Decision(
+                False,
+                f"{failures} update(s) failed in a row; retrying in {wait:.0f}s "
+                "(see `tailorctl status`; `tailorctl update` retries now)",
+                wait,
+            )
     if queued < policy.min_queued:
         return Decision(False, f"{queued} queued, waiting for {policy.min_queued} (min_queued)")
     quiet_until = (last_queued_at or now) + policy.quiet_seconds

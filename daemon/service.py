@@ -52,6 +52,8 @@ class Daemon:
         self.should_exit = False
         self._wake = threading.Event()
         self._manual = False
+        self._failures = 0  # updates failed in a row: automatic ones back off
+        self._last_failure_at: float | None = None
         self._policy_reason = "starting"
         self.serving = Serving()
         self.events = EventBus()
@@ -178,6 +180,7 @@ class Daemon:
             self._policy_reason = decision.reason
             if decision.run:
                 self.updater.run(decision.reason)
+                self._note_outcome()
                 self.wake()  # samples may have arrived meanwhile
             elif manual and self.updater.has_pending():
                 self.updater.run(decision.reason)  # ends the request: nothing to learn
@@ -195,7 +198,17 @@ class Daemon:
             last_queued_at=last,
             now=time.time(),
             manual=manual,
+            failures=self._failures,
+            last_failure_at=self._last_failure_at,
         )
+
+    def _note_outcome(self) -> None:
+        last = self.updater.last_update()
+        if last is not None and last["state"] == "failed":
+            self._failures += 1
+            self._last_failure_at = time.time()
+        else:
+            self._failures = 0
 
     def _wake_in(self, seconds: float) -> None:
         self.scheduler.add_job(

@@ -31,3 +31,20 @@ def test_a_manual_request_skips_the_wait() -> None:
     decision = decide(POLICY, queued=1, last_queued_at=99, now=100, manual=True)
     assert decision.run
     assert decision.reason == "requested"
+
+
+def test_failed_updates_back_off_exponentially_but_a_request_does_not_wait() -> None:
+    policy = PolicyConfig(quiet_seconds=0, retry_seconds=10, max_retry_seconds=25)
+    after_one = decide(policy, queued=1, last_queued_at=0, now=105, failures=1, last_failure_at=100)
+    assert not after_one.run
+    assert after_one.retry_in == 5
+    assert "failed" in after_one.reason
+    assert decide(policy, queued=1, last_queued_at=0, now=111, failures=1, last_failure_at=100).run
+    after_two = decide(policy, queued=1, last_queued_at=0, now=111, failures=2, last_failure_at=100)
+    assert after_two.retry_in == 9  # 20 s after the second failure
+    capped = decide(policy, queued=1, last_queued_at=0, now=101, failures=9, last_failure_at=100)
+    assert capped.retry_in == 24  # at most max_retry_seconds
+    asked = decide(
+        policy, queued=1, last_queued_at=0, now=101, failures=9, last_failure_at=100, manual=True
+    )
+    assert asked.run
