@@ -14,8 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tailord.daemon.history import HistoryError
 from tailord.daemon.server import Request, Response, error_response, json_response
-from tailord.daemon.serving import Served
+from tailord.daemon.serving import LoadFailed, Served
+from tailord.storage.errors import VersionNotFound
 from tailord.trainer.errors import DecodeError, ModelError
 from tailord.trainer.inputs import decode_vector
 
@@ -30,6 +32,9 @@ class Backend(Protocol):
     def served(self) -> Served | None: ...
     def status(self) -> dict[str, Any]: ...
     def request_update(self) -> dict[str, Any]: ...
+    def rollback(self, number: int | None) -> dict[str, Any]: ...
+    def pin(self, number: int, pinned: bool) -> dict[str, Any]: ...
+    def import_base(self, data: bytes) -> dict[str, Any]: ...
 
 
 class ApiError(Exception):
@@ -50,6 +55,10 @@ class Api:
             ("GET", "/v1/status"): self.status,
             ("POST", "/v1/predict"): self.predict,
             ("POST", "/v1/update"): self.update,
+            ("POST", "/v1/rollback"): self.rollback,
+            ("POST", "/v1/pin"): self.pin,
+            ("POST", "/v1/unpin"): self.unpin,
+            ("POST", "/v1/import-base"): self.import_base,
         }
 
     def __call__(self, request: Request) -> Response:
@@ -100,6 +109,27 @@ class Api:
 
     def update(self, request: Request) -> Response:
         return json_response(202, self.backend.request_update())
+
+    def rollback(self, request: Request) -> Response:
+        """``{"version": N}`` makes N current again; no body rolls back to the parent."""
+        number = _version_in(request, required=False)
+        return _history_call(lambda: self.backend.rollback(number))
+
+    def pin(self, request: Request) -> Response:
+        number = _version_in(request, required=True)
+        assert number is not None
+        return _history_call(lambda: self.backend.pin(number, True))
+
+    def unpin(self, request: Request) -> Response:
+        number = _version_in(request, required=True)
+        assert number is not None
+        return _history_call(lambda: self.backend.pin(number, False))
+
+    def import_base(self, request: Request) -> Response:
+        """The body is a .safetensors file (never a path: the daemon opens no caller's files)."""
+        if not request.body:
+            raise ApiError(422, "bad_input", "send the .safetensors file as the request body")
+        return _history_call(lambda: self.backend.import_base(request.body))
 
     def predict(self, request: Request) -> Response:
         served = self._served()  # one reference for the whole request, even across a swap
@@ -156,3 +186,27 @@ class Api:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _version_in(request: Request, *, required: bool) -> int | None:
+    try:
+        payload = json.loads(request.body) if request.body.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
+    number = payload.get("version") if isinstance(payload, dict) else None
+    if number is None and not required:
+        return None
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        raise ApiError(422, "bad_input", 'send {"version": N} with N a version number')
+    return number
+
+
+def _history_call(call: Callable[[], dict[str, Any]]) -> Response:
+    try:
+        return json_response(200, call())
+    except VersionNotFound as exc:
+        raise ApiError(404, "version_not_found", str(exc)) from exc
+    except LoadFailed as exc:
+        raise ApiError(409, "load_failed", f"{exc}; the current version keeps serving") from exc
+    except HistoryError as exc:
+        raise ApiError(409, "conflict", str(exc)) from exc

@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus
+from tailord.daemon.history import collect_garbage
 from tailord.daemon.publish import publish
 from tailord.daemon.serving import Serving
 from tailord.daemon.worker import WorkerJob, main
 from tailord.storage.db import Database
-from tailord.storage.models import Sample, SampleState, Update, UpdateState, Version
+from tailord.storage.models import Sample, SampleState, Update, UpdateState
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -88,12 +89,11 @@ class Updater:
                 logger.error("update %d failed: %s", update_id, result["error"])
                 self._finish(update_id, UpdateState.FAILED, error=result["error"])
                 return None
-            number = self._next_number()
-            publish(
+            number = publish(
                 self.store,
                 self.db,
+                self.serving,  # swapped in by publish, under the lock that orders flips
                 staging_name=staging_name,
-                number=number,
                 parent=base,
                 manifest={
                     "spec": result["spec"],
@@ -106,7 +106,7 @@ class Updater:
                 sample_ids=result["sample_ids"],
             )
             self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
-            self.serving.load(self.store, number)
+            collect_garbage(self.store, self.db, self.config.versions.keep)
             self.events.publish("version.changed", version=number, parent=base)
             logger.info("update %d published version %d", update_id, number)
             return number
@@ -156,11 +156,6 @@ class Updater:
                 process.kill()
                 process.join()
             receive.close()
-
-    def _next_number(self) -> int:
-        with self.db.read() as session:
-            highest = session.scalar(select(func.max(Version.number))) or 0
-        return max([highest, *self.store.numbers()]) + 1
 
     def _finish(
         self,

@@ -81,6 +81,8 @@ class Version(Base):
     created_at: Mapped[float] = mapped_column(default=now)
     sample_count: Mapped[int] = mapped_column(default=0)
     manifest: Mapped[dict[str, object]] = mapped_column(JSON)
+    pinned: Mapped[bool] = mapped_column(default=False)  # kept whatever [versions] keep says
+    removed_at: Mapped[float | None]  # folder deleted (the row stays: samples refer to it)
 
 
 class Update(Base):
@@ -101,3 +103,17 @@ class Update(Base):
     sample_count: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(String(4096))
     metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class VersionEvent(Base):
+    """The history of ``current`` and of the version folders: publish, rollback, fallback,
+    pin, unpin, import, removal. Rows are only ever added."""
+
+    __tablename__ = "version_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[float] = mapped_column(default=now)
+    kind: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int]
+    previous: Mapped[int | None]  # what was current before, for flips
+    detail: Mapped[str | None] = mapped_column(String(4096))
