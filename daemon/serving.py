@@ -45,7 +45,6 @@ class Serving:
     def __init__(self, events: EventBus | None = None) -> None:
         self._current: Served | None = None
         self._events = events
-        self.swaps = 0  # how many times a version was swapped in since start-up
         self.last_error: dict[str, Any] | None = None
 
     @property
@@ -73,7 +72,6 @@ class Serving:
 
     def swap(self, served: Served) -> None:
         self._current = served  # the swap: one reference assignment
-        self.swaps += 1
         self.last_error = None
         logger.info("serving version %d", served.number)
 

@@ -104,21 +104,26 @@ class VersionStore:
 
     def clear_staging(self) -> int:
         """Remove every staging leftover (a crashed or cancelled candidate, a half-made
-        flip's temporary link); returns the count."""
+        flip's temporary link); returns the count.
+
+        Under the lock: a publish, import or removal in another thread finishes its own
+        staging entry first, rather than losing it half-way.
+        """
         removed = 0
-        for entry in self.staging_dir.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed += 1
-        if removed:
-            fsync_dir(self.staging_dir)
-        tmp = temp_link(self.current_link)
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-            fsync_dir(self.root)
-            removed += 1
+        with self.lock:
+            for entry in self.staging_dir.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+            if removed:
+                fsync_dir(self.staging_dir)
+            tmp = temp_link(self.current_link)
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+                fsync_dir(self.root)
+                removed += 1
         return removed
 
     def publish(self, staging: Path, number: int, manifest: Mapping[str, Any]) -> Path:

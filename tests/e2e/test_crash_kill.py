@@ -32,10 +32,10 @@ from tests.e2e.version_checks import check_current, check_database, check_no_lef
 
 KILLS = int(os.environ.get("TAILORD_TEST_KILLS", "100"))
 # Most kills come early (start-up, reconciliation, ingest, the start of an update); every
-# LONG_EVERY-th waits for an update to start and kills 2-5 s into it (the worker, publishing,
+# LONG_EVERY-th waits for an update to start and kills 2-4.5 s into it (the worker, publishing,
 # the swap), since an update takes ~3.5 s from its start to its publish on this machine.
 EARLY_KILL_SECONDS = 2.0
-LONG_EVERY = 5
+LONG_EVERY = 7
 
 
 def _spawn(daemon: DaemonProcess) -> subprocess.Popen[bytes]:
@@ -94,7 +94,7 @@ def test_random_sigkills_lose_nothing(short_tmp: Path) -> None:
         drop(rng.randint(0, 3))
         if kills % LONG_EVERY == LONG_EVERY - 1:
             _wait_for_update(daemon.log, log_offset, timeout=15)
-            deadline = time.monotonic() + rng.uniform(2.0, 5.0)
+            deadline = time.monotonic() + rng.uniform(2.0, 4.5)
         time.sleep(max(0.0, deadline - time.monotonic()))
         os.killpg(process.pid, signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
