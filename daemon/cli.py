@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--socket", type=Path, help="the Unix socket of the API")
     serve.add_argument("--quiet-seconds", type=float, help="[policy] quiet_seconds")
     serve.add_argument("--head", choices=["knn", "linear"], help="[model] head")
+    serve.add_argument(
+        "--allow-user", action="append", metavar="USER", help="[api] allowed_users (repeatable)"
+    )
+    serve.add_argument(
+        "--allow-group", action="append", metavar="GROUP", help="[api] allowed_groups (repeatable)"
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -48,6 +54,8 @@ def tailord_main(argv: Sequence[str] | None = None) -> int:
             socket=args.socket,
             quiet_seconds=args.quiet_seconds,
             head=args.head,
+            allowed_users=args.allow_user,
+            allowed_groups=args.allow_group,
         )
         from tailord.daemon.service import Daemon  # heavy imports (torch) only to serve
 

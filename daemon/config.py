@@ -29,6 +29,15 @@ class IngestConfig:
     max_file_bytes: int = 64 * 1024 * 1024
     batch_files: int = 512  # files committed in one transaction, at most
     batch_seconds: float = 0.2  # how long a batch waits for more files
+    batch_lines: int = 5000  # .jsonl lines committed in one transaction, at most
+    max_line_bytes: int = 4 * 1024 * 1024  # one .jsonl line, at most
+    max_jsonl_bytes: int = 4 * 1024 * 1024 * 1024  # one .jsonl file (read a line at a time)
+    max_text_chars: int = 100_000  # one text sample, at most
+    max_image_pixels: int = 40_000_000  # width times height of one image, at most
+    max_queued_samples: int = 1_000_000  # back-pressure: above this, files wait in the inbox
+    max_queued_bytes: int = 4 * 1024 * 1024 * 1024  # same, for the queued payload bytes
+    retry_seconds: float = 5.0  # pause before retrying a commit that failed (disk full, I/O)
+    burst_events: int = 4096  # after this many events, rescan once they stop (inotify overflow)
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,8 @@ def _section(cls: type[T], table: Mapping[str, Any], name: str) -> T:
 def load_config(path: Path | None = None, **overrides: Any) -> Config:
     """Read the TOML file at ``path`` (if any) and apply ``overrides`` (None means unset).
 
-    Recognised overrides: data_dir, inbox, socket, quiet_seconds, head.
+    Recognised overrides: data_dir, inbox, socket, quiet_seconds, head, allowed_users,
+    allowed_groups (lists extend the file's).
     """
     table: dict[str, Any] = {}
     if path is not None:
@@ -165,6 +175,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     policy_table = dict(table.get("policy", {}))
     if overrides.get("quiet_seconds") is not None:
         policy_table["quiet_seconds"] = overrides["quiet_seconds"]
+    api_table = dict(table.get("api", {}))
+    for key in ("allowed_users", "allowed_groups"):
+        if overrides.get(key):
+            api_table[key] = [*api_table.get(key, []), *overrides[key]]
     try:
         model = ModelSpec.from_dict(model_table)
         update = UpdateParams.from_dict(dict(table.get("update", {})))
@@ -183,6 +197,6 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         policy=_section(PolicyConfig, policy_table, "policy"),
         ingest=_section(IngestConfig, table.get("ingest", {}), "ingest"),
         worker=_section(WorkerConfig, table.get("worker", {}), "worker"),
-        api=_section(ApiConfig, table.get("api", {}), "api"),
+        api=_section(ApiConfig, api_table, "api"),
         versions=_section(VersionsConfig, table.get("versions", {}), "versions"),
     )

@@ -13,15 +13,25 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 logger = logging.getLogger(__name__)
 
 REJECTED = ".rejected"
+BATCH_SUFFIX = ".jsonl"
 IGNORED_SUFFIXES = (".tmp", ".part")
 
 
@@ -40,22 +50,40 @@ def is_candidate(inbox: Path, path: Path) -> bool:
     return not rel.name.endswith(IGNORED_SUFFIXES)
 
 
+def is_batch(inbox: Path, path: Path) -> bool:
+    """Whether ``path`` is a ``INBOX/<name>.jsonl`` batch (many samples, labels inside)."""
+    return path.parent == inbox and path.suffix.lower() == BATCH_SUFFIX
+
+
 def label_of(inbox: Path, path: Path) -> str:
     """The label an entry is filed under, or a refusal saying where it belongs."""
     rel = path.relative_to(inbox)
+    if len(rel.parts) == 2 and rel.suffix.lower() == BATCH_SUFFIX:
+        raise Refused(
+            f"is a {BATCH_SUFFIX} batch inside a label folder; move it to INBOX/{rel.name} "
+            "(each line names its own label)"
+        )
     if len(rel.parts) != 2:
         raise Refused(f"{rel} is not inside a label folder; move it to INBOX/<label>/{rel.name}")
-    label = rel.parts[0]
-    if not label.isprintable() or len(label) > 200:
-        raise Refused(f"label folder {label!r} is not a usable label; use a short printable name")
-    return label
+    check_label(rel.parts[0])
+    return rel.parts[0]
 
 
-def read_entry(inbox: Path, path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
-    """Read an inbox file without following symlinks or blocking on special files.
+def check_label(label: str) -> None:
+    """Refuse a label that is empty, too long or unprintable (it shows up in logs and API)."""
+    if not label or not label.isprintable() or len(label) > 200:
+        raise Refused(f"label {label[:40]!r} is not usable; use a short printable name")
 
-    The file is read through the one descriptor :func:`_open_entry` returns, after checking
-    that it is a regular file with one link and under the size cap.
+
+class Unsettled(Exception):
+    """The file changed while it was read: a writer still has it open; look again later."""
+
+
+def open_entry(inbox: Path, path: Path, max_bytes: int) -> tuple[int, os.stat_result]:
+    """Open an inbox file safely; returns its descriptor (the caller closes it) and stat.
+
+    No symlink is followed and nothing blocks on a FIFO (see :func:`_open_entry`); then the
+    descriptor must be a regular file with one link and at most ``max_bytes`` long.
     """
     fd = _open_entry(inbox, path.relative_to(inbox))
     try:
@@ -72,6 +100,20 @@ def read_entry(inbox: Path, path: Path, max_bytes: int) -> tuple[bytes, os.stat_
                 f"is {st.st_size} bytes, over the {max_bytes}-byte cap "
                 "([ingest] max_file_bytes); split it or raise the cap"
             )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_entry(inbox: Path, path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """Read an inbox file through the one descriptor :func:`open_entry` returns.
+
+    Raises :class:`Unsettled` when the file changed while being read (a writer that keeps it
+    open): such a file is looked at again later, never ingested truncated nor rejected.
+    """
+    fd, st = open_entry(inbox, path, max_bytes)
+    try:
         chunks = []
         remaining = max_bytes + 1
         while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 20))):
@@ -80,13 +122,27 @@ def read_entry(inbox: Path, path: Path, max_bytes: int) -> tuple[bytes, os.stat_
         data = b"".join(chunks)
         if len(data) > max_bytes:
             raise Refused(f"grew past the {max_bytes}-byte cap while being read; split it")
+        check_unchanged(fd, st)
+        if len(data) != st.st_size:
+            raise Unsettled()
         return data, st
     finally:
         os.close(fd)
 
 
+def check_unchanged(fd: int, before: os.stat_result) -> None:
+    """Raise :class:`Unsettled` if the file behind ``fd`` changed since ``before``."""
+    after = os.fstat(fd)
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    ):
+        raise Unsettled()
+
+
 def _open_entry(inbox: Path, rel: Path) -> int:
-    """Open ``INBOX/<label>/<name>`` with ``O_NOFOLLOW`` at each step, relative to the last.
+    """Open ``INBOX/<label>/<name>`` (or ``INBOX/<name>``) with ``O_NOFOLLOW`` at each step.
 
     Opening the label folder and then the file through directory descriptors means a path
     swapped under us cannot redirect the read outside the inbox. ``O_NONBLOCK`` keeps a FIFO
@@ -95,6 +151,8 @@ def _open_entry(inbox: Path, rel: Path) -> int:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     dir_fd = os.open(inbox, flags | os.O_DIRECTORY)
     try:
+        if len(rel.parts) == 1:
+            return _open_file(rel.name, flags, dir_fd)
         try:
             label_fd = os.open(rel.parts[0], flags | os.O_DIRECTORY, dir_fd=dir_fd)
         except OSError as exc:
@@ -105,24 +163,47 @@ def _open_entry(inbox: Path, rel: Path) -> int:
                 ) from exc
             raise
         try:
-            return os.open(rel.name, flags | os.O_NONBLOCK, dir_fd=label_fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise Refused(
-                    "is a symbolic link; tailord reads only regular files inside the inbox, "
-                    "so copy the file in instead"
-                ) from exc
-            raise
+            return _open_file(rel.name, flags, label_fd)
         finally:
             os.close(label_fd)
     finally:
         os.close(dir_fd)
 
 
+def _open_file(name: str, flags: int, dir_fd: int) -> int:
+    try:
+        return os.open(name, flags | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Refused(
+                "is a symbolic link; tailord reads only regular files inside the inbox, "
+                "so copy the file in instead"
+            ) from exc
+        raise
+
+
+def _free_name(rejected: Path, name: str) -> Path:
+    target = rejected / name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    counter = 1
+    while target.exists() or target.is_symlink():
+        target = rejected / (f"{stem}.{counter}.{suffix}" if dot else f"{stem}.{counter}")
+        counter += 1
+    return target
+
+
+def _write_reason(target: Path, rel: Path, reason: str) -> None:
+    line = " ".join(f"{rel}: {reason}".split())  # one line, whatever the reason held
+    target.with_name(target.name + ".reason").write_text(line + "\n")
+
+
 def reject(inbox: Path, path: Path, reason: str) -> Path:
     """Move ``path`` (the entry itself, never a symlink's target) to ``.rejected/`` with a reason.
 
     A symlinked label folder is moved as a whole, so nothing outside the inbox is touched.
+    Raises OSError when the inbox cannot be changed (read-only): the caller records that.
     """
     rejected = inbox / REJECTED
     rejected.mkdir(exist_ok=True)
@@ -130,20 +211,39 @@ def reject(inbox: Path, path: Path, reason: str) -> Path:
     source = path
     if len(rel.parts) >= 2 and (inbox / rel.parts[0]).is_symlink():
         source = inbox / rel.parts[0]
-    target = rejected / source.name
-    counter = 1
-    while target.exists() or target.is_symlink():
-        target = rejected / f"{source.stem}.{counter}{source.suffix}"
-        counter += 1
+    target = _free_name(rejected, source.name)
     os.rename(source, target)
-    line = " ".join(f"{rel}: {reason}".split())  # one line, whatever the reason held
-    target.with_name(target.name + ".reason").write_text(line + "\n")
+    _write_reason(target, rel, reason)
     logger.warning("rejected %s: %s", rel, reason)
     return target
 
 
-def scan(inbox: Path) -> Iterator[Path]:
-    """Every candidate entry now in the inbox (used at start-up and by the periodic rescan)."""
+def reject_lines(inbox: Path, path: Path, lines: bytes, reason: str) -> Path:
+    """Write the refused lines of a ``.jsonl`` batch to ``.rejected/<name>`` with a reason."""
+    rejected = inbox / REJECTED
+    rejected.mkdir(exist_ok=True)
+    target = _free_name(rejected, path.name)
+    tmp = rejected / f".{target.name}.tmp"
+    tmp.write_bytes(lines)
+    os.rename(tmp, target)
+    _write_reason(target, path.relative_to(inbox), reason)
+    logger.warning("rejected lines of %s: %s", path.name, reason)
+    return target
+
+
+def scan(inbox: Path, folder: Path | None = None) -> Iterator[Path]:
+    """Every candidate entry now in the inbox, or in one of its label folders.
+
+    Used at start-up, by the periodic and post-burst rescans, and for a label folder that
+    was created or moved in (files renamed into it before its watch existed raise no event).
+    """
+    if folder is not None:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for inner in os.scandir(folder):
+                path = Path(inner.path)
+                if is_candidate(inbox, path):
+                    yield path
+        return
     try:
         top = list(os.scandir(inbox))
     except FileNotFoundError:
@@ -152,21 +252,40 @@ def scan(inbox: Path) -> Iterator[Path]:
         if entry.name.startswith("."):
             continue
         if entry.is_dir(follow_symlinks=False):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                for inner in os.scandir(entry.path):
-                    path = Path(inner.path)
-                    if is_candidate(inbox, path):
-                        yield path
+            yield from scan(inbox, Path(entry.path))
         elif is_candidate(inbox, Path(entry.path)):
             yield Path(entry.path)
 
 
 class PendingPaths:
-    """Paths waiting for the ingestor: an ordered set the watcher thread only adds to."""
+    """Paths waiting for the ingestor: an ordered set the watcher thread only adds to.
+
+    It also counts the watcher's events since the last scan: inotify drops events silently
+    when its queue (``fs.inotify.max_queued_events``, 16384 by default) overflows, which a
+    burst of a few thousand files does, so a burst is followed by a rescan once it is over.
+    """
 
     def __init__(self) -> None:
         self._paths: dict[Path, None] = {}
         self._cond = threading.Condition()
+        self._events = 0
+        self._last_event = 0.0
+
+    def note_event(self) -> None:
+        with self._cond:
+            self._events += 1
+            self._last_event = time.monotonic()
+
+    def burst_over(self, threshold: int, quiet_seconds: float) -> bool:
+        """True once, when ``threshold`` events came since the last call that returned True
+        and none for ``quiet_seconds``: the moment to rescan for what inotify dropped."""
+        with self._cond:
+            if self._events < threshold:
+                return False
+            if time.monotonic() - self._last_event < quiet_seconds:
+                return False
+            self._events = 0
+            return True
 
     def add(self, path: Path) -> None:
         with self._cond:
@@ -193,6 +312,10 @@ class _Handler(FileSystemEventHandler):
         self.inbox = inbox
         self.pending = pending
 
+    def dispatch(self, event: FileSystemEvent) -> None:
+        self.pending.note_event()
+        super().dispatch(event)
+
     def _record(self, raw: str | bytes) -> None:
         path = Path(os.fsdecode(raw))
         if is_candidate(self.inbox, path):
@@ -207,9 +330,9 @@ class _Handler(FileSystemEventHandler):
         # Renamed into place (the Maildir way), or a whole label folder moved in.
         dest = Path(os.fsdecode(event.dest_path))
         if event.is_directory:
-            for path in scan(self.inbox):
-                if path.parent == dest:
-                    self.pending.add(path)
+            # The ingestor looks inside it, with the settle check (see on_created).
+            if is_candidate(self.inbox, dest):
+                self.pending.add(dest)
         else:
             self._record(event.dest_path)
 
@@ -235,7 +358,20 @@ class Watcher:
     def __init__(self, inbox: Path, pending: PendingPaths) -> None:
         self.inbox = inbox
         self._observer = Observer()
-        self._observer.schedule(_Handler(inbox, pending), str(inbox), recursive=True)
+        # Only the events acted on: inotify is then not even asked for modify, open, delete
+        # or attribute events, which would fill its queue (and overflow it) in a burst.
+        self._observer.schedule(
+            _Handler(inbox, pending),
+            str(inbox),
+            recursive=True,
+            event_filter=[
+                FileClosedEvent,
+                FileMovedEvent,
+                DirMovedEvent,
+                FileCreatedEvent,
+                DirCreatedEvent,
+            ],
+        )
         self._observer.daemon = True
 
     def start(self) -> None:

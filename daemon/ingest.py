@@ -3,6 +3,8 @@
 A file is removed from the inbox only after the transaction holding its sample has committed
 (``synchronous=FULL``), so a crash at any point leaves each sample either committed or still
 in the inbox; a re-ingest of a committed one is a no-op because samples are keyed by sha256.
+A commit that fails (disk full, I/O error) leaves the files where they are, says why in
+``stats.last_error``, and is retried until it succeeds.
 """
 
 from __future__ import annotations
@@ -10,24 +12,57 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from tailord.daemon.config import IngestConfig
-from tailord.daemon.inbox import PendingPaths, Refused, label_of, read_entry, reject, scan
+from tailord.daemon.inbox import (
+    PendingPaths,
+    Refused,
+    Unsettled,
+    check_label,
+    check_unchanged,
+    is_batch,
+    label_of,
+    open_entry,
+    read_entry,
+    reject,
+    reject_lines,
+    scan,
+)
 from tailord.storage.db import Database
-from tailord.storage.samples import NewSample, add_samples, vector_dim
+from tailord.storage.samples import (
+    Added,
+    NewRejection,
+    NewSample,
+    add_rejections,
+    add_samples,
+    queued_totals,
+    unmoved_rejections,
+    vector_dim,
+)
 from tailord.trainer.errors import DecodeError
-from tailord.trainer.inputs import decode_vector, vector_to_bytes
+from tailord.trainer.inputs import Decoded, Limits, decode_record, decode_sample, parse_json
 
 logger = logging.getLogger(__name__)
 
-RETRY_SECONDS = 5.0
+BURST_QUIET_SECONDS = 0.5  # events quiet this long after a burst: rescan for dropped ones
+TOTALS_SECONDS = 1.0  # how stale the queued totals used for back-pressure may be
+MAX_LISTED_LINES = 5
+# Disk full, I/O error, read-only or locked database: the files stay, the commit is retried.
+_COMMIT_ERRORS = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    OSError,
+)  # refused .jsonl lines named in the one-line reason
 
 
 @dataclass
@@ -36,12 +71,37 @@ class IngestStats:
 
     ingested: int = 0
     duplicates: int = 0
+    relabeled: int = 0
     rejected: int = 0
     last_error: str | None = None
+    backpressure: str | None = None  # set while the queue is at its cap and files wait
+    last_commit_at: float | None = None
+
+
+@dataclass
+class _Batch:
+    samples: list[NewSample] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # removed once the samples are durable
+
+
+@dataclass
+class _LinesRun:
+    """Where the reading of one .jsonl batch stands."""
+
+    source: str
+    added: int = 0
+    total: int = 0
+    bad: list[tuple[int, str]] = field(default_factory=list)
+    bad_lines: list[bytes] = field(default_factory=list)
+    chunk: list[NewSample] = field(default_factory=list)
 
 
 class Ingestor:
-    """Consumes :class:`PendingPaths` and commits what it reads, batch by batch."""
+    """Consumes :class:`PendingPaths` and commits what it reads, batch by batch.
+
+    ``input_kind`` is the model's ("vector", "text" or "image"): a sample of another kind
+    is refused with a reason saying so.
+    """
 
     def __init__(
         self,
@@ -51,21 +111,33 @@ class Ingestor:
         dim: int | None,
         pending: PendingPaths,
         on_ingested: Callable[[int], None],
+        input_kind: str = "vector",
     ) -> None:
         self.inbox = inbox
         self.db = db
         self.options = options
         self.pending = pending
         self.on_ingested = on_ingested
+        self.input_kind = input_kind
+        self.limits = Limits(
+            max_text_chars=options.max_text_chars, max_pixels=options.max_image_pixels
+        )
         self.stats = IngestStats()
-        self._fixed_dim = dim
         with db.read() as session:
             self._dim = dim or vector_dim(session)
+            # Files refused in a read-only inbox: not retried while unchanged.
+            self._skip = unmoved_rejections(session)
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # scans run on the scheduler's thread too
         self._unmovable: set[Path] = set()
-        # Scanned files still being written, with when to look at them again.
-        self._unsettled: dict[Path, float] = {}
+        # Scanned files that may still be written: their (size, mtime, ctime) and when to
+        # look at them again.
+        self._unsettled: dict[Path, tuple[tuple[int, int, int], float]] = {}
+        self._rejections: list[NewRejection] = []  # recorded with the next commit
+        self._totals = (0, 0)
+        self._totals_at = -TOTALS_SECONDS
         self._thread = threading.Thread(target=self._run, name="tailord-ingest", daemon=True)
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="tailord-commit")
 
     def start(self) -> None:
         self._thread.start()
@@ -74,132 +146,407 @@ class Ingestor:
         """Finish the batch in hand, then return; what is left stays in the inbox."""
         self._stop.set()
         self._thread.join(timeout=30)
+        self._committer.shutdown(wait=True)
+
+    # -- finding files ---------------------------------------------------------------------
 
     def scan_now(self) -> int:
         """Queue every entry in the inbox (settled ones now, others once settled)."""
         return sum(self._queue_when_settled(path) for path in scan(self.inbox))
 
     def _queue_when_settled(self, path: Path) -> bool:
-        """Queue ``path`` if unchanged for ``settle_seconds``, else look again later.
+        """Queue ``path`` if it has not changed for ``settle_seconds``, else look again later.
 
         Scans find files that no event announced, and such a file may still be open for
-        writing; its age is the only sign available that the writer is done.
+        writing. Its size, mtime and ctime (which ``touch -d`` cannot fake) are the only
+        signs that the writer is done: a file changed recently, or since the last look,
+        waits.
         """
-        if path in self._unmovable:
-            return False
-        try:
-            age = time.time() - os.lstat(path).st_mtime
-        except FileNotFoundError:
+        with self._lock:
+            if path in self._unmovable:
+                return False
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                self._unsettled.pop(path, None)
+                return False
+            if (str(path.relative_to(self.inbox)), st.st_size, st.st_mtime_ns) in self._skip:
+                return False
+            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            settle = self.options.settle_seconds
+            age = time.time() - max(st.st_mtime, st.st_ctime)
+            seen = self._unsettled.get(path)
+            if age < settle or (seen is not None and seen[0] != key):
+                self._unsettled[path] = (key, time.monotonic() + max(settle - age, settle / 4))
+                return False
             self._unsettled.pop(path, None)
-            return False
-        if age < self.options.settle_seconds:
-            self._unsettled[path] = time.monotonic() + self.options.settle_seconds - age
-            return False
-        self._unsettled.pop(path, None)
         self.pending.add(path)
         return True
 
+    def _defer(self, path: Path) -> None:
+        with self._lock:
+            self._unsettled[path] = ((-1, -1, -1), time.monotonic() + self.options.settle_seconds)
+
     def _recheck_unsettled(self) -> None:
         now = time.monotonic()
-        for path, due in list(self._unsettled.items()):
-            if due <= now:
-                self._queue_when_settled(path)
+        with self._lock:
+            due = [path for path, (_, at) in self._unsettled.items() if at <= now]
+        for path in due:
+            self._queue_when_settled(path)
+
+    # -- the loop --------------------------------------------------------------------------
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._recheck_unsettled()
-            paths = self.pending.take(self.options.batch_files, timeout=0.25)
-            if not paths:
-                continue
-            deadline = time.monotonic() + self.options.batch_seconds
-            while len(paths) < self.options.batch_files and time.monotonic() < deadline:
-                more = self.pending.take(
-                    self.options.batch_files - len(paths), max(0.0, deadline - time.monotonic())
-                )
-                if not more:
-                    break
-                paths.extend(more)
             try:
-                self.process(paths)
+                self._recheck_unsettled()
+                if self.pending.burst_over(self.options.burst_events, BURST_QUIET_SECONDS):
+                    logger.info("a burst of inbox events is over; rescanning for dropped ones")
+                    self.scan_now()
+                room = self._room()
+                if room <= 0:
+                    self._stop.wait(0.25)
+                    continue
+                paths = self._take(min(room, self.options.batch_files))
+                if paths:
+                    self.process(paths)
             except Exception:
                 logger.exception("ingest batch failed; its files stay in the inbox")
+                self._stop.wait(self.options.retry_seconds)
+
+    def _take(self, limit: int) -> list[Path]:
+        paths = self.pending.take(limit, timeout=0.25)
+        if not paths:
+            return paths
+        deadline = time.monotonic() + self.options.batch_seconds
+        while len(paths) < limit and time.monotonic() < deadline:
+            more = self.pending.take(len(paths) - limit, max(0.0, deadline - time.monotonic()))
+            if not more:
+                break
+            paths.extend(more)
+        return paths
+
+    def _room(self) -> int:
+        """How many more samples the queue takes before back-pressure (0: files wait)."""
+        now = time.monotonic()
+        if now - self._totals_at >= TOTALS_SECONDS:
+            with self.db.read() as session:
+                self._totals = queued_totals(session)
+            self._totals_at = now
+        count, size = self._totals
+        cap_n, cap_b = self.options.max_queued_samples, self.options.max_queued_bytes
+        if count < cap_n and size < cap_b:
+            self.stats.backpressure = None
+            return cap_n - count
+        self.stats.backpressure = (
+            f"the queue holds {count} samples ({size} bytes), at the cap of "
+            f"[ingest] max_queued_samples={cap_n} / max_queued_bytes={cap_b}; new files wait "
+            "in the inbox until an update learns the queue (or raise the cap)"
+        )
+        return 0
 
     def process(self, paths: list[Path]) -> int:
-        """Read, validate and commit ``paths``; returns how many new samples were committed."""
-        batch: list[tuple[Path, NewSample]] = []
+        """Read, validate and commit ``paths``; returns how many samples were added."""
+        batch = _Batch()
+        batches: list[Path] = []
         for path in dict.fromkeys(paths):
             if path.parent == self.inbox and path.is_dir() and not path.is_symlink():
-                for entry in scan(self.inbox):  # a new label folder (see the watcher)
-                    if entry.parent == path:
-                        self._queue_when_settled(entry)
-                continue
-            sample = self._read(path)
-            if sample is not None:
-                batch.append((path, sample))
-        if not batch:
-            return 0
-        try:
-            with self.db.write() as session:
-                added = add_samples(session, [sample for _, sample in batch])
-        except SQLAlchemyError as exc:
-            # Disk full, I/O error, locked for too long: nothing is acknowledged, the files
-            # stay, and the batch is retried after a pause.
-            self.stats.last_error = f"could not commit samples: {exc.__class__.__name__}: {exc}"
-            logger.error("%s; retrying in %.0fs", self.stats.last_error, RETRY_SECONDS)
-            self._stop.wait(RETRY_SECONDS)
-            for path, _ in batch:
-                self.pending.add(path)
-            return 0
-        self.stats.last_error = None
-        for path, _ in batch:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                # Committed already; a later scan finds it again and dedupes it by sha256.
-                logger.warning("ingested %s but could not remove it: %s", path, exc)
-                self._unmovable.add(path)
-        self.stats.ingested += added
-        self.stats.duplicates += len(batch) - added
-        logger.info("ingested %d samples (%d already known)", added, len(batch) - added)
-        if added:
-            self.on_ingested(added)
+                for entry in scan(self.inbox, path):  # a new label folder (see the watcher)
+                    self._queue_when_settled(entry)
+            elif is_batch(self.inbox, path):
+                batches.append(path)
+            else:
+                self._read(path, batch)
+        added = self._commit(batch.samples, batch.files)
+        for path in batches:
+            added += self._ingest_jsonl(path)
         return added
 
-    def _read(self, path: Path) -> NewSample | None:
+    # -- one file, one sample --------------------------------------------------------------
+
+    def _read(self, path: Path, batch: _Batch) -> None:
         try:
             label = label_of(self.inbox, path)
             data, st = read_entry(self.inbox, path, self.options.max_file_bytes)
-            vector = decode_vector(data, path.suffix.lower())
-            if self._dim is not None and vector.shape[0] != self._dim:
-                raise Refused(
-                    f"has {vector.shape[0]} values but this model takes {self._dim}; "
-                    "send vectors of the model's size"
-                )
-            self._dim = self._dim or int(vector.shape[0])
-            payload = vector_to_bytes(vector)
+            decoded = decode_sample(data, path.suffix, self.input_kind, self.limits)
+            self._check_dim(decoded)
+        except Unsettled:
+            self._defer(path)
+            return
         except (Refused, DecodeError) as exc:
             self._reject(path, str(exc))
-            return None
+            return
         except FileNotFoundError:
-            return None  # gone before we got to it (moved away or already ingested)
+            return  # gone before we got to it (moved away or already ingested)
         except PermissionError as exc:
             self._reject(path, f"cannot be read ({exc.strerror}); make it readable by tailord")
-            return None
-        return NewSample(
-            sha256=hashlib.sha256(payload).hexdigest(),
-            label=label,
-            kind="vector",
-            payload=payload,
-            source=str(path.relative_to(self.inbox)),
-            size=st.st_size,
+            return
+        except OSError as exc:  # an I/O error: the file may be fine, so keep it and retry
+            self.stats.last_error = f"could not read {path.name}: {exc}"
+            logger.error("%s; retrying later", self.stats.last_error)
+            self._defer(path)
+            return
+        batch.samples.append(
+            self._sample(label, decoded, str(path.relative_to(self.inbox)), st.st_size)
         )
+        batch.files.append(path)
+
+    def _sample(self, label: str, decoded: Decoded, source: str, size: int) -> NewSample:
+        return NewSample(
+            sha256=hashlib.sha256(decoded.payload).hexdigest(),
+            label=label,
+            kind=decoded.kind,
+            payload=decoded.payload,
+            source=source,
+            size=size,
+        )
+
+    def _check_dim(self, decoded: Decoded) -> None:
+        if decoded.kind != "vector":
+            return
+        dim = len(decoded.payload) // 4
+        if self._dim is not None and dim != self._dim:
+            raise Refused(
+                f"has {dim} values but this model takes {self._dim}; "
+                "send vectors of the model's size"
+            )
+        self._dim = self._dim or dim
 
     def _reject(self, path: Path, reason: str) -> None:
         self.stats.rejected += 1
         try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        record = NewRejection(
+            source=str(path.relative_to(self.inbox)),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            reason=reason,
+            moved=True,
+        )
+        try:
             reject(self.inbox, path, reason)
         except OSError as exc:
-            logger.error("could not move %s to %s: %s", path, ".rejected", exc)
-            self._unmovable.add(path)
+            # A read-only inbox: keep the reason in the database and leave the file alone
+            # until it changes, instead of refusing it again at every scan.
+            logger.error("rejected %s (%s) but cannot move it to .rejected: %s", path, reason, exc)
+            record = NewRejection(
+                record.source, record.size, record.mtime_ns, record.reason, moved=False
+            )
+            with self._lock:
+                self._skip.add((record.source, record.size, record.mtime_ns))
+        self._rejections.append(record)
+
+    # -- committing ------------------------------------------------------------------------
+
+    def _commit(self, samples: list[NewSample], files: list[Path]) -> int:
+        """Commit ``samples`` (and pending rejection records), then remove ``files``.
+
+        Returns the number of samples added, or -1 when the commit failed: then nothing is
+        removed, the files are queued again after ``retry_seconds``, and status says why.
+        """
+        if not samples and not self._rejections:
+            return 0
+        rejections = self._rejections[:]
+        try:
+            result = self._write(samples, rejections)
+        except _COMMIT_ERRORS as exc:
+            self._failed(exc, samples, files)
+            return -1
+        del self._rejections[: len(rejections)]
+        return self._account(result, samples, files)
+
+    def _await(self, commit: Future[Added], samples: list[NewSample]) -> int:
+        """Wait for a commit running on the commit thread; returns as :meth:`_commit`."""
+        try:
+            result = commit.result()
+        except _COMMIT_ERRORS as exc:
+            self._failed(exc, samples, [])
+            return -1
+        return self._account(result, samples, [])
+
+    def _write(self, samples: list[NewSample], rejections: list[NewRejection]) -> Added:
+        """The transaction itself; it touches no other state, so it may run on any thread."""
+        with self.db.write() as session:
+            result = add_samples(session, samples)
+            add_rejections(session, rejections)
+        return result
+
+    def _failed(self, exc: BaseException, samples: list[NewSample], files: list[Path]) -> None:
+        self.stats.last_error = (
+            f"could not commit {len(samples)} samples ({' '.join(str(exc).split())[:300]}); "
+            "they stay in the inbox and ingest resumes by itself once the disk has room "
+            "and the database is writable"
+        )
+        logger.error("%s; retrying in %.0fs", self.stats.last_error, self.options.retry_seconds)
+        self._stop.wait(self.options.retry_seconds)
+        for path in files:
+            self.pending.add(path)
+
+    def _account(self, result: Added, samples: list[NewSample], files: list[Path]) -> int:
+        """What follows a durable commit: remove the files, count, wake the daemon."""
+        self.stats.last_error = None
+        self.stats.last_commit_at = time.time()
+        for path in files:
+            self._remove(path)
+        self.stats.ingested += result.added
+        self.stats.duplicates += result.duplicates
+        self.stats.relabeled += result.relabeled
+        count, size = self._totals
+        fresh = result.added + result.relabeled
+        self._totals = (count + fresh, size + sum(len(s.payload) for s in samples))
+        if samples:
+            logger.info(
+                "ingested %d samples (%d already known, %d relabeled)",
+                result.added,
+                result.duplicates,
+                result.relabeled,
+            )
+        if fresh:
+            self.on_ingested(fresh)
+        return result.added
+
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            # Committed already; a later scan finds it again and dedupes it by sha256.
+            logger.warning("ingested %s but could not remove it: %s", path, exc)
+            with self._lock:
+                self._unmovable.add(path)
+
+    # -- a .jsonl batch --------------------------------------------------------------------
+
+    def _ingest_jsonl(self, path: Path) -> int:
+        """Ingest the good lines of ``INBOX/<name>.jsonl``, reject the bad ones with their
+        line numbers, and remove the file once every good line is committed."""
+        opened = self._open_batch(path)
+        if opened is None:
+            return 0
+        fd, st = opened
+        run = _LinesRun(source=str(path.relative_to(self.inbox)))
+        with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
+            if not self._read_lines(stream, run):
+                self.pending.add(path)  # back-pressure or a failed commit: later
+                return run.added
+            try:
+                check_unchanged(stream.fileno(), st)
+            except Unsettled:
+                # Still being written: the last line may be cut short. Look again later;
+                # the lines committed so far are deduplicated then.
+                run.added += max(0, self._commit(run.chunk, []))
+                self._defer(path)
+                return run.added
+        if run.total == 0:
+            self._reject(path, "the file is empty; write one JSON object a line")
+            return max(0, self._commit([], []))
+        reason = ""
+        if run.bad:
+            self.stats.rejected += len(run.bad)
+            reason = self._lines_reason(run.bad, run.total)
+            self._rejections.append(
+                NewRejection(run.source, st.st_size, st.st_mtime_ns, reason, moved=True)
+            )
+        n = self._commit(run.chunk, [])
+        if n < 0:
+            self.pending.add(path)
+            return run.added
+        if run.bad:
+            try:
+                reject_lines(self.inbox, path, b"".join(run.bad_lines), reason)
+            except OSError as exc:
+                logger.error("cannot write the refused lines of %s: %s (%s)", path, exc, reason)
+        self._remove(path)
+        return run.added + n
+
+    def _open_batch(self, path: Path) -> tuple[int, os.stat_result] | None:
+        try:
+            return open_entry(self.inbox, path, self.options.max_jsonl_bytes)
+        except Refused as exc:
+            self._reject(path, str(exc))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._reject(path, f"cannot be opened ({exc.strerror}); make it a readable file")
+        return None
+
+    def _read_lines(self, stream: BinaryIO, run: _LinesRun) -> bool:
+        """Decode every line, committing full chunks; False if it had to stop early.
+
+        A full chunk is committed on the commit thread while the next one is decoded:
+        SQLite releases the GIL while it writes and syncs, so the two overlap. At most one
+        chunk is in flight, and a failed one stops the file (it is read again later).
+        """
+        started = time.monotonic()
+        inflight: tuple[Future[Added], list[NewSample]] | None = None
+        for run.total, line in enumerate(self._lines(stream), start=1):
+            if line is None:
+                cap = self.options.max_line_bytes
+                run.bad.append((run.total, f"is over the {cap}-byte line cap; split the sample"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                label, decoded = self._decode_line(line)
+            except (DecodeError, Refused) as exc:
+                run.bad.append((run.total, str(exc)))
+                run.bad_lines.append(line if line.endswith(b"\n") else line + b"\n")
+                continue
+            run.chunk.append(self._sample(label, decoded, f"{run.source}:{run.total}", len(line)))
+            room = self._room()
+            if (
+                len(run.chunk) >= min(self.options.batch_lines, room)
+                or time.monotonic() - started >= self.options.batch_seconds * 10
+            ):
+                if inflight is not None and (n := self._await(*inflight)) >= 0:
+                    run.added += n
+                elif inflight is not None:
+                    return False
+                inflight = None
+                if room <= 0:
+                    return False
+                inflight = (self._committer.submit(self._write, run.chunk, []), run.chunk)
+                run.chunk, started = [], time.monotonic()
+        if inflight is not None:
+            if (n := self._await(*inflight)) < 0:
+                return False
+            run.added += n
+        return True
+
+    def _lines(self, stream: BinaryIO) -> Iterator[bytes | None]:
+        """Each line of ``stream``, or None for a line over the cap (which is skipped whole
+        without holding it in memory)."""
+        cap = self.options.max_line_bytes
+        while line := stream.readline(cap + 1):
+            if len(line) > cap and not line.endswith(b"\n"):
+                while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass
+                yield None
+            else:
+                yield line
+
+    def _decode_line(self, line: bytes) -> tuple[str, Decoded]:
+        record = parse_json(line)
+        if not isinstance(record, dict):
+            raise DecodeError(
+                'the line is not a JSON object; write {"label": "...", "vector": [...]}'
+            )
+        label = record.get("label")
+        if not isinstance(label, str):
+            raise DecodeError('the line has no "label" string; add "label": "<name>"')
+        check_label(label)
+        decoded = decode_record(record, self.input_kind, self.limits)
+        self._check_dim(decoded)
+        return label, decoded
+
+    @staticmethod
+    def _lines_reason(bad: list[tuple[int, str]], total: int) -> str:
+        shown = "; ".join(f"line {n}: {why}" for n, why in bad[:MAX_LISTED_LINES])
+        more = f" (and {len(bad) - MAX_LISTED_LINES} more)" if len(bad) > MAX_LISTED_LINES else ""
+        return (
+            f"{len(bad)} of {total} lines refused, the others were ingested: {shown}{more}; "
+            "fix these lines (they are in the .rejected file) and drop them in again"
+        )

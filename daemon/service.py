@@ -89,7 +89,13 @@ class Daemon:
         )
         self.server.start()
         self.ingestor = Ingestor(
-            cfg.inbox, db, cfg.ingest, cfg.model.dim, self.pending, self._on_ingested
+            cfg.inbox,
+            db,
+            cfg.ingest,
+            cfg.model.dim,
+            self.pending,
+            self._on_ingested,
+            input_kind="vector",  # the one backbone so far takes vectors
         )
         self.ingestor.start()
         self.watcher = Watcher(cfg.inbox, self.pending)

@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy 2 models: samples, versions, updates.
+"""Typed SQLAlchemy 2 models: samples, rejections, versions, updates.
 
 The database is the source of truth for what has been acknowledged and learned; the version
 folders on disk hold the weights, and a version row is committed only after its folder is
@@ -67,8 +67,32 @@ class Sample(Base):
     )
     learned_in: Mapped[int | None] = mapped_column(ForeignKey("versions.number"))
     created_at: Mapped[float] = mapped_column(default=now)
+    # The same content dropped again under another label: the last label wins, and the one
+    # it replaced is kept beside the time it changed.
+    previous_label: Mapped[str | None] = mapped_column(String(200))
+    relabeled_at: Mapped[float | None]
 
     __table_args__ = (Index("ix_samples_state_id", "state", "id"),)
+
+
+class Rejection(Base):
+    """An inbox file (or some lines of a .jsonl) that could not become a sample.
+
+    ``moved`` is false when the file could not be moved to ``INBOX/.rejected/`` (a read-only
+    inbox): the ingestor then skips that same path, size and mtime instead of retrying it.
+    """
+
+    __tablename__ = "rejections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(4096))
+    size: Mapped[int]
+    mtime_ns: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(4096))
+    moved: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[float] = mapped_column(default=now)
+
+    __table_args__ = (Index("ix_rejections_source", "source"),)
 
 
 class Version(Base):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -10,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session
 
-from tailord.storage.models import Sample, SampleState
+from tailord.storage.models import Rejection, Sample, SampleState
 
 
 @dataclass(frozen=True)
@@ -25,29 +27,165 @@ class NewSample:
     size: int
 
 
-def add_samples(session: Session, samples: Sequence[NewSample]) -> int:
-    """Insert ``samples`` in one statement; returns how many were new (duplicates are skipped)."""
+@dataclass
+class Added:
+    """What one :func:`add_samples` call did."""
+
+    added: int = 0  # new samples
+    duplicates: int = 0  # content already stored under the same label
+    relabeled: int = 0  # content already stored under another label, now queued again
+
+
+@dataclass(frozen=True)
+class NewRejection:
+    source: str
+    size: int
+    mtime_ns: int
+    reason: str
+    moved: bool
+
+
+_INSERT = (
+    "INSERT INTO samples (sha256, label, kind, payload, source, size, state, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (sha256) DO NOTHING"
+)
+_RELABEL = (
+    "UPDATE samples SET previous_label = label, label = ?, relabeled_at = ?,"
+    " state = 'queued', learned_in = NULL WHERE sha256 = ?"
+)
+_CHUNK = 500  # SQLite caps the bound parameters of one statement
+
+
+def add_samples(
+    session: Session, samples: Sequence[NewSample], *, at: float | None = None
+) -> Added:
+    """Store ``samples`` in the session's transaction, deduplicated by sha256.
+
+    The same content again under the same label is a duplicate; under another label it is a
+    relabel: the label changes, the old one and the time are kept, and the sample is queued
+    again so the next update learns the new label. Within ``samples`` the last label wins
+    (earlier copies count as duplicates).
+    """
+    result = Added()
     if not samples:
-        return 0
-    before = session.scalar(select(func.count()).select_from(Sample)) or 0
-    stmt = insert(Sample).on_conflict_do_nothing(index_elements=[Sample.sha256])
-    session.execute(
-        stmt,
-        [
-            {
-                "sha256": s.sha256,
-                "label": s.label,
-                "kind": s.kind,
-                "payload": s.payload,
-                "source": s.source,
-                "size": s.size,
-                "state": SampleState.QUEUED,
-            }
-            for s in samples
-        ],
+        return result
+    when = time.time() if at is None else at
+    latest: dict[str, NewSample] = {}
+    for sample in samples:
+        latest[sample.sha256] = sample
+    result.duplicates = len(samples) - len(latest)
+    # Raw DB-API executemany on the session's own connection (so inside its transaction):
+    # building ORM objects or Core parameter sets costs more than SQLite's insert itself.
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        last_id = cursor.execute("SELECT coalesce(max(id), 0) FROM samples").fetchone()[0]
+        cursor.executemany(
+            _INSERT,
+            [
+                (s.sha256, s.label, s.kind, s.payload, s.source, s.size, when)
+                for s in latest.values()
+            ],
+        )
+        result.added = cursor.rowcount
+        if result.added < len(latest):
+            # Some were already stored: only now is it worth looking up which, and how.
+            relabels = _relabels(cursor, latest, last_id, result)
+            if relabels:
+                cursor.executemany(_RELABEL, [(label, when, sha) for sha, label in relabels])
+    finally:
+        cursor.close()
+    return result
+
+
+def _relabels(
+    cursor: sqlite3.Cursor, latest: dict[str, NewSample], last_id: int, result: Added
+) -> list[tuple[str, str]]:
+    digests = list(latest)
+    relabels = []
+    for start in range(0, len(digests), _CHUNK):
+        chunk = digests[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = cursor.execute(
+            f"SELECT sha256, label FROM samples WHERE id <= ? AND sha256 IN ({marks})",  # noqa: S608 (only placeholders)
+            [last_id, *chunk],
+        )
+        for sha, label in rows.fetchall():
+            if label == latest[sha].label:
+                result.duplicates += 1
+            else:
+                relabels.append((sha, latest[sha].label))
+                result.relabeled += 1
+    return relabels
+
+
+def add_rejections(session: Session, rejections: Iterable[NewRejection]) -> None:
+    rows = [
+        {
+            "source": r.source,
+            "size": r.size,
+            "mtime_ns": r.mtime_ns,
+            "reason": r.reason,
+            "moved": r.moved,
+        }
+        for r in rejections
+    ]
+    if rows:
+        session.execute(insert(Rejection), rows)
+
+
+def unmoved_rejections(session: Session) -> set[tuple[str, int, int]]:
+    """``(source, size, mtime_ns)`` of rejected files left in place (a read-only inbox)."""
+    rows = session.execute(
+        select(Rejection.source, Rejection.size, Rejection.mtime_ns).where(~Rejection.moved)
     )
-    after = session.scalar(select(func.count()).select_from(Sample)) or 0
-    return after - before
+    return {(source, size, mtime) for source, size, mtime in rows}
+
+
+def rejection_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Rejection)) or 0
+
+
+def queued_totals(session: Session) -> tuple[int, int]:
+    """How many samples are queued, and their stored bytes (drives back-pressure)."""
+    row = session.execute(
+        select(func.count(), func.coalesce(func.sum(func.length(Sample.payload)), 0)).where(
+            Sample.state == SampleState.QUEUED
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def list_samples(
+    session: Session,
+    *,
+    state: str | None = None,
+    label: str | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, object]]:
+    """A page of samples, oldest first, as plain dicts (no payload): pass the last ``id`` as
+    ``after_id`` for the next page."""
+    stmt = select(
+        Sample.id,
+        Sample.sha256,
+        Sample.label,
+        Sample.kind,
+        Sample.source,
+        Sample.size,
+        Sample.state,
+        Sample.learned_in,
+        Sample.created_at,
+        Sample.previous_label,
+        Sample.relabeled_at,
+    ).order_by(Sample.id)
+    if state is not None:
+        stmt = stmt.where(Sample.state == SampleState(state))
+    if label is not None:
+        stmt = stmt.where(Sample.label == label)
+    if after_id is not None:
+        stmt = stmt.where(Sample.id > after_id)
+    stmt = stmt.limit(max(0, min(limit, 10_000)))
+    return [{**row._asdict(), "state": str(row.state)} for row in session.execute(stmt)]
 
 
 def queued(session: Session, *, up_to_id: int | None = None) -> list[Sample]:

@@ -1,0 +1,63 @@
+"""Adding samples: dedupe, relabel, rejections, counts and paging, on a real SQLite file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tailord.storage.db import open_database
+from tailord.storage.samples import (
+    NewRejection,
+    NewSample,
+    add_rejections,
+    add_samples,
+    counts,
+    list_samples,
+    queued_totals,
+    rejection_count,
+    unmoved_rejections,
+)
+
+
+def sample(payload: bytes, label: str, source: str = "x") -> NewSample:
+    digest = hashlib.sha256(payload).hexdigest()
+    return NewSample(digest, label, "text", payload, source, len(payload))
+
+
+def test_dedupe_relabel_counts_and_pages(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    with db.write() as s:
+        first = add_samples(s, [sample(b"a", "x"), sample(b"b", "x"), sample(b"a", "x")])
+    assert (first.added, first.duplicates, first.relabeled) == (2, 1, 0)
+    with db.write() as s:
+        again = add_samples(s, [sample(b"a", "x"), sample(b"b", "y"), sample(b"c", "y")], at=5.0)
+    assert (again.added, again.duplicates, again.relabeled) == (1, 1, 1)
+    with db.read() as s:
+        assert counts(s) == {"queued": {"x": 1, "y": 2}}
+        assert queued_totals(s) == (3, 3)
+        page = list_samples(s, limit=2)
+        assert [row["label"] for row in page] == ["x", "y"]
+        assert page[1]["previous_label"] == "x"
+        assert page[1]["relabeled_at"] == 5.0
+        assert "payload" not in page[0]
+        rest = list_samples(s, after_id=int(page[-1]["id"]))  # type: ignore[call-overload]
+        assert [row["source"] for row in rest] == ["x"]
+        assert [row["label"] for row in list_samples(s, label="y", state="queued")] == ["y", "y"]
+        assert list_samples(s, state="learned") == []
+    db.close()
+
+
+def test_rejections_recorded_and_unmoved_ones_listed(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    with db.write() as s:
+        add_rejections(
+            s,
+            [
+                NewRejection("cat/a.json", 3, 10, "bad; fix it", moved=True),
+                NewRejection("cat/b.json", 4, 11, "bad; fix it", moved=False),
+            ],
+        )
+    with db.read() as s:
+        assert rejection_count(s) == 2
+        assert unmoved_rejections(s) == {("cat/b.json", 4, 11)}
+    db.close()
