@@ -251,3 +251,18 @@ def test_import_base_publishes_a_child_of_current(env: Env) -> None:
     with pytest.raises(HistoryError, match="same \\[model\\]"):
         env.history.import_base(other)
     assert env.store.numbers() == [0, 1]
+
+
+def test_versions_config(tmp_path: Path) -> None:
+    from tailord.daemon.config import load_config
+    from tailord.daemon.errors import ConfigError
+
+    path = tmp_path / "t.toml"
+    path.write_text('[versions]\nkeep = 2\nbase = "~/base.safetensors"\n')
+    config = load_config(path, data_dir=tmp_path)
+    assert config.versions.keep == 2
+    assert config.versions.base_file == Path.home() / "base.safetensors"
+    assert load_config(None, data_dir=tmp_path).versions.base_file is None
+    path.write_text("[versions]\nkeep = 0\n")
+    with pytest.raises(ConfigError, match="keep at least 1"):
+        load_config(path, data_dir=tmp_path)
