@@ -35,7 +35,7 @@ KILLS = int(os.environ.get("TAILORD_TEST_KILLS", "100"))
 # LONG_EVERY-th waits for an update to start and kills 2-4.5 s into it (the worker, publishing,
 # the swap), since an update takes ~3.5 s from its start to its publish on this machine.
 EARLY_KILL_SECONDS = 2.0
-LONG_EVERY = 7
+LONG_EVERY = 5
 
 
 def _spawn(daemon: DaemonProcess) -> subprocess.Popen[bytes]:
