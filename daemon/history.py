@@ -50,8 +50,9 @@ def collect_garbage(store: VersionStore, db: Database, keep: int) -> list[int]:
             )
         parents = {v.number: v.parent for v in alive}
         protected = {v.number for v in alive[:keep]} | {v.number for v in alive if v.pinned}
-        if current is not None:
-            protected |= {current, parents.get(current)} - {None}  # type: ignore[arg-type]
+        for number in (current, parents.get(current) if current is not None else None):
+            if number is not None:
+                protected.add(number)
         for version in alive:
             if version.number in protected:
                 continue
