@@ -17,11 +17,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from tailord.daemon.events import EventBus
+from tailord.daemon.history import HistoryError
 from tailord.daemon.metrics import Metrics
 from tailord.daemon.openapi import openapi_document
 from tailord.daemon.server import Request, Response, error_response, json_response
-from tailord.daemon.serving import Served
+from tailord.daemon.serving import LoadFailed, Served
 from tailord.daemon.updates import NothingQueued
+from tailord.storage.errors import VersionNotFound
 from tailord.trainer.errors import DecodeError, ModelError
 from tailord.trainer.inputs import SAMPLE_SUFFIXES, decode_record, decode_sample
 
@@ -57,6 +59,9 @@ class Backend(Protocol):
     def samples(
         self, *, state: str | None, label: str | None, after_id: int | None, limit: int
     ) -> dict[str, Any]: ...
+    def rollback(self, number: int | None) -> dict[str, Any]: ...
+    def pin(self, number: int, pinned: bool) -> dict[str, Any]: ...
+    def import_base(self, data: bytes) -> dict[str, Any]: ...
 
 
 class ApiError(Exception):
@@ -84,6 +89,10 @@ class Api:
             ("GET", "/v1/events"): self.events,
             ("GET", "/metrics"): self.prometheus,
             ("GET", "/v1/openapi.json"): self.openapi,
+            ("POST", "/v1/rollback"): self.rollback,
+            ("POST", "/v1/pin"): self.pin,
+            ("POST", "/v1/unpin"): self.unpin,
+            ("POST", "/v1/import-base"): self.import_base,
         }
         # Paths with one id in them: ``{name}`` matches one path segment, a whole number.
         self.id_routes: dict[tuple[str, str], Callable[[Request, int], Response]] = {
@@ -243,6 +252,27 @@ class Api:
     def openapi(self, request: Request) -> Response:
         return json_response(200, openapi_document())
 
+    def rollback(self, request: Request) -> Response:
+        """``{"version": N}`` makes N current again; no body rolls back to the parent."""
+        number = _version_in(request, required=False)
+        return _history_call(lambda: self.backend.rollback(number))
+
+    def pin(self, request: Request) -> Response:
+        number = _version_in(request, required=True)
+        assert number is not None
+        return _history_call(lambda: self.backend.pin(number, True))
+
+    def unpin(self, request: Request) -> Response:
+        number = _version_in(request, required=True)
+        assert number is not None
+        return _history_call(lambda: self.backend.pin(number, False))
+
+    def import_base(self, request: Request) -> Response:
+        """The body is a .safetensors file (never a path: the daemon opens no caller's files)."""
+        if not request.body:
+            raise ApiError(422, "bad_input", "send the .safetensors file as the request body")
+        return _history_call(lambda: self.backend.import_base(request.body))
+
     def predict(self, request: Request) -> Response:
         served = self._served()  # one reference for the whole request, even across a swap
         model = served.model
@@ -393,3 +423,27 @@ def _bool_param(request: Request, name: str) -> bool:
     if text.lower() in ("false", "0", "no"):
         return False
     raise ApiError(400, "bad_parameter", f"?{name}= takes true or false")
+
+
+def _version_in(request: Request, *, required: bool) -> int | None:
+    try:
+        payload = json.loads(request.body) if request.body.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
+    number = payload.get("version") if isinstance(payload, dict) else None
+    if number is None and not required:
+        return None
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        raise ApiError(422, "bad_input", 'send {"version": N} with N a version number')
+    return number
+
+
+def _history_call(call: Callable[[], dict[str, Any]]) -> Response:
+    try:
+        return json_response(200, call())
+    except VersionNotFound as exc:
+        raise ApiError(404, "version_not_found", str(exc)) from exc
+    except LoadFailed as exc:
+        raise ApiError(409, "load_failed", f"{exc}; the current version keeps serving") from exc
+    except HistoryError as exc:
+        raise ApiError(409, "conflict", str(exc)) from exc

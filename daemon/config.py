@@ -65,6 +65,22 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class VersionsConfig:
+    keep: int = 5  # newest versions kept; pinned ones, current and its parent are kept too
+    base: str = ""  # a pretrained .safetensors file to use as version 0 on the first start
+
+    def __post_init__(self) -> None:
+        if self.keep < 1:
+            raise ConfigError(f"[versions] keep is {self.keep}; keep at least 1 version")
+        if not isinstance(self.base, str):
+            raise ConfigError(f"[versions] base must be a file path, got {self.base!r}")
+
+    @property
+    def base_file(self) -> Path | None:
+        return Path(self.base).expanduser().absolute() if self.base else None
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     inbox: Path
@@ -76,6 +92,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     gate: GateParams = field(default_factory=GateParams)
+    versions: VersionsConfig = field(default_factory=VersionsConfig)
 
     @property
     def database(self) -> Path:
@@ -150,7 +167,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     top_keys = {"data_dir", "inbox", "socket"}
-    sections = {"model", "update", "policy", "ingest", "worker", "api", "gate"}
+    sections = {"model", "update", "policy", "ingest", "worker", "api", "gate", "versions"}
     unknown = sorted(set(table) - top_keys - sections)
     if unknown:
         raise ConfigError(
@@ -188,4 +205,5 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         worker=_section(WorkerConfig, table.get("worker", {}), "worker"),
         api=_section(ApiConfig, api_table, "api"),
         gate=gate,
+        versions=_section(VersionsConfig, table.get("versions", {}), "versions"),
     )

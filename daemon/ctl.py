@@ -263,6 +263,49 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _post(client: Client, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    body = b"" if payload is None else json.dumps(payload).encode()
+    result: dict[str, Any] = client.request("POST", path, body)
+    return result
+
+
+def cmd_rollback(client: Client, args: argparse.Namespace) -> int:
+    result = _post(client, "/v1/rollback", None if args.n is None else {"version": args.n})
+    if args.json:
+        _print_json(result)
+    elif result["changed"]:
+        out.print(f"version {result['version']} is current again (was {result['previous']})")
+    else:
+        out.print(f"version {result['version']} is already current")
+    return 0
+
+
+def cmd_pin(client: Client, args: argparse.Namespace) -> int:
+    path = "/v1/pin" if args.command == "pin" else "/v1/unpin"
+    result = _post(client, path, {"version": args.n})
+    if args.json:
+        _print_json(result)
+    else:
+        state = "pinned: it is kept" if result["pinned"] else "unpinned"
+        out.print(f"version {result['version']} {state}")
+    return 0
+
+
+def cmd_import_base(client: Client, args: argparse.Namespace) -> int:
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ClientError(f"{args.file}: {exc.strerror}") from exc
+    result: dict[str, Any] = client.request(
+        "POST", "/v1/import-base", data, "application/octet-stream"
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        out.print(f"imported as version {result['version']} (parent {result['parent']})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "version": cmd_version,
     "status": cmd_status,
@@ -273,6 +316,10 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "events": cmd_events,
     "metrics": cmd_metrics,
     "openapi": cmd_openapi,
+    "rollback": cmd_rollback,
+    "pin": cmd_pin,
+    "unpin": cmd_pin,
+    "import-base": cmd_import_base,
 }
 
 
@@ -302,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("events", help="follow the daemon's events (Ctrl-C to stop)")
     sub.add_parser("metrics", help="the Prometheus metrics")
     sub.add_parser("openapi", help="the API's OpenAPI document")
+    rollback = sub.add_parser("rollback", help="make version N (default: the parent) current")
+    rollback.add_argument("n", type=int, nargs="?", metavar="N")
+    pin = sub.add_parser("pin", help="keep version N whatever [versions] keep says")
+    pin.add_argument("n", type=int, metavar="N")
+    unpin = sub.add_parser("unpin", help="let version N be removed when it gets old")
+    unpin.add_argument("n", type=int, metavar="N")
+    import_base = sub.add_parser("import-base", help="publish a .safetensors model as a version")
+    import_base.add_argument("file", metavar="FILE.safetensors")
     return parser
 
 

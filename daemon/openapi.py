@@ -238,6 +238,36 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
 
 
 _BAD_PARAM = _error("A parameter is not valid; the message says which.")
+
+
+def _version_op(summary: str, done: str) -> dict[str, Any]:
+    """An operation whose JSON body names one version: ``{"version": N}``."""
+    return {
+        "post": _op(
+            summary,
+            {
+                "200": _json({"type": "object"}, done),
+                "400": _error("The body is not JSON."),
+                "404": _error("No such version."),
+                "409": _error("Not possible now; the message says why."),
+                "422": _error("The body does not name a version."),
+            },
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["version"],
+                            "properties": {"version": {"type": "integer", "minimum": 0}},
+                        }
+                    }
+                },
+            },
+        )
+    }
+
+
 _NOT_FOUND = _error("No such id.")
 
 _PATHS: dict[str, Any] = {
@@ -336,22 +366,23 @@ _PATHS: dict[str, Any] = {
             },
         )
     },
-    "/v1/versions/{n}/pin": {
+    "/v1/pin": _version_op("Pin a version: kept whatever [versions] keep says", "Pinned."),
+    "/v1/unpin": _version_op(
+        "Unpin a version: removed once it is older than [versions] keep", "Unpinned."
+    ),
+    "/v1/import-base": {
         "post": _op(
-            "Pin a version: updates do not replace it as current",
+            "Publish a .safetensors model (made with the same [model] settings) as a new version",
             {
-                "200": _json({"type": "object"}, "Pinned."),
-                "400": _BAD_PARAM,
-                "404": _NOT_FOUND,
-                "409": _error("The version cannot be pinned now."),
+                "200": _json({"type": "object"}, "The version now current."),
+                "409": _error("The file cannot be loaded as a model of this spec."),
+                "422": _error("No body was sent."),
             },
-            parameters=[_id_param("n", "the version number")],
-        ),
-        "delete": _op(
-            "Unpin a version",
-            {"200": _json({"type": "object"}, "Unpinned."), "400": _BAD_PARAM, "404": _NOT_FOUND},
-            parameters=[_id_param("n", "the version number")],
-        ),
+            requestBody={
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {}}},
+            },
+        )
     },
     "/v1/predict": {
         "post": _op(

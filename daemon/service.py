@@ -26,6 +26,7 @@ from sqlalchemy import select
 from tailord.daemon.api import Api
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus
+from tailord.daemon.history import History, collect_garbage
 from tailord.daemon.inbox import PendingPaths, Watcher
 from tailord.daemon.ingest import Ingestor
 from tailord.daemon.metrics import Metrics, Snapshot
@@ -55,8 +56,8 @@ class Daemon:
         self._failures = 0  # updates failed in a row: automatic ones back off
         self._last_failure_at: float | None = None
         self._policy_reason = "starting"
-        self.serving = Serving()
         self.events = EventBus()
+        self.serving = Serving(self.events)
         self.metrics = Metrics(self._metrics_snapshot)
         self.events.listen(self.metrics.on_event)
         self.pending = PendingPaths()
@@ -79,10 +80,12 @@ class Daemon:
         cfg.inbox.mkdir(parents=True, exist_ok=True)
         self.db = db = open_database(cfg.database)
         self.store = store = VersionStore(cfg.data_dir)
-        store.clear_staging()
-        ensure_base(store, db, cfg.model)
         current = reconcile(store, db)
+        if current is None:
+            current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
         self.serving.load(store, current)
+        self.history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
+        collect_garbage(store, db, cfg.versions.keep)
         self.updater = Updater(cfg, db, store, self.serving, self.events, lambda: self.should_exit)
 
         if self.updater.has_pending():
@@ -297,6 +300,18 @@ class Daemon:
             updating=self.updater.running is not None,
         )
 
+    def rollback(self, number: int | None) -> dict[str, Any]:
+        return self.history.rollback(number)
+
+    def pin(self, number: int, pinned: bool) -> dict[str, Any]:
+        return self.history.pin(number, pinned)
+
+    def import_base(self, data: bytes) -> dict[str, Any]:
+        return self.history.import_base(data)
+
+    def version_history(self) -> list[dict[str, Any]]:
+        return self.history.listing()
+
     def status(self) -> dict[str, Any]:
         assert self.db is not None
         with self.db.read() as session:
@@ -314,6 +329,7 @@ class Daemon:
             if self.updater.running is None
             else {"id": self.updater.running, "progress": self.updater.progress},
             "last_update": self.updater.last_update(),
+            "load_error": self.serving.last_error,
             "ingest": {
                 "ingested": stats.ingested,
                 "duplicates": stats.duplicates,

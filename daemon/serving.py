@@ -1,15 +1,33 @@
-"""The model being served: loaded, verified, and swapped by one reference assignment."""
+"""The model being served: loaded, verified, warmed up, and swapped by one reference assignment.
+
+A new version is prepared (files read and checked against the manifest's sha256, weights
+parsed, one dummy prediction run) while the old one keeps serving; only then is it swapped in
+by one assignment. A request takes ``current`` once and finishes on that :class:`Served`, so
+requests in flight never see a half-loaded model. A failed load leaves the old version
+serving, and is logged, kept in ``last_error`` (``/v1/status``) and published as a
+``version.load_failed`` event.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from tailord.daemon.events import EventBus
+from tailord.storage.errors import StorageError
 from tailord.storage.versions import VersionStore
+from tailord.trainer.errors import ModelError
 from tailord.trainer.model import Model
 
 logger = logging.getLogger(__name__)
+
+
+class LoadFailed(StorageError):
+    """A version could not be loaded; the previous version keeps serving."""
 
 
 @dataclass(frozen=True)
@@ -24,17 +42,45 @@ class Served:
 class Serving:
     """Holds the current :class:`Served`; readers take ``.current`` once per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: EventBus | None = None) -> None:
         self._current: Served | None = None
+        self._events = events
+        self.last_error: dict[str, Any] | None = None
 
     @property
     def current(self) -> Served | None:
         return self._current
 
-    def load(self, store: VersionStore, number: int) -> Served:
-        """Load and verify ``number`` while the old version keeps serving, then swap."""
-        stored = store.read(number)  # raises CorruptVersion on a sha256 mismatch
-        served = Served(number, stored.manifest, Model.from_bytes(stored.weights))
+    def prepare(self, store: VersionStore, number: int) -> Served:
+        """Load, verify and warm up ``number`` without serving it; raises :class:`LoadFailed`."""
+        try:
+            stored = store.read(number)  # raises CorruptVersion on a sha256 mismatch
+            model = Model.from_bytes(stored.weights)
+            if model.labels and model.dim:
+                # Warm-up: the first predict pays for lazy allocations; do it off the clock.
+                model.predict(np.ones((1, model.dim), dtype=np.float32))
+        except (StorageError, ModelError) as exc:
+            message = f"version {number} could not be loaded: {exc}"
+            self.last_error = {"version": number, "message": message, "at": time.time()}
+            logger.error("%s; still serving version %s", message, self._number())
+            if self._events is not None:
+                self._events.publish(
+                    "version.load_failed", version=number, serving=self._number(), error=str(exc)
+                )
+            raise LoadFailed(message) from exc
+        return Served(number, stored.manifest, model)
+
+    def swap(self, served: Served) -> None:
         self._current = served  # the swap: one reference assignment
-        logger.info("serving version %d", number)
+        self.last_error = None
+        logger.info("serving version %d", served.number)
+
+    def load(self, store: VersionStore, number: int) -> Served:
+        """Prepare ``number`` while the old version keeps serving, then swap it in."""
+        served = self.prepare(store, number)
+        self.swap(served)
         return served
+
+    def _number(self) -> int | None:
+        current = self._current
+        return None if current is None else current.number

@@ -21,11 +21,12 @@ from sqlalchemy import update as sa_update
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus
+from tailord.daemon.history import collect_garbage
 from tailord.daemon.publish import publish
 from tailord.daemon.serving import Serving
 from tailord.daemon.worker import WorkerJob, main
 from tailord.storage.db import Database
-from tailord.storage.models import Sample, SampleState, Update, UpdateState, Version
+from tailord.storage.models import Sample, SampleState, Update, UpdateState
 from tailord.storage.update_events import add_event
 from tailord.storage.versions import VersionStore
 
@@ -134,12 +135,11 @@ class Updater:
             if not result["promote"]:
                 self._reject(update_id, result)
                 return None
-            number = self._next_number()
-            publish(
+            number = publish(
                 self.store,
                 self.db,
+                self.serving,  # swapped in by publish, under the lock that orders flips
                 staging_name=staging_name,
-                number=number,
                 parent=base,
                 manifest={
                     "spec": result["spec"],
@@ -152,10 +152,8 @@ class Updater:
                 },
                 sample_ids=result["sample_ids"],
             )
-            # Served before the update reads as finished: a ``?wait=true`` caller that
-            # predicts next gets the new version.
-            self.serving.load(self.store, number)
             self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
+            collect_garbage(self.store, self.db, self.config.versions.keep)
             self.events.publish("version.changed", version=number, parent=base)
             logger.info("update %d published version %d", update_id, number)
             return number
@@ -243,11 +241,6 @@ class Updater:
             self.events.publish("update.progress", update=update_id, **event)
             return now + PROGRESS_EVERY
         return next_progress
-
-    def _next_number(self) -> int:
-        with self.db.read() as session:
-            highest = session.scalar(select(func.max(Version.number))) or 0
-        return max([highest, *self.store.numbers()]) + 1
 
     def _finish(
         self,

@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from tailord.storage.crash import crash_point
+
 
 def fsync_dir(path: Path) -> None:
     """Make a folder's entries (creations, renames, removals) durable."""
@@ -29,15 +31,22 @@ def write_durable(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def temp_link(link: Path) -> Path:
+    """The temporary name :func:`flip_symlink` uses; a crash can leave it behind."""
+    return link.with_name(f".{link.name}.tmp")
+
+
 def flip_symlink(link: Path, target: str) -> None:
     """Point ``link`` at ``target`` atomically: readers see the old or the new target, never none.
 
     A temporary symlink is renamed over the old one (rename is atomic on POSIX), then the
-    parent folder is fsynced so the flip survives a power cut.
+    parent folder is fsynced so the flip survives a power cut. An error is raised as is: the
+    caller decides what the flip's outcome means, never a retry of the fsync.
     """
-    tmp = link.with_name(f".{link.name}.tmp")
+    tmp = temp_link(link)
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
+    crash_point("temp-link")
     os.replace(tmp, link)
     fsync_dir(link.parent)
 

@@ -108,6 +108,8 @@ class Version(Base):
     created_at: Mapped[float] = mapped_column(default=now)
     sample_count: Mapped[int] = mapped_column(default=0)
     manifest: Mapped[dict[str, object]] = mapped_column(JSON)
+    pinned: Mapped[bool] = mapped_column(default=False)  # kept whatever [versions] keep says
+    removed_at: Mapped[float | None]  # folder deleted (the row stays: samples refer to it)
 
 
 class Update(Base):
@@ -157,3 +159,17 @@ class Embedding(Base):
     dim: Mapped[int]
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(default=now)
+
+
+class VersionEvent(Base):
+    """The history of ``current`` and of the version folders: publish, rollback, fallback,
+    pin, unpin, import, removal. Rows are only ever added."""
+
+    __tablename__ = "version_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[float] = mapped_column(default=now)
+    kind: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int]
+    previous: Mapped[int | None]  # what was current before, for flips
+    detail: Mapped[str | None] = mapped_column(String(4096))

@@ -43,8 +43,7 @@ def _resolved(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "components": DOC["components"]}
 
 
-@pytest.fixture(scope="module")
-def live() -> Iterator[DaemonProcess]:
+def _learned_daemon() -> Iterator[DaemonProcess]:
     """A daemon with a learned version (so predictions succeed) and nothing queued."""
     root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
     proc = DaemonProcess(root).start("--quiet-seconds", "3600")
@@ -58,6 +57,13 @@ def live() -> Iterator[DaemonProcess]:
     if proc.process is not None:
         proc.stop(signal.SIGKILL)
     shutil.rmtree(root, ignore_errors=True)
+
+
+live = pytest.fixture(scope="module", name="live")(_learned_daemon)
+# Random rollbacks and pins change which version serves: they get a daemon of their own, so
+# the other operations keep a learned current version to succeed against.
+scratch = pytest.fixture(scope="module", name="scratch")(_learned_daemon)
+CHANGES_HISTORY = {"/v1/rollback", "/v1/pin", "/v1/unpin", "/v1/import-base"}
 
 
 class _Connection(http.client.HTTPConnection):
@@ -188,10 +194,10 @@ def _check(path: str, method: str, status: int, content_type: str, body: bytes) 
 )
 @given(data=st.data())
 def test_answers_match_the_document(
-    live: DaemonProcess, path: str, method: str, data: st.DataObject
+    live: DaemonProcess, scratch: DaemonProcess, path: str, method: str, data: st.DataObject
 ) -> None:
     verb, url, body, content_type = data.draw(requests(path, method))
-    conn = _Connection(live.socket)
+    conn = _Connection((scratch if path in CHANGES_HISTORY else live).socket)
     try:
         headers = {"Content-Type": content_type} if body is not None else {}
         conn.request(verb, url, body=body, headers=headers)
@@ -208,8 +214,14 @@ def test_generated_requests_also_succeeded() -> None:
     """Runs after the property tests: each operation that can succeed here did at least once
     (else the generator only ever exercised error paths)."""
     # Nothing is queued on the live daemon, and rollback / pin are served by another module.
-    cannot = {("/v1/update", "post"), ("/v1/rollback", "post")} | {
-        ("/v1/versions/{n}/pin", m) for m in ("post", "delete")
+    # Whether these succeed depends on state random requests rarely reach (a queue to learn,
+    # an earlier version to go back to, a safetensors file).
+    cannot = {
+        ("/v1/update", "post"),
+        ("/v1/rollback", "post"),
+        ("/v1/pin", "post"),
+        ("/v1/unpin", "post"),
+        ("/v1/import-base", "post"),
     }
     expected = set(OPERATIONS) - cannot
     assert SUCCEEDED, "run the whole module: the property tests record their successes"
