@@ -74,7 +74,9 @@ def label_of(inbox: Path, path: Path) -> str:
             f"is a {BATCH_SUFFIX} batch inside a label folder; move it to INBOX/{name} "
             "(each line names its own label)"
         )
-    if len(parts) == 1 and path.is_symlink():
+    # lstat, not is_symlink(): an entry already gone raises FileNotFoundError (nothing to
+    # refuse) instead of passing for a plain file.
+    if len(parts) == 1 and stat.S_ISLNK(os.lstat(path).st_mode):
         raise Refused(
             "is a symbolic link; tailord reads only real folders and files inside the inbox, "
             "so copy them in instead"
@@ -214,7 +216,10 @@ def _free_name(rejected: Path, name: str) -> Path:
 
 def _write_reason(target: Path, rel: Path, reason: str) -> None:
     line = " ".join(f"{rel}: {reason}".split())  # one line, whatever the reason held
-    target.with_name(target.name + ".reason").write_text(line + "\n")
+    # Written aside and renamed in, so whoever watches .rejected/ never reads half a reason.
+    tmp = target.with_name(f".{target.name}.reason.tmp")
+    tmp.write_text(line + "\n")
+    os.rename(tmp, target.with_name(target.name + ".reason"))
 
 
 def reject(inbox: Path, path: Path, reason: str) -> Path:

@@ -10,8 +10,10 @@ publishes: the daemon does. Its only writes to the database are cached embedding
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,6 +36,8 @@ from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import ProgressEvent, run_update
 
 logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 SAMPLES_FILE = "samples.txt"
 BATCH_EVENT_SECONDS = 0.25  # mini-batch events are thinned to about this interval
@@ -215,11 +219,30 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
     }
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the daemon dies.
+
+    A daemon killed with SIGKILL cannot stop its worker; an orphan would go on training and
+    writing into staging/ while a restarted daemon starts its own update. (The signal
+    follows the *thread* that spawned the worker: the daemon spawns them from its main thread.)
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    except (OSError, AttributeError):
+        logger.warning("could not tie the worker's life to the daemon's", exc_info=True)
+        return
+    if os.getppid() == 1:  # the daemon died before the request took effect
+        os._exit(1)
+
+
 def main(job: WorkerJob | None, conn: Connection) -> None:
     """Entry point of the spawned process; with no ``job``, wait for one on ``conn``.
 
     Waiting is what a prewarmed worker does: its interpreter and torch are loaded already.
     """
+    _die_with_parent()
     if job is None:
         try:
             conn.send({"type": "ready"})

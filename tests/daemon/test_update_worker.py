@@ -183,6 +183,7 @@ def test_a_changed_spec_relearns_every_sample(tmp_path: Path) -> None:
     publish(
         VersionStore(tmp_path),
         db,
+        None,  # no serving side in this test
         staging_name="one",
         number=1,
         parent=0,
