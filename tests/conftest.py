@@ -57,8 +57,9 @@ class DaemonProcess:
     def log(self) -> Path:
         return self.root / "daemon.log"
 
-    def start(self, *extra: str) -> DaemonProcess:
-        args = [
+    def argv(self, *extra: str) -> list[str]:
+        """The ``tailord serve`` command line on this daemon's folders; ``extra`` flags last."""
+        return [
             sys.executable,
             "-c",
             "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())",
@@ -74,8 +75,10 @@ class DaemonProcess:
             *self.extra_args,
             *extra,
         ]
+
+    def start(self, *extra: str) -> DaemonProcess:
         log = self.log.open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.root)
+        self.process = subprocess.Popen(self.argv(*extra), stdout=log, stderr=log, cwd=self.root)
         wait_for(self._answers, timeout=60)
         return self
 

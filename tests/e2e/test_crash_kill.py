@@ -39,21 +39,8 @@ LONG_EVERY = 5
 
 
 def _spawn(daemon: DaemonProcess) -> subprocess.Popen[bytes]:
-    args = [
-        sys.executable,
-        "-c",
-        "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())",
-        "serve",
-        "--data-dir",
-        str(daemon.data_dir),
-        "--inbox",
-        str(daemon.inbox),
-        "--socket",
-        str(daemon.socket),
-        "--quiet-seconds",
-        "0.1",
-        *daemon.extra_args,
-    ]
+    # A session of its own: the kill takes the daemon's whole process group, worker included.
+    args = daemon.argv("--quiet-seconds", "0.1")
     with daemon.log.open("ab") as log:
         return subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
 
