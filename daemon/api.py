@@ -433,7 +433,8 @@ def _version_in(request: Request, *, required: bool) -> int | None:
     number = payload.get("version") if isinstance(payload, dict) else None
     if number is None and not required:
         return None
-    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+    # Bounded like path ids: SQLite integers are 64-bit, a bigger number is no version.
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 10**18:
         raise ApiError(422, "bad_input", 'send {"version": N} with N a version number')
     return number
 
