@@ -50,7 +50,9 @@ def find_socket(explicit: str | os.PathLike[str] | None = None) -> Path:
     return user
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """``http.client`` over a Unix socket: for raw requests the Client does not make."""
+
     def __init__(self, path: Path, timeout: float | None) -> None:
         super().__init__("localhost", timeout=timeout)
         self.socket_path = path
@@ -71,7 +73,7 @@ class Client:
 
     def __init__(self, socket_path: str | os.PathLike[str] | None = None, timeout: float = 60):
         self.socket_path = find_socket(socket_path)
-        self._conn = _UnixConnection(self.socket_path, timeout)
+        self._conn = UnixHTTPConnection(self.socket_path, timeout)
 
     def __enter__(self) -> Client:
         return self
@@ -207,7 +209,7 @@ class Client:
     def subscribe(self, timeout: float | None = None) -> EventStream:
         """Subscribe now (on a connection of its own) and iterate later: no event published
         after this returns is missed."""
-        conn = _UnixConnection(self.socket_path, timeout)
+        conn = UnixHTTPConnection(self.socket_path, timeout)
         try:
             status, response = self._exchange(conn, "GET", "/v1/events", stream=True)
             if not isinstance(response, http.client.HTTPResponse):

@@ -7,13 +7,13 @@ import http.client
 import json
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tailord.daemon.client import UnixHTTPConnection
 from tests.conftest import DaemonProcess
 
 
@@ -28,21 +28,10 @@ def live() -> Iterator[DaemonProcess]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-class _Connection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=30)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self.socket_path))
-
-
 def call(
     live: DaemonProcess, method: str, path: str, body: bytes | None = None, **headers: str
 ) -> tuple[int, http.client.HTTPResponse, bytes]:
-    conn = _Connection(live.socket)
+    conn = UnixHTTPConnection(live.socket, timeout=30)
     try:
         conn.request(
             method, path, body=body, headers={k.replace("_", "-"): v for k, v in headers.items()}
@@ -114,7 +103,7 @@ def _send_head_only(
     live: DaemonProcess, method: str, path: str, headers: dict[str, str]
 ) -> tuple[int, http.client.HTTPResponse, bytes]:
     """Headers that announce a body we never send: the server must answer without it."""
-    conn = _Connection(live.socket)
+    conn = UnixHTTPConnection(live.socket, timeout=30)
     try:
         conn.putrequest(method, path)
         for key, value in headers.items():
@@ -127,7 +116,7 @@ def _send_head_only(
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(live: DaemonProcess) -> None:
-    conn = _Connection(live.socket)
+    conn = UnixHTTPConnection(live.socket, timeout=30)
     try:
         for _ in range(20):
             conn.request("GET", "/v1/version")

@@ -7,11 +7,9 @@ operation (status and content type) and valid against its schema; never a 5xx.
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from tailord.daemon.api import Api
+from tailord.daemon.client import UnixHTTPConnection
 from tailord.daemon.openapi import openapi_document
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 
@@ -64,17 +63,6 @@ live = pytest.fixture(scope="module", name="live")(_learned_daemon)
 # the other operations keep a learned current version to succeed against.
 scratch = pytest.fixture(scope="module", name="scratch")(_learned_daemon)
 CHANGES_HISTORY = {"/v1/rollback", "/v1/pin", "/v1/unpin", "/v1/import-base"}
-
-
-class _Connection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=30)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self.socket_path))
 
 
 def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:  # noqa: PLR0911 (a type each)
@@ -197,7 +185,7 @@ def test_answers_match_the_document(
     live: DaemonProcess, scratch: DaemonProcess, path: str, method: str, data: st.DataObject
 ) -> None:
     verb, url, body, content_type = data.draw(requests(path, method))
-    conn = _Connection((scratch if path in CHANGES_HISTORY else live).socket)
+    conn = UnixHTTPConnection((scratch if path in CHANGES_HISTORY else live).socket, timeout=30)
     try:
         headers = {"Content-Type": content_type} if body is not None else {}
         conn.request(verb, url, body=body, headers=headers)
