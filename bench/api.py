@@ -172,15 +172,21 @@ def during_update(sock: Path, seconds: float) -> tuple[dict[str, float], bool]:
         _wait(lambda: client.update_info(update["id"])["state"] == "running", 30)
     time.sleep(0.5)  # past the worker's start (imports), into the training loop
     finished = threading.Event()
+    measured = threading.Event()
 
     def watch() -> None:
         with Client(sock) as watcher:
-            while watcher.update_info(update["id"])["state"] == "running":
+            while not measured.is_set():
+                if watcher.update_info(update["id"])["state"] != "running":
+                    finished.set()
+                    return
                 time.sleep(0.2)
-        finished.set()
 
-    threading.Thread(target=watch, daemon=True).start()
+    watching = threading.Thread(target=watch)
+    watching.start()
     training = load(sock, 1, seconds, stop=finished)
+    measured.set()
+    watching.join()
     return training, not finished.is_set()
 
 

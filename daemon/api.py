@@ -20,9 +20,9 @@ from tailord.daemon.events import EventBus
 from tailord.daemon.history import HistoryError
 from tailord.daemon.metrics import Metrics
 from tailord.daemon.openapi import openapi_document
-from tailord.daemon.server import Request, Response, error_response, json_response
 from tailord.daemon.serving import LoadFailed, Served
 from tailord.daemon.updates import NothingQueued
+from tailord.daemon.wire import Request, Response, error_response, json_response
 from tailord.storage.errors import VersionNotFound
 from tailord.trainer.errors import DecodeError, ModelError
 from tailord.trainer.inputs import SAMPLE_SUFFIXES, decode_record, decode_sample
@@ -94,11 +94,17 @@ class Api:
             ("POST", "/v1/unpin"): self.unpin,
             ("POST", "/v1/import-base"): self.import_base,
         }
+        self._version_body: tuple[Served | None, bytes] = (None, b"")  # swapped whole
         # Paths with one id in them: ``{name}`` matches one path segment, a whole number.
         self.id_routes: dict[tuple[str, str], Callable[[Request, int], Response]] = {
             ("GET", "/v1/versions/{n}"): self.version_detail,
             ("GET", "/v1/updates/{id}"): self.update_detail,
         }
+
+    def quick(self, request: Request) -> bool:
+        """Whether the request only reads memory, so the server may answer it on its event
+        loop without a hop to a worker thread (the one route polled at high rates)."""
+        return request.path == "/v1/version" and request.method in ("GET", "HEAD")
 
     def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -153,17 +159,21 @@ class Api:
 
     def version(self, request: Request) -> Response:
         served = self._served()
-        manifest = served.manifest
-        return json_response(
-            200,
-            {
-                "version": served.number,
-                "parent": manifest.get("parent"),
-                "created_at": manifest.get("created_at"),
-                "labels": manifest.get("labels", []),
-                "sample_count": manifest.get("sample_count", 0),
-            },
-        )
+        cached = self._version_body
+        if cached[0] is not served:  # a version is immutable: encode its answer once
+            manifest = served.manifest
+            body = json_response(
+                200,
+                {
+                    "version": served.number,
+                    "parent": manifest.get("parent"),
+                    "created_at": manifest.get("created_at"),
+                    "labels": manifest.get("labels", []),
+                    "sample_count": manifest.get("sample_count", 0),
+                },
+            ).body
+            cached = self._version_body = (served, body)
+        return Response(200, cached[1])
 
     def status(self, request: Request) -> Response:
         return json_response(200, self.backend.status())

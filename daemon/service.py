@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
 from tailord.daemon.api import Api
+from tailord.daemon.auth import Authorizer
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus
 from tailord.daemon.history import History, collect_garbage
@@ -32,7 +33,7 @@ from tailord.daemon.ingest import Ingestor
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.publish import ensure_base, reconcile
-from tailord.daemon.server import Authorizer, UnixHTTPServer, inherited_socket
+from tailord.daemon.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.serving import Served, Serving
 from tailord.daemon.updates import Updater
 from tailord.storage.db import Database, open_database
@@ -119,12 +120,14 @@ class Daemon:
         )
         self.scheduler.start()
         # The socket opens last: a client that can connect finds every part ready.
+        api = Api(self, self.metrics)
         self.server = UnixHTTPServer(
             cfg.socket,
-            Api(self, self.metrics),
+            api,
             Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
             cfg.api.max_body_bytes,
             listener=inherited_socket(),
+            quick=api.quick,
         )
         self.server.start()
         self.wake()

@@ -22,18 +22,17 @@ from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus
 from tailord.daemon.history import collect_garbage
+from tailord.daemon.progress import ProgressLog
 from tailord.daemon.publish import publish
 from tailord.daemon.serving import Serving
 from tailord.daemon.worker import WorkerJob, main
 from tailord.storage.db import Database
 from tailord.storage.models import Sample, SampleState, Update, UpdateState
-from tailord.storage.update_events import add_event
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 
 _ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
-PROGRESS_EVERY = 0.1  # seconds between published batch progress events
 CHECKPOINTS = "checkpoints"  # under the data dir: survives restarts, unlike staging/
 
 
@@ -60,7 +59,7 @@ class Updater:
         self.events = events
         self.should_stop = should_stop
         self.running: int | None = None
-        self.progress: dict[str, Any] | None = None
+        self.progress: ProgressLog | None = None  # the running update's
         self._warm: tuple[Any, Connection] | None = None
         if config.worker.prewarm:
             self.prewarm()
@@ -193,7 +192,8 @@ class Updater:
         process, receive = warm if warm is not None and warm[0].is_alive() else self._spawn()
         receive.send(job)
         outcome: dict[str, Any] | None = None
-        next_progress = 0.0
+        progress = ProgressLog(self.db, self.events, job.update_id)
+        self.progress = progress
         try:
             while outcome is None:
                 if self.should_stop():
@@ -210,9 +210,7 @@ class Updater:
                 except EOFError:
                     return {"error": f"the worker process exited with code {process.exitcode}"}
                 if message["type"] == "progress":
-                    next_progress = self._on_progress(
-                        job.update_id, message["event"], next_progress
-                    )
+                    progress.add(message["event"])
                 elif message["type"] == "result":
                     outcome = message["result"]
                 elif message["type"] == "error":
@@ -220,6 +218,7 @@ class Updater:
                     return {"error": message["message"]}
             return outcome
         finally:
+            progress.flush()
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
@@ -227,20 +226,6 @@ class Updater:
             receive.close()
             if self.config.worker.prewarm and not self.should_stop():
                 self.prewarm()
-
-    def _on_progress(self, update_id: int, event: dict[str, Any], next_progress: float) -> float:
-        """Store a progress event and publish it; returns when the next batch may be published."""
-        self.progress = event
-        with self.db.write() as session:  # the worker thins them already
-            add_event(session, update_id, event)
-        # Batches come by the thousand a second on small heads: publish at most
-        # PROGRESS_EVERY apart (and every epoch's end), so neither the API's
-        # threads nor event subscribers are flooded.
-        now = time.monotonic()
-        if event.get("kind") != "batch" or now >= next_progress:
-            self.events.publish("update.progress", update=update_id, **event)
-            return now + PROGRESS_EVERY
-        return next_progress
 
     def _finish(
         self,
@@ -357,8 +342,10 @@ class Updater:
             "error": row.error,
             "metrics": metrics,
             "gate": row.gate,
-            "progress": self.progress
-            if self.running == row.id and row.state == UpdateState.RUNNING
+            "progress": self.progress.latest
+            if self.progress is not None
+            and self.running == row.id
+            and row.state == UpdateState.RUNNING
             else None,
         }
 

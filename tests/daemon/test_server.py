@@ -12,15 +12,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tailord.daemon.api import Api
+from tailord.daemon.auth import Authorizer
 from tailord.daemon.config import load_config
-from tailord.daemon.server import Authorizer, UnixHTTPServer, inherited_socket
+from tailord.daemon.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.service import Daemon
+from tailord.daemon.wire import Request, Response, json_response
 from tests.conftest import DaemonProcess, wait_for
 
 SERVE = "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())"
@@ -173,7 +176,15 @@ def test_a_user_without_access_to_the_socket_gets_a_clear_message(
         (b"GARBAGE / HTTP/1.1\r\n\r\n", 405, "method_not_allowed"),
         (b"GET /v1/version HTTP/9.9\r\n\r\n", 505, "http_version_not_supported"),
         (b"GET /v1/version HTTP/x\r\n\r\n", 400, "bad_request"),
-        (b"GET " + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET a\x01b HTTP/1.1\r\n\r\n", 400, "bad_request"),
+        (b"POST /v1/predict HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "bad_request"),
+        (
+            b"POST /v1/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            411,
+            "length_required",
+        ),
+        (b"POST /v1/predict HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413, "body_too_large"),
         (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431, "headers_too_large"),
     ],
 )
@@ -209,3 +220,108 @@ def _bare_server(root: Path) -> UnixHTTPServer:
     server = UnixHTTPServer(config.socket, Api(Daemon(config)), Authorizer((), ()), 1024)
     server.start()
     return server
+
+
+class _Gate:
+    """An app whose ``/slow`` waits until released: a route that blocks, for real."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __call__(self, request: Request) -> Response:
+        if request.path == "/slow":
+            self.release.wait(30)
+        return json_response(200, {"path": request.path, "body": request.body.decode()})
+
+    def quick(self, request: Request) -> bool:
+        return request.path == "/fast"
+
+
+@pytest.fixture
+def gate_server(short_tmp: Path) -> Iterator[tuple[UnixHTTPServer, _Gate]]:
+    app = _Gate()
+    server = UnixHTTPServer(
+        short_tmp / "run" / "s.sock", app, Authorizer((), ()), 1024, quick=app.quick
+    )
+    server.start()
+    yield server, app
+    app.release.set()
+    server.stop()
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, object]]]:
+    """Read ``count`` responses off a keep-alive connection."""
+    reader = sock.makefile("rb")
+    answers = []
+    for _ in range(count):
+        status = int(reader.readline().split()[1])
+        length = 0
+        while (line := reader.readline()) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        answers.append((status, json.loads(reader.read(length))))
+    return answers
+
+
+def test_a_blocking_route_never_holds_up_a_quick_one(
+    gate_server: tuple[UnixHTTPServer, _Gate],
+) -> None:
+    server, app = gate_server
+    with socket.socket(socket.AF_UNIX) as slow, socket.socket(socket.AF_UNIX) as fast:
+        slow.settimeout(10)
+        fast.settimeout(10)
+        slow.connect(str(server.path))
+        slow.sendall(b"GET /slow HTTP/1.1\r\n\r\n")
+        fast.connect(str(server.path))
+        for _ in range(3):  # the quick route, and a blocking one on another thread
+            fast.sendall(b"GET /fast HTTP/1.1\r\n\r\nGET /other HTTP/1.1\r\n\r\n")
+            assert [a[1]["path"] for a in _responses(fast, 2)] == ["/fast", "/other"]
+        app.release.set()
+        assert _responses(slow, 1) == [(200, {"path": "/slow", "body": ""})]
+
+
+def test_pipelined_requests_are_answered_in_order(
+    gate_server: tuple[UnixHTTPServer, _Gate],
+) -> None:
+    server, app = gate_server
+    app.release.set()
+    requests = (
+        b"GET /slow HTTP/1.1\r\n\r\n"
+        b"GET /fast HTTP/1.1\r\n\r\n"
+        b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+        b"GET /fast HTTP/1.1\r\n\r\n"
+    )
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(server.path))
+        sock.sendall(requests)
+        answers = _responses(sock, 4)
+    assert [a[1]["path"] for a in answers] == ["/slow", "/fast", "/a", "/fast"]
+    assert answers[2][1]["body"] == "xyz"
+
+
+def test_a_large_body_is_asked_for_with_100_continue(
+    gate_server: tuple[UnixHTTPServer, _Gate],
+) -> None:
+    server, _ = gate_server
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(server.path))
+        sock.sendall(b"POST /a HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"data")
+        assert _responses(sock, 1) == [(200, {"path": "/a", "body": "data"})]
+
+
+def test_connection_close_and_http_1_0_end_the_connection(
+    gate_server: tuple[UnixHTTPServer, _Gate],
+) -> None:
+    server, _ = gate_server
+    for request in (
+        b"GET /fast HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /other HTTP/1.0\r\n\r\n",
+    ):
+        status, headers, _ = raw(server.path, request)  # reads until the server closes
+        assert status == 200
+        assert headers["connection"] == "close"

@@ -1,0 +1,341 @@
+"""One HTTP/1.1 connection on the event loop: parse with httptools, answer in order.
+
+Requests on a connection are answered one at a time and in the order they came (pipelining
+is allowed, never reordered). A quick route (an in-memory read, ``GET /v1/version``) is
+answered on the loop itself; any other runs on a worker thread, because it may wait on the
+database, a prediction or an update. A server-sent event stream gets a thread of its own
+that hands each chunk to the loop, and ends the connection when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import functools
+import logging
+import threading
+import time
+import typing
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import httptools
+
+from tailord.daemon.auth import Authorizer, peer_of
+from tailord.daemon.wire import App, Request, Response, error_response
+
+logger = logging.getLogger(__name__)
+
+# The standard library's limits, kept so that clients meet the same answers as before.
+MAX_URL_BYTES = 65536
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 65536
+# A server-sent event client that stops reading is dropped once this much waits for it.
+MAX_STREAM_BACKLOG = 1 << 20
+ALLOWED_METHODS = "GET, HEAD, POST, DELETE"
+
+
+class Context(Protocol):
+    """What a connection needs from its server."""
+
+    app: App
+    authorizer: Authorizer
+    max_body_bytes: int
+    quick: Callable[[Request], bool]
+    loop: asyncio.AbstractEventLoop
+    connections: set[Connection]
+
+    def run_blocking(self, job: Callable[[], None]) -> None: ...
+
+
+@dataclass
+class _Refusal(Exception):
+    """Raised from a parser callback: the request is answered with this and the
+    connection closes, because what follows it on the wire cannot be trusted."""
+
+    status: int
+    code: str
+    message: str
+
+
+@dataclass
+class _Turn:
+    """One request's place in the connection's queue, or a refusal that ends it."""
+
+    request: Request | None
+    keep_alive: bool
+    head: bool = False
+    refusal: Response | None = None
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[_Turn] = deque()
+        self.busy = False  # a response is being made off the loop, or a stream is open
+        self.closed = False  # no more reading or answering; set from the loop only
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = bytearray()
+        self.headers: dict[str, str] = {}
+        self.header_count = 0
+        self.header_bytes = 0
+        self.body = bytearray()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.peer = peer_of(transport.get_extra_info("socket"))
+        self.allowed = self.context.authorizer.allows(self.peer)  # fixed for the connection
+        self.context.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.queue.clear()
+        self.context.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            refusal = exc.__context__
+            if not isinstance(refusal, _Refusal):
+                raise
+            self._refuse(refusal)
+        except httptools.HttpParserInvalidMethodError:
+            self._refuse(_Refusal(405, "method_not_allowed", _METHODS_MESSAGE))
+        except httptools.HttpParserUpgrade:
+            self._refuse(_Refusal(400, "bad_request", "tailord does not upgrade connections"))
+        except httptools.HttpParserError as exc:
+            if "HTTP version" in str(exc):
+                self._refuse(_Refusal(505, "http_version_not_supported", _VERSION_MESSAGE))
+            else:
+                self._refuse(_Refusal(400, "bad_request", _parse_message(str(exc))))
+        self._answer()
+
+    # httptools callbacks
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_URL_BYTES:
+            raise _Refusal(
+                414, "uri_too_long", "the request line is too long; send parameters in the body"
+            )
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        self.header_bytes += len(name) + len(value)
+        if self.header_count > MAX_HEADERS or self.header_bytes > MAX_HEADER_BYTES:
+            raise _Refusal(431, "headers_too_large", _HEADERS_MESSAGE)
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+
+    def on_headers_complete(self) -> None:
+        if self.parser.get_http_version() not in ("1.1", "1.0"):
+            raise _Refusal(505, "http_version_not_supported", _VERSION_MESSAGE)
+        if "transfer-encoding" in self.headers:
+            raise _Refusal(411, "length_required", "send the body with a Content-Length")
+        length = int(self.headers.get("content-length", "0"))  # the parser checked its digits
+        limit = self.context.max_body_bytes
+        if length > limit:
+            raise _Refusal(
+                413,
+                "body_too_large",
+                f"the body is {length} bytes; the limit is {limit} ([api] max_body_bytes); "
+                "send fewer inputs per request",
+            )
+        expects = self.headers.get("expect", "").lower() == "100-continue"
+        if expects and self.allowed and not self.queue and not self.busy:
+            # curl asks before sending a large body; answering at once saves it a second.
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode("ascii")
+        split = urlsplit(self.url.decode("latin-1"))
+        request = Request(
+            method,
+            split.path,
+            parse_qs(split.query),
+            self.headers,
+            bytes(self.body),
+            self.peer,
+        )
+        self.queue.append(_Turn(request, self.parser.should_keep_alive(), method == "HEAD"))
+        self._reset()
+
+    # answering
+
+    def _refuse(self, refusal: _Refusal) -> None:
+        response = error_response(refusal.status, refusal.code, refusal.message)
+        if refusal.status == 405:
+            response.headers["Allow"] = ALLOWED_METHODS
+        self.queue.append(_Turn(None, keep_alive=False, refusal=response))
+        assert self.transport is not None
+        self.transport.pause_reading()  # nothing after a refusal is read
+
+    def _answer(self) -> None:
+        """Answer queued requests in order until one has to wait for a thread."""
+        while self.queue and not self.busy and not self.closed:
+            turn = self.queue.popleft()
+            if turn.refusal is not None:
+                self._send(turn, turn.refusal)
+            elif not self.allowed:
+                turn.keep_alive = False  # nothing more to say to this peer
+                self._send(turn, _forbidden(self.peer.uid))
+            elif turn.request is not None and self.context.quick(turn.request):
+                self._send(turn, self._call(turn))
+            else:
+                self._set_busy(True)
+                self.context.run_blocking(functools.partial(self._call_off_loop, turn))
+
+    def _call(self, turn: _Turn) -> Response:
+        assert turn.request is not None
+        try:
+            return self.context.app(turn.request)
+        except Exception:
+            logger.exception("error while serving %s %s", turn.request.method, turn.request.path)
+            return error_response(
+                500, "internal", "tailord failed to answer; its log (journalctl) says why"
+            )
+
+    def _call_off_loop(self, turn: _Turn) -> None:
+        response = self._call(turn)
+        try:
+            self.context.loop.call_soon_threadsafe(self._sent_off_loop, turn, response)
+        except RuntimeError:  # the loop has closed: the server stopped meanwhile
+            _close_stream(response.stream)
+
+    def _sent_off_loop(self, turn: _Turn, response: Response) -> None:
+        self._set_busy(False)
+        if self.closed:
+            _close_stream(response.stream)
+            return
+        self._send(turn, response)
+        self._answer()
+
+    def _set_busy(self, busy: bool) -> None:
+        # While a response is made elsewhere, stop reading: a client cannot queue up more
+        # than one read's worth of pipelined requests.
+        self.busy = busy
+        if self.transport is not None and not self.closed:
+            (self.transport.pause_reading if busy else self.transport.resume_reading)()
+
+    def _send(self, turn: _Turn, response: Response) -> None:
+        assert self.transport is not None
+        keep_alive = turn.keep_alive and response.stream is None
+        head = [
+            f"HTTP/1.1 {response.status} {_phrase(response.status)}",
+            "Server: tailord",
+            f"Date: {_http_date()}",
+            f"Content-Type: {response.content_type}",
+        ]
+        if response.stream is None:
+            head.append(f"Content-Length: {len(response.body)}")
+        head += [f"{key}: {value}" for key, value in response.headers.items()]
+        if not keep_alive:
+            head.append("Connection: close")
+        body = b"" if turn.head else response.body
+        # Head and body in one write: one system call, one read for the client.
+        self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        if response.stream is not None and not turn.head:
+            self._set_busy(True)
+            threading.Thread(
+                target=self._pump_stream, args=(response.stream,), name="tailord-sse", daemon=True
+            ).start()
+        elif not keep_alive:
+            _close_stream(response.stream)
+            self._close()
+
+    def _pump_stream(self, chunks: Iterator[bytes]) -> None:
+        """On the stream's own thread: each chunk to the loop, then the end of the body."""
+        try:
+            for chunk in chunks:
+                if self.closed:
+                    break
+                self.context.loop.call_soon_threadsafe(self._stream_write, chunk)
+        except RuntimeError:
+            pass  # the loop has closed: the server stopped
+        finally:
+            _close_stream(chunks)  # runs the generator's cleanup (unsubscribes) at once
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the server stopped
+                self.context.loop.call_soon_threadsafe(self._close)
+
+    def _stream_write(self, chunk: bytes) -> None:
+        if self.closed or self.transport is None:
+            return
+        if self.transport.get_write_buffer_size() > MAX_STREAM_BACKLOG:
+            logger.warning("uid %d stopped reading its event stream; closing it", self.peer.uid)
+            self._close()
+            return
+        self.transport.write(chunk)
+
+    def _close(self) -> None:
+        """Close once what is written has gone out (transport.close flushes first)."""
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.queue.clear()
+            self.transport.close()
+
+
+def _close_stream(stream: Iterator[bytes] | None) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def _forbidden(uid: int) -> Response:
+    return error_response(
+        403,
+        "forbidden",
+        f"uid {uid} may not use tailord; add the user to [api] allowed_users "
+        "(or a group of theirs to allowed_groups) and restart",
+    )
+
+
+_HEADERS_MESSAGE = "the request headers are too large or too many; send fewer"
+_METHODS_MESSAGE = "tailord answers GET, HEAD, POST and DELETE; see /v1/openapi.json"
+_VERSION_MESSAGE = "speak HTTP/1.0 or HTTP/1.1 to tailord"
+
+
+def _parse_message(detail: str) -> str:
+    return (
+        f"tailord could not parse the request ({detail}); send HTTP/1.1, "
+        "e.g. `curl --unix-socket SOCK http://localhost/v1/version`"
+    )
+
+
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
+def _phrase(status: int) -> str:
+    return _PHRASES.get(status, "Unknown")
+
+
+_date_cache: tuple[int, str] = (0, "")  # (Unix second, its Date header); swapped whole
+
+
+def _http_date() -> str:
+    # Formatting the Date header is a visible share of a tiny request: once a second.
+    global _date_cache  # noqa: PLW0603 (one reference swapped: no lock needed)
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = email.utils.formatdate(now, usegmt=True)
+        _date_cache = (now, text)
+    return text
