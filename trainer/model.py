@@ -208,6 +208,10 @@ class Model:
         if self.spec.task != task:
             how = "estimate (a number)" if self.spec.regress else "predict (a label)"
             raise ModelError(f'this is a task = "{self.spec.task}" model; ask it to {how} instead')
+        self.check_learned()
+
+    def check_learned(self) -> None:
+        """Raise ModelError, saying what to do, unless some label or target is learned."""
         if not self._learned:
             raise ModelError(
                 f"no version has learned any {'target' if self.spec.regress else 'label'} yet; "
