@@ -45,7 +45,7 @@ def test_bad_json_targets_say_why(record: dict[str, object], reason: str) -> Non
 
 @pytest.mark.parametrize("name", ["nan", "inf", "-Infinity", "1_000", " 3", "0x10", "1e39", "cat"])
 def test_a_folder_that_is_not_a_finite_number_is_refused(name: str) -> None:
-    with pytest.raises(DecodeError, match="INBOX/3.25/|finite float32"):
+    with pytest.raises(DecodeError, match=r"INBOX/3\.25/|finite float32"):
         folder_target(name)
 
 
