@@ -287,20 +287,26 @@ class Api:
         served = self._served()  # one reference for the whole request, even across a swap
         model = served.model
         try:
+            # The request's own faults (400, 413, 415, 422) come before "nothing learned".
             if model.spec.input_kind == "vector" and _is_json(request):
-                predictions = model.predict(self._vectors(request))
+                vectors = self._vectors(request)
+                model.check_learned()
+                rows = model.rows(vectors)
             else:
-                predictions = model.predict_payloads(self._payloads(request, model.spec.input_kind))
+                payloads = self._payloads(request, model.spec.input_kind)
+                model.check_learned()
+                rows = model.encode(payloads)
+            answers: list[dict[str, object]]
+            if model.spec.regress:  # a number each, not a label and a score
+                answers = [{"value": e.value} for e in model.estimate_encoded(rows)]
+            else:
+                answers = [
+                    {"label": p.label, "score": p.score} for p in model.predict_encoded(rows)
+                ]
         except ModelError as exc:
-            status = 409 if not model.labels else 422
+            status = 409 if not model.learned else 422
             raise ApiError(status, "cannot_predict", str(exc)) from exc
-        return json_response(
-            200,
-            {
-                "version": served.number,
-                "predictions": [{"label": p.label, "score": p.score} for p in predictions],
-            },
-        )
+        return json_response(200, {"version": served.number, "predictions": answers})
 
     def _json_inputs(self, request: Request, example: str) -> list[object]:
         try:

@@ -256,8 +256,15 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
+    predictions = result["predictions"]
+    if predictions and "value" in predictions[0]:  # a regress model: a number each
+        table = Table("file", "value", title=f"version {result['version']}")
+        for name, prediction in zip(args.files, predictions, strict=True):
+            table.add_row(name, f"{prediction['value']:.6g}")
+        out.print(table)
+        return 0
     table = Table("file", "label", "score", title=f"version {result['version']}")
-    for name, prediction in zip(args.files, result["predictions"], strict=True):
+    for name, prediction in zip(args.files, predictions, strict=True):
         table.add_row(name, prediction["label"], f"{prediction['score']:.3f}")
     out.print(table)
     return 0
@@ -334,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--wait", action="store_true", help="wait until it has finished")
     update.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
     update.add_argument("--show", type=int, metavar="ID", help="show update ID instead")
-    predict = sub.add_parser("predict", help="predict the label of .npy / .json vector files")
+    predict = sub.add_parser(
+        "predict", help="predict the label (or value) of .npy / .json vector files"
+    )
     predict.add_argument("files", nargs="+", metavar="FILE")
     versions = sub.add_parser("versions", help="the published versions, or one in full")
     versions.add_argument("number", nargs="?", type=int, metavar="N")

@@ -52,6 +52,7 @@ from tailord.storage.samples import (
 )
 from tailord.trainer.errors import DecodeError
 from tailord.trainer.inputs import Decoded, Limits, decode_line, decode_sample
+from tailord.trainer.targets import folder_target
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class Ingestor:
     """Consumes :class:`PendingPaths` and commits what it reads, batch by batch.
 
     ``input_kind`` is the model's ("vector", "text" or "image"): a sample of another kind
-    is refused with a reason saying so.
+    is refused with a reason saying so. ``task`` is the model's: for "regress" a folder name
+    or a line's ``target`` is a number, stored as its canonical text.
     """
 
     def __init__(
@@ -114,8 +116,10 @@ class Ingestor:
         on_ingested: Callable[[int], None],
         input_kind: str = "vector",
         on_rejected: Callable[[str, str], None] | None = None,
+        task: str = "classify",
     ) -> None:
         self.inbox = inbox
+        self.task = task
         self.db = db
         self.options = options
         self.pending = pending
@@ -271,6 +275,8 @@ class Ingestor:
     def _read(self, path: Path, batch: _Batch) -> None:
         try:
             label = label_of(self.inbox, path)
+            if self.task == "regress":
+                label = folder_target(label)
             data, st = read_entry(self.inbox, path, self.options.max_file_bytes)
             decoded = decode_sample(data, path.suffix, self.input_kind, self.limits)
             self._check_dim(decoded)
@@ -530,7 +536,7 @@ class Ingestor:
                 yield line
 
     def _decode_line(self, line: bytes) -> tuple[str, Decoded]:
-        label, decoded = decode_line(line, self.input_kind, self.limits)
+        label, decoded = decode_line(line, self.input_kind, self.limits, task=self.task)
         check_label(label)
         self._check_dim(decoded)
         return label, decoded

@@ -199,13 +199,26 @@ _SCHEMAS: dict[str, Any] = {
             "version": {"type": "integer", "minimum": 0},
             "predictions": {
                 "type": "array",
+                # A classify model answers a label and its score; a regress model
+                # ([model] task = "regress") a number.
                 "items": {
-                    "type": "object",
-                    "required": ["label", "score"],
-                    "properties": {
-                        "label": {"type": "string"},
-                        "score": {"type": "number", "minimum": 0, "maximum": 1},
-                    },
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["label", "score"],
+                            "properties": {
+                                "label": {"type": "string"},
+                                "score": {"type": "number", "minimum": 0, "maximum": 1},
+                            },
+                            "additionalProperties": False,
+                        },
+                        {
+                            "type": "object",
+                            "required": ["value"],
+                            "properties": {"value": {"type": "number"}},
+                            "additionalProperties": False,
+                        },
+                    ]
                 },
             },
         },

@@ -101,6 +101,7 @@ class Daemon:
             self._on_ingested,
             input_kind=cfg.model.input_kind,
             on_rejected=self._on_rejected,
+            task=cfg.model.task,
         )
         self.ingestor.start()
         self.watcher = Watcher(cfg.inbox, self.pending)

@@ -56,10 +56,14 @@ class Serving:
         try:
             stored = store.read(number)  # raises CorruptVersion on a sha256 mismatch
             model = Model.from_bytes(stored.weights)
-            if model.labels and model.dim and not model.trains_backbone:
+            if model.learned and model.dim and not model.trains_backbone:
                 # Warm-up: the first predict pays for lazy allocations; do it off the clock.
                 # Through the head only, on features: that works whatever the input kind.
-                model.predict_encoded(np.ones((1, model.dim), dtype=np.float32))
+                warm_up = np.ones((1, model.dim), dtype=np.float32)
+                if model.spec.regress:
+                    model.estimate_encoded(warm_up)
+                else:
+                    model.predict_encoded(warm_up)
         except (StorageError, ModelError) as exc:
             message = f"version {number} could not be loaded: {exc}"
             self.last_error = {"version": number, "message": message, "at": time.time()}

@@ -134,12 +134,19 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
             new = queued_rows(session, job.up_to_id)
             limit = 10**9 if fresh else (0 if knn_like else params.replay)
             canary_limit = gate.canary if gate.enabled and not fresh else 0
-            old, canary = replay_and_canary(session, limit, canary_limit, params.seed)
+            # A regress model's labels are numbers: no per-label shares, one reservoir.
+            old, canary = replay_and_canary(
+                session, limit, canary_limit, params.seed, per_label=not spec.regress
+            )
         if not new:
             raise RuntimeError("no queued samples; nothing to learn")
-        judged = gate.enabled and bool(current.labels) and not fresh
+        judged = gate.enabled and current.learned and not fresh
         held = (
-            set(split_holdout([s.label for s in new], gate.holdout, params.seed))
+            set(
+                split_holdout(
+                    [s.label for s in new], gate.holdout, params.seed, per_label=not spec.regress
+                )
+            )
             if judged
             else set()
         )

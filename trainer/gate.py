@@ -3,12 +3,16 @@
 Two checks, both on samples the candidate was not trained on:
 - held-out new samples: the candidate must be at least as accurate as the current version;
 - a canary set of earlier samples: its accuracy may drop by at most ``max_regression``.
+For a regress model the figure is the mean squared error instead: held-out MSE must not be
+above the current's, and canary MSE may rise to at most ``(1 + max_regression)`` times the
+current's (a relative bound, so it means the same whatever the targets' unit).
 A check without samples passes (nothing to compare), and says so in its reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ import numpy.typing as npt
 
 from tailord.trainer.model import Model
 from tailord.trainer.spec import _from_dict, _is_int
+from tailord.trainer.targets import target_value
 
 Rows = npt.NDArray[np.float32]
 
@@ -60,17 +65,24 @@ class GateResult:
     canary_samples: int
     canary_candidate: float | None
     canary_current: float | None
+    metric: str = "accuracy"  # what the four figures are: "accuracy" or "mse" (regress)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
 
-def split_holdout(labels: Sequence[str], share: float, seed: int) -> list[int]:
+def split_holdout(
+    labels: Sequence[str], share: float, seed: int, *, per_label: bool = True
+) -> list[int]:
     """Indices to hold out: ``share`` of each label's samples, rounded down, seeded.
 
     A label with too few samples keeps them all for training, so a first shot of a new
-    label is always learned.
+    label is always learned. With ``per_label`` False (regress: every target is its own
+    "label") it is ``share`` of all the samples, rounded down.
     """
+    if not per_label:
+        n = int(len(labels) * share)
+        return sorted(random.Random(seed).sample(range(len(labels)), n))
     by_label: dict[str, list[int]] = {}
     for index, label in enumerate(labels):
         by_label.setdefault(label, []).append(index)
@@ -87,7 +99,7 @@ def accuracy(model: Model, rows: Rows, labels: Sequence[str]) -> float | None:
     """Share of ``rows`` (encoded, as run_update takes them) predicted right; None if empty."""
     if len(labels) == 0:
         return None
-    if not model.labels:
+    if not model.learned:
         return 0.0
     predicted = model.predict_encoded(rows)
     return sum(p.label == y for p, y in zip(predicted, labels, strict=True)) / len(labels)
@@ -101,6 +113,8 @@ def evaluate(
     params: GateParams,
 ) -> GateResult:
     """Judge ``candidate`` against ``current`` on held-out new samples and the canary set."""
+    if candidate.spec.regress:
+        return _evaluate_mse(candidate, current, holdout, canary, params)
     h_cand = accuracy(candidate, *holdout)
     h_cur = _current_accuracy(current, candidate, holdout)
     c_cand = accuracy(candidate, *canary)
@@ -144,3 +158,58 @@ def _current_accuracy(
     if current.spec != candidate.spec or current.dim not in (None, candidate.dim):
         return None if len(data[1]) == 0 else 0.0
     return accuracy(current, *data)
+
+
+def mse(model: Model, rows: Rows, targets: Sequence[str]) -> float | None:
+    """Mean squared error of a regress model on ``rows`` (targets as stored text)."""
+    if len(targets) == 0:
+        return None
+    if not model.learned:
+        return None  # it answers nothing: there is no error to compare
+    estimates = model.estimate_encoded(rows)
+    truth = [target_value(t) for t in targets]
+    return math.fsum((e.value - y) ** 2 for e, y in zip(estimates, truth, strict=True)) / len(truth)
+
+
+def _evaluate_mse(
+    candidate: Model,
+    current: Model,
+    holdout: tuple[Rows, Sequence[str]],
+    canary: tuple[Rows, Sequence[str]],
+    params: GateParams,
+) -> GateResult:
+    comparable = current.spec == candidate.spec and current.dim in (None, candidate.dim)
+    h_cand, c_cand = mse(candidate, *holdout), mse(candidate, *canary)
+    h_cur = mse(current, *holdout) if comparable else None
+    c_cur = mse(current, *canary) if comparable else None
+    reasons = []
+    promote = True
+    if h_cand is None or h_cur is None:
+        reasons.append("no held-out new samples" if h_cand is None else "no current MSE")
+    # A hair of float slack: the same weights must not fail on rounding alone.
+    elif h_cand > h_cur * (1 + 1e-6) + 1e-12:
+        promote = False
+        reasons.append(f"held-out MSE rose from {h_cur:.6g} to {h_cand:.6g}")
+    else:
+        reasons.append(f"held-out MSE {h_cand:.6g} (current {h_cur:.6g})")
+    if c_cand is None or c_cur is None:
+        reasons.append("no canary samples" if c_cand is None else "no current canary MSE")
+    elif c_cand > c_cur * (1 + params.max_regression) + 1e-12:
+        promote = False
+        reasons.append(
+            f"canary MSE rose from {c_cur:.6g} to {c_cand:.6g}, more than "
+            f"max_regression {params.max_regression} ({params.max_regression:.0%}) allows"
+        )
+    else:
+        reasons.append(f"canary MSE {c_cand:.6g} (current {c_cur:.6g})")
+    return GateResult(
+        promote=promote,
+        reason="; ".join(reasons),
+        holdout_samples=len(holdout[1]),
+        holdout_candidate=h_cand,
+        holdout_current=h_cur,
+        canary_samples=len(canary[1]),
+        canary_candidate=c_cand,
+        canary_current=c_cur,
+        metric="mse",
+    )

@@ -24,6 +24,7 @@ from numpy.lib import format as npy_format
 from PIL import Image, UnidentifiedImageError
 
 from tailord.trainer.errors import DecodeError
+from tailord.trainer.targets import json_target
 
 logger = logging.getLogger(__name__)
 
@@ -144,16 +145,21 @@ def decode_sample(
     return Decoded("image", decode_image(data, limits.max_pixels))
 
 
-def decode_line(line: bytes, input_kind: str, limits: Limits | None = None) -> tuple[str, Decoded]:
+def decode_line(
+    line: bytes, input_kind: str, limits: Limits | None = None, *, task: str = "classify"
+) -> tuple[str, Decoded]:
     """Validate one ``.jsonl`` line: a JSON object with a ``label`` string and one input.
 
     Returns the label as written (the caller decides which labels are usable) and the sample.
+    For ``task = "regress"`` the line has a ``target`` number instead, returned as its
+    canonical text (see targets.py).
     """
     limits = limits or Limits()
     record = parse_json(line)
     if not isinstance(record, dict):
-        raise DecodeError('the line is not a JSON object; write {"label": "...", "vector": [...]}')
-    label = record.get("label")
+        key = '"target": 3.25' if task == "regress" else '"label": "..."'
+        raise DecodeError(f'the line is not a JSON object; write {{{key}, "vector": [...]}}')
+    label = json_target(record) if task == "regress" else record.get("label")
     if not isinstance(label, str):
         raise DecodeError('the line has no "label" string; add "label": "<name>"')
     if input_kind == "vector":

@@ -20,19 +20,21 @@ import safetensors.torch
 import torch
 
 from tailord.trainer.backbones import Backbone, build_custom, load_backbone
+from tailord.trainer.build import RESTORE as _RESTORE
+from tailord.trainer.build import HeadType, check_head, empty_head, head_from_tensors
 from tailord.trainer.errors import ModelError
-from tailord.trainer.heads import AutoHead, KnnHead, LinearHead, MlpHead
+from tailord.trainer.heads import LinearHead, MlpHead
+from tailord.trainer.knn_regress import KnnRegressor
 from tailord.trainer.spec import ModelSpec
+
+__all__ = ["FORMAT", "Estimate", "HeadType", "Model", "Prediction"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "tailord.model/1"
 # safetensors refuses headers above 100 MB itself; checking first avoids parsing junk.
 _MAX_HEADER_BYTES = 100_000_000
-_RESTORE = "restore the version's weights file from a good copy"
 _BACKBONE = "backbone."  # prefix of a custom backbone's trained tensors in the weights file
-
-HeadType = KnnHead | LinearHead | MlpHead | AutoHead
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,18 @@ class Prediction:
     score: float  # in [0, 1]
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A regress model's answer: the estimated target."""
+
+    value: float
+
+
 class Model:
     """An immutable model version's contents; build one with base, run_update or from_bytes."""
 
     spec: ModelSpec
-    labels: tuple[str, ...]  # index i <-> label
+    labels: tuple[str, ...]  # index i <-> label; always empty for a regress model
     dim: int | None  # the head's input size (the backbone's feature size)
 
     def __init__(
@@ -58,7 +67,7 @@ class Model:
         backbone_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         _check_labels(labels)
-        _check_head(spec, labels, dim, head)
+        self._learned = check_head(spec, labels, dim, head)
         self.spec = spec
         self.labels = labels
         self.dim = dim
@@ -70,11 +79,16 @@ class Model:
     @classmethod
     def base(cls, spec: ModelSpec) -> Model:
         """Version 0: no labels, nothing learned."""
-        return cls(spec, (), spec.dim if spec.backbone == "vector" else None, _empty_head(spec))
+        return cls(spec, (), spec.dim if spec.backbone == "vector" else None, empty_head(spec))
 
     @property
     def head(self) -> HeadType:
         return self._head
+
+    @property
+    def learned(self) -> bool:
+        """Whether it can answer: some label (classify) or some target (regress) learned."""
+        return self._learned
 
     @property
     def sample_count(self) -> int:
@@ -115,14 +129,8 @@ class Model:
             return self.backbone.inputs(payloads)
         return self.backbone.features(payloads)
 
-    def predict_payloads(self, payloads: Sequence[bytes]) -> list[Prediction]:
-        """Predict stored-form payloads: float32 vector bytes, UTF-8 text or image bytes."""
-        self._check_learned()
-        return self.predict_encoded(self.encode(payloads))
-
-    def predict(self, x: npt.NDArray[np.generic]) -> list[Prediction]:
-        """The best label for each row of ``x`` (shape (n, dim)); read-only, thread-safe."""
-        self._check_learned()
+    def rows(self, x: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+        """Vectors (shape (n, dim)) as :meth:`encode` gives payloads: what the head takes."""
         if self.spec.input_kind != "vector":
             raise ModelError(
                 f"this model takes {self.spec.input_kind} samples, not vectors; "
@@ -136,32 +144,77 @@ class Model:
             )
         if self.spec.is_custom and not self.trains_backbone:
             rows = self.backbone.features([r.astype("<f4").tobytes() for r in rows])
-        return self.predict_encoded(rows)
+        return rows
+
+    def predict_payloads(self, payloads: Sequence[bytes]) -> list[Prediction]:
+        """Predict stored-form payloads: float32 vector bytes, UTF-8 text or image bytes."""
+        self._check_ready("classify")
+        return self.predict_encoded(self.encode(payloads))
+
+    def predict(self, x: npt.NDArray[np.generic]) -> list[Prediction]:
+        """The best label for each row of ``x`` (shape (n, dim)); read-only, thread-safe."""
+        self._check_ready("classify")
+        return self.predict_encoded(self.rows(x))
 
     def predict_encoded(self, x: npt.NDArray[np.generic]) -> list[Prediction]:
         """Predict rows as :meth:`encode` gives them."""
-        self._check_learned()
-        rows = _as_rows(x)
+        self._check_ready("classify")
+        head = self._head
+        assert not isinstance(head, KnnRegressor)  # _check_ready: a classify model's head
         with torch.inference_mode():
-            inputs = torch.from_numpy(rows)
-            if self.trains_backbone:
-                inputs = self.backbone.forward_vectors(inputs)
-            if inputs.shape[1] != self.dim:
-                raise ModelError(
-                    f"the features have {inputs.shape[1]} values, the head expects {self.dim}; "
-                    "use samples of the kind this model learned"
-                )
-            scores = self._head.scores(inputs, len(self.labels))
+            scores = head.scores(self._head_inputs(x), len(self.labels))
             best, index = scores.max(dim=1)
         return [
             Prediction(self.labels[int(i)], min(1.0, max(0.0, float(s))))
             for s, i in zip(best.tolist(), index.tolist(), strict=True)
         ]
 
-    def _check_learned(self) -> None:
-        if not self.labels:
+    def estimate_payloads(self, payloads: Sequence[bytes]) -> list[Estimate]:
+        """A regress model's estimate for stored-form payloads."""
+        self._check_ready("regress")
+        return self.estimate_encoded(self.encode(payloads))
+
+    def estimate(self, x: npt.NDArray[np.generic]) -> list[Estimate]:
+        """A regress model's estimate for each row of ``x`` (shape (n, dim)); thread-safe."""
+        self._check_ready("regress")
+        return self.estimate_encoded(self.rows(x))
+
+    def estimate_encoded(self, x: npt.NDArray[np.generic]) -> list[Estimate]:
+        """Estimate rows as :meth:`encode` gives them."""
+        self._check_ready("regress")
+        head = self._head
+        with torch.inference_mode():
+            inputs = self._head_inputs(x)
+            if isinstance(head, KnnRegressor):
+                values = head.estimate(inputs)
+            else:
+                assert isinstance(head, LinearHead | MlpHead)
+                assert head.layer is not None
+                values = head.layer(inputs)[:, 0]
+        return [Estimate(float(v)) for v in values.tolist()]
+
+    def _head_inputs(self, x: npt.NDArray[np.generic]) -> torch.Tensor:
+        inputs = torch.from_numpy(_as_rows(x))
+        if self.trains_backbone:
+            inputs = self.backbone.forward_vectors(inputs)
+        if inputs.shape[1] != self.dim:
             raise ModelError(
-                "no version has learned any label yet; "
+                f"the features have {inputs.shape[1]} values, the head expects {self.dim}; "
+                "use samples of the kind this model learned"
+            )
+        return inputs
+
+    def _check_ready(self, task: str) -> None:
+        if self.spec.task != task:
+            how = "estimate (a number)" if self.spec.regress else "predict (a label)"
+            raise ModelError(f'this is a task = "{self.spec.task}" model; ask it to {how} instead')
+        self.check_learned()
+
+    def check_learned(self) -> None:
+        """Raise ModelError, saying what to do, unless some label or target is learned."""
+        if not self._learned:
+            raise ModelError(
+                f"no version has learned any {'target' if self.spec.regress else 'label'} yet; "
                 "drop samples into the inbox and wait for an update"
             )
 
@@ -208,45 +261,8 @@ class Model:
         spec = ModelSpec.from_dict(spec_dict)
         backbone = {k[len(_BACKBONE) :]: v for k, v in tensors.items() if k.startswith(_BACKBONE)}
         head_tensors = {k: v for k, v in tensors.items() if not k.startswith(_BACKBONE)}
-        head = _head_from_tensors(spec, head_tensors, count)
+        head = head_from_tensors(spec, head_tensors, count)
         return cls(spec, tuple(labels), dim, head, backbone_state=backbone)
-
-
-def _empty_head(spec: ModelSpec) -> HeadType:
-    if spec.head == "knn":
-        return _empty_knn(spec)
-    if spec.head == "mlp":
-        return MlpHead(None, 0, spec.hidden)
-    if spec.head == "auto":
-        return AutoHead(_empty_knn(spec), LinearHead(None, 0), spec.auto_min_samples)
-    return LinearHead(None, 0)
-
-
-def _empty_knn(spec: ModelSpec) -> KnnHead:
-    return KnnHead.empty(
-        spec.dim if spec.backbone == "vector" else None,
-        spec.k,
-        spec.metric,
-        weighting=spec.weighting,
-        max_per_label=spec.max_per_label,
-    )
-
-
-def _head_from_tensors(spec: ModelSpec, tensors: dict[str, torch.Tensor], count: int) -> HeadType:
-    def knn(part: dict[str, torch.Tensor]) -> KnnHead:
-        return KnnHead.from_tensors(
-            part, spec.k, spec.metric, weighting=spec.weighting, max_per_label=spec.max_per_label
-        )
-
-    if spec.head == "knn":
-        return knn(tensors)
-    if spec.head == "mlp":
-        return MlpHead.from_tensors(tensors, count, spec.hidden)
-    if spec.head == "auto":
-        knn_part = {k: v for k, v in tensors.items() if k.startswith("knn.")}
-        rest = {k: v for k, v in tensors.items() if not k.startswith("knn.")}
-        return AutoHead(knn(knn_part), LinearHead.from_tensors(rest, 0), spec.auto_min_samples)
-    return LinearHead.from_tensors(tensors, count)
 
 
 def _load_params(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -319,51 +335,3 @@ def _check_labels(labels: tuple[str, ...]) -> None:
         raise ModelError("every label must be a non-empty string; name each inbox folder")
     if len(set(labels)) != len(labels):
         raise ModelError(f"the labels {list(labels)} repeat a name; keep each label once")
-
-
-def _check_head(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, head: HeadType) -> None:
-    if dim is not None and (not _is_int(dim) or dim < 1):
-        raise ModelError(f"dim is {dim!r}; it must be a positive integer or None")
-    if spec.dim is not None and spec.backbone == "vector" and dim != spec.dim:
-        raise ModelError(
-            f"the model's dim {dim} differs from the spec's dim {spec.dim}; "
-            "use weights that match the spec, or change [model] dim"
-        )
-    expected = {"knn": KnnHead, "linear": LinearHead, "mlp": MlpHead, "auto": AutoHead}[spec.head]
-    if not isinstance(head, expected):
-        raise ModelError(f"the spec asks for a {spec.head} head; load weights of that head")
-    if isinstance(head, AutoHead):
-        _check_knn(head.knn, labels, dim)
-        layer = head.linear.layer
-        if layer is not None and (layer.in_features != dim or layer.out_features > len(labels)):
-            raise ModelError(f"the auto head's linear layer does not fit; {_RESTORE}")
-        learned = head.knn.sample_count > 0
-    elif isinstance(head, KnnHead):
-        learned = _check_knn(head, labels, dim)
-    elif isinstance(head, MlpHead):
-        if head.layer is not None and (head.in_features != dim or head.out_features != len(labels)):
-            raise ModelError(
-                f"the mlp head is {head.out_features}x{head.in_features}, expected "
-                f"{len(labels)}x{dim}; {_RESTORE}"
-            )
-        learned = head.layer is not None
-    else:
-        layer = head.layer
-        if layer is not None and (layer.in_features != dim or layer.out_features != len(labels)):
-            raise ModelError(
-                f"the linear layer is {layer.out_features}x{layer.in_features}, expected "
-                f"{len(labels)}x{dim}; {_RESTORE}"
-            )
-        learned = layer is not None
-    if learned != bool(labels):
-        raise ModelError(f"the labels and the learned weights disagree; {_RESTORE}")
-
-
-def _check_knn(head: KnnHead, labels: tuple[str, ...], dim: int | None) -> bool:
-    if head.sample_count and head.dim != dim:
-        raise ModelError(f"the k-NN memory has dim {head.dim}, not {dim}; {_RESTORE}")
-    if head.sample_count and int(head.targets.max()) >= len(labels):
-        raise ModelError(f"the k-NN memory refers to unknown labels; {_RESTORE}")
-    if head.sample_count and int(head.targets.min()) < 0:
-        raise ModelError(f"the k-NN memory refers to negative labels; {_RESTORE}")
-    return head.sample_count > 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tailord.trainer.errors import ModelError
+from tailord.trainer.targets import TASKS
 
 BUILTIN_BACKBONES = ("vector", "image", "text")
 HEADS = ("knn", "linear", "mlp", "auto")
@@ -97,11 +98,13 @@ class ModelSpec:
     """How a model is built: a frozen backbone and an updatable head."""
 
     backbone: str = "vector"  # "vector" | "image" | "text" | "package.module:factory"
+    task: str = "classify"  # "classify" (labels, cross-entropy) | "regress" (numbers, MSE)
     head: str = "knn"
     k: int = 5  # neighbours that vote in a k-NN head
     metric: str = "cosine"  # distance of a k-NN head
     weighting: str = "distance"  # k-NN vote: "distance" (inverse distance) or "uniform"
     max_per_label: int = 1000  # k-NN memory rows per label; beyond it a per-label reservoir
+    max_memory: int = 10000  # regress k-NN: memory rows in all; beyond it one reservoir
     hidden: int = 64  # width of the mlp head's hidden layer
     auto_min_samples: int = 10  # auto head: train once every label has this many samples
     dim: int | None = None  # input size; None lets the first samples fix it
@@ -117,11 +120,18 @@ class ModelSpec:
                 f"[model] backbone {self.backbone!r} is unknown; set it to one of "
                 f"{', '.join(BUILTIN_BACKBONES)} or to 'package.module:factory'"
             )
+        _check_choice("model", "task", self.task, TASKS)
         _check_choice("model", "head", self.head, HEADS)
+        if self.task == "regress" and self.head == "auto":
+            raise ModelError(
+                '[model] head = "auto" switches by the samples each label has, and a regress '
+                'model has no labels; with task = "regress" set head = "knn", "linear" or "mlp"'
+            )
         _check_choice("model", "metric", self.metric, METRICS)
         _check_choice("model", "weighting", self.weighting, WEIGHTINGS)
         _check_int("model", "k", self.k, minimum=1)
         _check_int("model", "max_per_label", self.max_per_label, minimum=1)
+        _check_int("model", "max_memory", self.max_memory, minimum=1)
         _check_int("model", "hidden", self.hidden, minimum=1)
         _check_int("model", "auto_min_samples", self.auto_min_samples, minimum=1)
         _check_int("model", "image_size", self.image_size, minimum=8, maximum=512)
@@ -162,6 +172,11 @@ class ModelSpec:
         A custom backbone takes vectors: its module gets float32 rows of ``dim`` values.
         """
         return self.backbone if self.backbone in ("image", "text") else "vector"
+
+    @property
+    def regress(self) -> bool:
+        """Numeric targets (MSE) rather than labels (cross-entropy)."""
+        return self.task == "regress"
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)

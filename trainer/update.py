@@ -1,55 +1,38 @@
 """One update: learn the queued samples (plus replay) and return a new Model.
 
 The recipe has fixed phases: check the inputs, extend the labels, then append (k-NN), grow
-and train (linear, mlp), or both (auto). Training checkpoints at each epoch end when given a
-folder, and a run with the same inputs resumes from there. The input Model is never touched,
-so it keeps serving meanwhile.
+and train (linear, mlp), or both (auto). A regress model's "labels" are its targets' text
+(see targets.py): it has no labels to extend, and its heads learn the numbers. Training
+checkpoints at each epoch end when given a folder, and a run with the same inputs resumes
+from there (fit.py). The input Model is never touched, so it keeps serving meanwhile.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
-from tailord.trainer import checkpoint as ckpt
 from tailord.trainer.errors import ModelError, UpdateCancelled
+from tailord.trainer.fit import Emit, ProgressEvent, Trainer, rate, resolve_device
 from tailord.trainer.heads import AutoHead, KnnHead, LinearHead, MlpHead
+from tailord.trainer.knn_regress import KnnRegressor
 from tailord.trainer.model import HeadType, Model
 from tailord.trainer.spec import UpdateParams
+from tailord.trainer.targets import target_value
+
+__all__ = ["ProgressEvent", "resolve_device", "run_update"]
 
 logger = logging.getLogger(__name__)
 
 Rows = npt.NDArray[np.float32]
-Emit = Callable[["ProgressEvent"], None]
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    kind: str  # "began" | "batch" | "epoch"
-    epoch: int  # 1-based; for "began", the epochs already done (resumed from a checkpoint)
-    batch: int  # 1-based within the epoch; for "epoch", the number of batches it had
-    loss: float | None  # batch loss, or the epoch's mean loss per sample; None for k-NN
-    samples_per_second: float | None  # since "began"
-    accuracy: float | None = None  # "epoch": share of training samples right during the epoch
-
-
-def resolve_device(name: str) -> torch.device:
-    """ "auto" is a GPU when torch sees one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ModelError('[update] device is "cuda" but torch sees no GPU; set device = "auto"')
-    return torch.device(name)
+_Memory = TypeVar("_Memory", KnnHead, KnnRegressor)
 
 
 def run_update(
@@ -65,6 +48,9 @@ def run_update(
     checkpoint_dir: Path | None = None,
 ) -> Model:
     """Learn ``new_x`` (shape (n, dim)) with ``new_labels``; return the candidate Model.
+
+    For a regress model the labels are the targets' text (``"3.25"``); a label that is not a
+    finite number raises ModelError.
 
     Rows are head inputs: the backbone's features, or raw vectors for a custom backbone
     with updatable parameters (it is trained with the head). ``replay_x`` holds earlier
@@ -82,35 +68,41 @@ def run_update(
     stop = should_stop or _never
     head = model.head
     backbone_state = model.backbone_state
-    if isinstance(head, KnnHead):
-        # The memory already holds (a reservoir of) every earlier sample: replay adds nothing.
-        labels = _extend(model.labels, new_labels)
-        new_head: HeadType = _append(head, new, new_labels, labels, params, emit, stop)
+    labels: tuple[str, ...] = ()
+    if isinstance(head, KnnRegressor):
+        # Like a classify memory: it holds (a reservoir of) every earlier sample already.
+        new_head: HeadType = _append(head, new, _values(new_labels), params, emit, stop)
         dim: int | None = in_dim
         replayed = 0
+    elif isinstance(head, KnnHead):
+        labels = _extend(model.labels, new_labels)
+        new_head = _append(head, new, _targets(new_labels, labels), params, emit, stop)
+        dim, replayed = in_dim, 0
     elif isinstance(head, AutoHead):
         labels = _extend(model.labels, new_labels)
-        knn = _append(head.knn, new, new_labels, labels, params, _ignore, stop)
-        linear = head.linear
-        counts = knn.label_counts(len(labels))
-        if min(counts) >= head.min_samples:
-            x = knn.memory.numpy()
-            names = [labels[i] for i in knn.targets.tolist()]
-            trainer = _Trainer(model, linear, False, labels, in_dim, params, emit, stop)
-            trained, _ = trainer.fit(x, names, checkpoint_dir)
-            assert isinstance(trained, LinearHead)
-            linear = LinearHead(trained.layer, len(x))
-        else:
-            emit(ProgressEvent("began", 0, 0, None, None))
-            emit(ProgressEvent("epoch", 1, 1, None, None))
-        new_head = AutoHead(knn, linear, head.min_samples)
+        new_head = _auto(
+            model,
+            head,
+            new,
+            _targets(new_labels, labels),
+            labels,
+            params,
+            emit,
+            stop,
+            checkpoint_dir,
+        )
         dim, replayed = in_dim, 0
     else:
         replay, replay_labels = _cap_replay(replay, replay_labels, params)
-        labels = _extend(_extend(model.labels, new_labels), replay_labels)
+        names = [*new_labels, *replay_labels]
+        if model.spec.regress:
+            targets = _values(names)
+        else:
+            labels = _extend(_extend(model.labels, new_labels), replay_labels)
+            targets = _targets(names, labels)
         x = np.concatenate([new, replay])
-        trainer = _Trainer(model, head, joint, labels, in_dim, params, emit, stop)
-        fitted, backbone_state = trainer.fit(x, [*new_labels, *replay_labels], checkpoint_dir)
+        trainer = Trainer(model, head, joint, labels, in_dim, params, emit, stop)
+        fitted, backbone_state = trainer.fit(x, targets, checkpoint_dir)
         assert isinstance(fitted, LinearHead | MlpHead)
         fitted.trained = head.trained + len(new)
         new_head, dim, replayed = fitted, trainer.feature_dim, len(replay)
@@ -124,206 +116,47 @@ def run_update(
     return Model(model.spec, labels, dim, new_head, backbone_state=backbone_state)
 
 
-def _append(
-    head: KnnHead,
-    x: Rows,
-    names: Sequence[str],
+def _auto(
+    model: Model,
+    head: AutoHead,
+    new: Rows,
+    targets: torch.Tensor,
     labels: tuple[str, ...],
     params: UpdateParams,
     emit: Emit,
     stop: Callable[[], bool],
-) -> KnnHead:
+    folder: Path | None,
+) -> AutoHead:
+    """Append to the memory; train the linear layer on it once every label has enough."""
+    knn = _append(head.knn, new, targets, params, _ignore, stop)
+    linear = head.linear
+    if min(knn.label_counts(len(labels))) >= head.min_samples:
+        x = knn.memory.numpy()
+        trainer = Trainer(model, linear, False, labels, new.shape[1], params, emit, stop)
+        trained, _ = trainer.fit(x, knn.targets, folder)
+        assert isinstance(trained, LinearHead)
+        linear = LinearHead(trained.layer, len(x))
+    else:
+        emit(ProgressEvent("began", 0, 0, None, None))
+        emit(ProgressEvent("epoch", 1, 1, None, None))
+    return AutoHead(knn, linear, head.min_samples)
+
+
+def _append(
+    head: _Memory,
+    x: Rows,
+    targets: torch.Tensor,
+    params: UpdateParams,
+    emit: Emit,
+    stop: Callable[[], bool],
+) -> _Memory:
     emit(ProgressEvent("began", 0, 0, None, None))
     started = time.perf_counter()
     if stop():
         raise UpdateCancelled("the update was cancelled before it began; nothing changed")
-    grown = head.appended(torch.from_numpy(x), _targets(names, labels), seed=params.seed)
-    emit(ProgressEvent("epoch", 1, 1, None, _rate(len(x), started)))
+    grown = head.appended(torch.from_numpy(x), targets, seed=params.seed)
+    emit(ProgressEvent("epoch", 1, 1, None, rate(len(x), started)))
     return grown
-
-
-class _Trainer:
-    """Mini-batch training of a head's layer (and a custom backbone's updatable part)."""
-
-    def __init__(
-        self,
-        model: Model,
-        head: LinearHead | MlpHead,
-        joint: bool,
-        labels: tuple[str, ...],
-        in_dim: int,
-        params: UpdateParams,
-        emit: Emit,
-        stop: Callable[[], bool],
-    ) -> None:
-        self.model, self.head, self.joint = model, head, joint
-        self.labels, self.in_dim, self.params = labels, in_dim, params
-        self.emit, self.stop = emit, stop
-        self.feature_dim = in_dim
-
-    def fit(
-        self, x: Rows, names: Sequence[str], folder: Path | None
-    ) -> tuple[LinearHead | MlpHead, dict[str, torch.Tensor]]:
-        params = self.params
-        device = resolve_device(params.device)
-        # A caller inside no_grad or inference_mode must still get a trained layer.
-        with torch.inference_mode(False), torch.enable_grad():
-            backbone = self.model.trainable_backbone_copy() if self.joint else None
-            if backbone is not None:
-                with torch.no_grad():
-                    self.feature_dim = int(backbone(torch.from_numpy(x[:1])).shape[1])
-            # fork_rng: the seeded init must not disturb anyone else's global generator.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(params.seed)
-                layer = self.head.grown(self.feature_dim, len(self.labels))
-            net: nn.Module = layer if backbone is None else nn.Sequential(backbone, layer)
-            net.to(device)
-            trainable = [p for p in net.parameters() if p.requires_grad]
-            optimizer = _optimizer(trainable, params)
-            generator = torch.Generator().manual_seed(params.seed)
-            inputs = torch.from_numpy(x).to(device)
-            targets = _targets(names, self.labels).to(device)
-            fingerprint = _fingerprint(net, x, targets, params, self.labels)
-            first, curve = 1, []
-            resumed = ckpt.load(folder, fingerprint) if folder is not None else None
-            if resumed is not None:
-                _restore(net, optimizer, generator, resumed)
-                first, curve = resumed.epoch + 1, list(resumed.meta["curve"])
-                logger.info("resuming the update after epoch %d", resumed.epoch)
-            self._loop(
-                net, optimizer, generator, inputs, targets, first, curve, folder, fingerprint
-            )
-            net.to("cpu")
-        state: dict[str, torch.Tensor] = {}
-        if backbone is not None:
-            state = {
-                n: p.detach().clone() for n, p in backbone.named_parameters() if p.requires_grad
-            }
-            backbone.requires_grad_(False)
-        if isinstance(self.head, MlpHead):
-            assert isinstance(layer, nn.Sequential)
-            return MlpHead(layer, self.head.trained, self.head.hidden), state
-        assert isinstance(layer, nn.Linear)
-        return LinearHead(layer, self.head.trained), state
-
-    def _loop(
-        self,
-        net: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        generator: torch.Generator,
-        inputs: torch.Tensor,
-        targets: torch.Tensor,
-        first: int,
-        curve: list[dict[str, float]],
-        folder: Path | None,
-        fingerprint: str,
-    ) -> None:
-        params, emit, n = self.params, self.emit, len(inputs)
-        emit(ProgressEvent("began", first - 1, 0, None, None))
-        for point in curve:  # epochs done before a preemption, so the curve is whole
-            emit(
-                ProgressEvent(
-                    "epoch", int(point["epoch"]), 0, point["loss"], None, point["accuracy"]
-                )
-            )
-        started, seen = time.perf_counter(), 0
-        for epoch in range(first, params.epochs + 1):
-            order = torch.randperm(n, generator=generator) if params.shuffle else torch.arange(n)
-            order = order.to(inputs.device)
-            total, right, batch = 0.0, 0, 0
-            for begin in range(0, n, params.batch_size):
-                batch += 1
-                if self.stop():
-                    raise UpdateCancelled(
-                        f"the update was cancelled at epoch {epoch}, batch {batch}; "
-                        "the current version is unchanged"
-                    )
-                pick = order[begin : begin + params.batch_size]
-                logits = net(inputs[pick])
-                loss = nn.functional.cross_entropy(logits, targets[pick])
-                optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                value = float(loss.item())
-                right += int((logits.detach().argmax(dim=1) == targets[pick]).sum())
-                total += value * len(pick)
-                seen += len(pick)
-                emit(ProgressEvent("batch", epoch, batch, value, _rate(seen, started)))
-            point = {"epoch": epoch, "loss": total / n, "accuracy": right / n}
-            curve.append(point)
-            if folder is not None:
-                _save(folder, fingerprint, epoch, net, optimizer, generator, curve)
-            emit(ProgressEvent("epoch", epoch, batch, total / n, _rate(seen, started), right / n))
-            logger.debug("epoch %d/%d: mean loss %.6f", epoch, params.epochs, total / n)
-
-
-def _optimizer(trainable: list[nn.Parameter], params: UpdateParams) -> torch.optim.Optimizer:
-    if params.optimizer == "sgd":
-        return torch.optim.SGD(
-            trainable,
-            lr=params.learning_rate,
-            momentum=params.momentum,
-            weight_decay=params.weight_decay,
-        )
-    return torch.optim.Adam(
-        trainable,
-        lr=params.learning_rate,
-        betas=(params.beta1, params.beta2),
-        eps=params.eps,
-        weight_decay=params.weight_decay,
-    )
-
-
-def _fingerprint(
-    net: nn.Module,
-    x: Rows,
-    targets: torch.Tensor,
-    params: UpdateParams,
-    labels: tuple[str, ...],
-) -> str:
-    # Everything that decides the result: a checkpoint of any other run must not be resumed.
-    h = hashlib.sha256()
-    h.update(json.dumps([params.to_dict(), list(labels)], sort_keys=True).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
-    h.update(targets.cpu().numpy().tobytes())
-    for name, tensor in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _save(
-    folder: Path,
-    fingerprint: str,
-    epoch: int,
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    curve: list[dict[str, float]],
-) -> None:
-    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    opt, groups = ckpt.optimizer_tensors(optimizer)
-    tensors.update(opt)
-    tensors["rng"] = generator.get_state()
-    ckpt.save(folder, fingerprint, epoch, tensors, {"curve": curve, "param_groups": groups})
-
-
-def _restore(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    saved: ckpt.Checkpoint,
-) -> None:
-    device = next(net.parameters()).device
-    state = {k[4:]: v.to(device) for k, v in saved.tensors.items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    opt = {
-        k: v.to(device) if not k.endswith(".step") else v
-        for k, v in saved.tensors.items()
-        if k.startswith("opt.")
-    }
-    ckpt.restore_optimizer(optimizer, opt, saved.meta["param_groups"])
-    generator.set_state(saved.tensors["rng"])
 
 
 def _rows(
@@ -385,9 +218,8 @@ def _targets(names: Sequence[str], labels: tuple[str, ...]) -> torch.Tensor:
     return torch.tensor([index[name] for name in names], dtype=torch.int64)
 
 
-def _rate(samples: int, started: float) -> float | None:
-    elapsed = time.perf_counter() - started
-    return samples / elapsed if elapsed > 0 else None
+def _values(names: Sequence[str]) -> torch.Tensor:
+    return torch.tensor([target_value(name) for name in names], dtype=torch.float32)
 
 
 def _ignore(event: ProgressEvent) -> None:

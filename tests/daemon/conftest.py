@@ -72,7 +72,9 @@ def make_inbox() -> Iterator[Callable[..., Inbox]]:
     made: list[Inbox] = []
     root = Path(tempfile.mkdtemp(prefix="td-in-", dir="/tmp"))
 
-    def make(input_kind: str = "vector", dim: int | None = None, **options: Any) -> Inbox:
+    def make(
+        input_kind: str = "vector", dim: int | None = None, task: str = "classify", **options: Any
+    ) -> Inbox:
         inbox = root / "inbox"
         inbox.mkdir(exist_ok=True)
         db = open_database(root / "data" / "tailord.db")
@@ -81,7 +83,9 @@ def make_inbox() -> Iterator[Callable[..., Inbox]]:
         )
         pending = PendingPaths()
         woken: list[int] = []
-        ingestor = Ingestor(inbox, db, config, dim, pending, woken.append, input_kind=input_kind)
+        ingestor = Ingestor(
+            inbox, db, config, dim, pending, woken.append, input_kind=input_kind, task=task
+        )
         ingestor.start()
         watcher = Watcher(inbox, pending)
         watcher.start()

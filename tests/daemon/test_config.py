@@ -74,3 +74,16 @@ def test_bad_config_says_what_is_wrong(tmp_path: Path, text: str, message: str) 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_regress_task_and_its_incompatible_head(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\ntask = "regress"\nhead = "mlp"\nmax_memory = 50\n')
+    config = load_config(path)
+    assert config.model.regress
+    assert config.model.max_memory == 50
+    with pytest.raises(ConfigError, match='with task = "regress" set head = "knn", "linear"'):
+        load_config(path, head="auto")  # --head auto on a regress model
+    path.write_text('[model]\ntask = "regression"\n')
+    with pytest.raises(ConfigError, match="task 'regression' is unknown; set it to one of"):
+        load_config(path)

@@ -57,3 +57,28 @@ def test_embedding_cache_round_trip_and_size_check(tmp_path: Path) -> None:
         assert cached(session, "image:x", ["a" * 64, "c" * 64]) == {"a" * 64: bytes(8)}
         assert cached(session, "image:y", ["a" * 64]) == {}
     db.close()
+
+
+def test_regress_replay_and_canary_come_from_one_uniform_reservoir(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    # 100 learned samples, each its own target: per-label shares would be meaningless.
+    samples = [
+        NewSample(hashlib.sha256(bytes([i])).hexdigest(), f"{i}.5", "vector", bytes(4), "", 4)
+        for i in range(110)
+    ]
+    with db.write() as session:
+        add_samples(session, samples)
+        session.execute(update(Sample).where(Sample.id <= 100).values(state=SampleState.LEARNED))
+    with db.read() as session:
+        replay, canary = replay_and_canary(session, 30, 50, seed=3, per_label=False)
+        again = replay_and_canary(session, 30, 50, seed=3, per_label=False)
+        other = replay_and_canary(session, 30, 50, seed=4, per_label=False)
+        everything, _ = replay_and_canary(session, 10**9, 0, seed=3, per_label=False)
+    db.close()
+    assert len(replay) == 30
+    assert len(canary) == 20  # at most a fifth of the learned ones
+    assert not {r.id for r in replay} & {r.id for r in canary}
+    assert all(r.id <= 100 for r in replay + canary)  # learned only
+    assert (replay, canary) == again
+    assert [r.id for r in other[0]] != [r.id for r in replay]
+    assert len(everything) == 100

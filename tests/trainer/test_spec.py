@@ -17,11 +17,13 @@ def test_defaults_round_trip_through_dicts() -> None:
     assert UpdateParams.from_dict(UpdateParams().to_dict()) == UpdateParams()
     assert ModelSpec().to_dict() == {
         "backbone": "vector",
+        "task": "classify",
         "head": "knn",
         "k": 5,
         "metric": "cosine",
         "weighting": "distance",
         "max_per_label": 1000,
+        "max_memory": 10000,
         "hidden": 64,
         "auto_min_samples": 10,
         "dim": None,
@@ -97,3 +99,14 @@ def test_bad_model_spec_is_refused(fields: dict[str, object], match: str) -> Non
 def test_bad_update_params_are_refused(fields: dict[str, object], match: str) -> None:
     with pytest.raises(ModelError, match=match):
         UpdateParams.from_dict(fields)
+
+
+def test_task_is_classify_or_regress_and_regress_refuses_auto() -> None:
+    assert ModelSpec(task="regress", head="linear").regress
+    assert not ModelSpec().regress
+    with pytest.raises(ModelError, match=r"task 'predict' is unknown; set it to one of classify"):
+        ModelSpec(task="predict")
+    with pytest.raises(ModelError, match='with task = "regress" set head = "knn", "linear"'):
+        ModelSpec(task="regress", head="auto")
+    with pytest.raises(ModelError, match="max_memory is 0; set it to an integer >= 1"):
+        ModelSpec(task="regress", max_memory=0)

@@ -1,0 +1,168 @@
+"""The k-NN head of a regress model: a memory of rows and their numeric targets.
+
+A prediction is the mean of the ``k`` nearest rows' targets, weighted like a classify k-NN
+vote (inverse distance, or uniform). The memory is bounded by one reservoir over every
+sample (a target is a number, not a class to keep a share for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from tailord.trainer.errors import ModelError
+from tailord.trainer.heads import _DISTANCE_EPS, _MAX_PAIRS, _expect_names
+
+
+class KnnRegressor:
+    """Remembers (a uniform reservoir of) every sample; answers the neighbours' mean."""
+
+    MEMORY = "knn.memory"
+    VALUES = "knn.values"
+    SEEN = "knn.seen"  # samples ever offered (shape [1]): drives the reservoir
+
+    def __init__(
+        self,
+        memory: torch.Tensor,
+        values: torch.Tensor,
+        k: int,
+        metric: str,
+        *,
+        weighting: str = "distance",
+        max_memory: int | None = None,
+        seen: int | None = None,
+    ) -> None:
+        if memory.dtype != torch.float32 or memory.ndim != 2:
+            raise ModelError(
+                f"the k-NN memory is {memory.dtype} {tuple(memory.shape)}, not float32 [n, dim]; "
+                "restore the version's weights file from a good copy"
+            )
+        if values.dtype != torch.float32 or tuple(values.shape) != (memory.shape[0],):
+            raise ModelError(
+                f"the k-NN targets are {values.dtype} {tuple(values.shape)}, not float32 "
+                f"[{memory.shape[0]}]; restore the version's weights file from a good copy"
+            )
+        self.memory = memory
+        self.values = values
+        self.k = k
+        self.metric = metric
+        self.weighting = weighting
+        self.max_memory = max_memory
+        self.seen = int(memory.shape[0]) if seen is None else seen
+        self._unit = nn.functional.normalize(memory, dim=1) if metric == "cosine" else memory
+
+    @classmethod
+    def empty(
+        cls,
+        dim: int | None,
+        k: int,
+        metric: str,
+        *,
+        weighting: str = "distance",
+        max_memory: int | None = None,
+    ) -> KnnRegressor:
+        memory = torch.zeros(0, dim or 0, dtype=torch.float32)
+        return cls(
+            memory,
+            torch.zeros(0, dtype=torch.float32),
+            k,
+            metric,
+            weighting=weighting,
+            max_memory=max_memory,
+        )
+
+    @classmethod
+    def from_tensors(
+        cls,
+        tensors: Mapping[str, torch.Tensor],
+        k: int,
+        metric: str,
+        *,
+        weighting: str = "distance",
+        max_memory: int | None = None,
+    ) -> KnnRegressor:
+        _expect_names(tensors, {cls.MEMORY, cls.VALUES, cls.SEEN})
+        seen = tensors[cls.SEEN]
+        if seen.dtype != torch.int64 or tuple(seen.shape) != (1,) or int(seen[0]) < 0:
+            raise ModelError(
+                "the k-NN sample count is not one non-negative int64; "
+                "restore the version's weights file from a good copy"
+            )
+        return cls(
+            tensors[cls.MEMORY],
+            tensors[cls.VALUES],
+            k,
+            metric,
+            weighting=weighting,
+            max_memory=max_memory,
+            seen=int(seen[0]),
+        )
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.memory.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.memory.shape[1])
+
+    def appended(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> KnnRegressor:
+        """A new head with ``x`` (targets ``y``) added, within ``max_memory`` rows.
+
+        Past the bound it is Vitter's algorithm R: the i-th sample ever offered replaces a
+        random row with probability max_memory / i, so the memory stays a uniform sample of
+        everything seen. Seeded by ``seed`` and the count seen: the same input, the same memory.
+        """
+        cap = self.max_memory
+        rows = list(self.memory.unbind()) if self.sample_count else []
+        values = self.values.tolist()
+        seen = self.seen
+        generator = torch.Generator().manual_seed(seed + seen)
+        for row, value in zip(x.unbind(), y.tolist(), strict=True):
+            seen += 1
+            if cap is None or len(rows) < cap:
+                rows.append(row)
+                values.append(value)
+                continue
+            j = int(torch.randint(seen, (1,), generator=generator))
+            if j < cap:
+                rows[j], values[j] = row, value
+        dim = x.shape[1] if x.ndim == 2 else self.dim
+        memory = torch.stack(rows) if rows else torch.zeros(0, dim)
+        return KnnRegressor(
+            memory.contiguous(),
+            torch.tensor(values, dtype=torch.float32),
+            self.k,
+            self.metric,
+            weighting=self.weighting,
+            max_memory=cap,
+            seen=seen,
+        )
+
+    def estimate(self, x: torch.Tensor) -> torch.Tensor:
+        """The weighted mean target of each row's ``k`` nearest: a tensor [n]."""
+        k = min(self.k, self.sample_count)
+        rows = max(1, _MAX_PAIRS // max(1, self.sample_count))
+        chunks = [self._mean(part, k) for part in torch.split(x, rows)]
+        return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float32)
+
+    def _mean(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        if self.metric == "cosine":
+            distance = 1.0 - nn.functional.normalize(x, dim=1) @ self._unit.T
+        else:
+            distance = torch.cdist(x, self.memory)
+        nearest, index = torch.topk(distance.clamp_min(0.0), k, dim=1, largest=False)
+        if self.weighting == "uniform":
+            weight = torch.ones_like(nearest)
+        else:
+            weight = 1.0 / (nearest + _DISTANCE_EPS)
+        return (weight * self.values[index]).sum(dim=1) / weight.sum(dim=1)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            self.MEMORY: self.memory,
+            self.VALUES: self.values,
+            self.SEEN: torch.tensor([self.seen], dtype=torch.int64),
+        }
