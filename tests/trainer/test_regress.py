@@ -180,6 +180,21 @@ def test_holdout_of_numbers_is_a_share_of_all_samples() -> None:
     assert held == split_holdout(targets, 0.2, seed=0, per_label=False)
 
 
+def test_gate_promotes_a_sound_candidate_when_current_is_at_the_noise_floor() -> None:
+    x, y, _ = linear_problem(300, seed=6)
+    current = run_update(regress("linear"), x, y, NO_REPLAY, [], UpdateParams(epochs=60, seed=1))
+    canary_x, canary_y, _ = linear_problem(40, seed=7)
+    new_x, new_y, _ = linear_problem(100, seed=8)
+    held = split_holdout(new_y, 0.2, seed=0, per_label=False)
+    train = [i for i in range(100) if i not in held]
+    sound = run_update(current, new_x[train], [new_y[i] for i in train], NO_REPLAY, [], PARAMS)
+    holdout = (new_x[held], [new_y[i] for i in held])
+    verdict = evaluate(sound, current, holdout, (canary_x, canary_y), GateParams())
+    assert verdict.holdout_current is not None
+    assert verdict.holdout_current < 0.05  # at the floor: the noise's variance is 0.01
+    assert verdict.promote, verdict.reason
+
+
 def test_gate_rejects_a_candidate_trained_on_wrong_targets() -> None:
     x, y, _ = linear_problem(200, seed=6)
     # Trained briefly, so that sound new samples can still improve it (a current version at
