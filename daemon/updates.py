@@ -59,7 +59,7 @@ class Updater:
         self.events = events
         self.should_stop = should_stop
         self.running: int | None = None
-        self.progress: ProgressLog | None = None  # the running update's
+        self._progress_log: ProgressLog | None = None  # the running update's
         self._warm: tuple[Any, Connection] | None = None
         if config.worker.prewarm:
             self.prewarm()
@@ -162,7 +162,7 @@ class Updater:
             return None
         finally:
             self.running = None
-            self.progress = None
+            self._progress_log = None
             self.store.clear_staging()
 
     def prewarm(self) -> None:
@@ -193,7 +193,7 @@ class Updater:
         receive.send(job)
         outcome: dict[str, Any] | None = None
         progress = ProgressLog(self.db, self.events, job.update_id)
-        self.progress = progress
+        self._progress_log = progress
         try:
             while outcome is None:
                 if self.should_stop():
@@ -342,12 +342,16 @@ class Updater:
             "error": row.error,
             "metrics": metrics,
             "gate": row.gate,
-            "progress": self.progress.latest
-            if self.progress is not None
-            and self.running == row.id
-            and row.state == UpdateState.RUNNING
+            "progress": self.progress
+            if self.running == row.id and row.state == UpdateState.RUNNING
             else None,
         }
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """The running update's latest progress event."""
+        log = self._progress_log
+        return log.latest if log is not None else None
 
     @property
     def checkpoints(self) -> Path:

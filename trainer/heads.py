@@ -15,9 +15,9 @@ from torch import nn
 from tailord.trainer.errors import ModelError
 
 # Inverse-distance weights: an exact match dominates the vote instead of dividing by zero.
-_DISTANCE_EPS = 1e-6
+DISTANCE_EPS = 1e-6
 # Bounds the [queries, memory] distance matrix built at once (~64 MiB of float32).
-_MAX_PAIRS = 16_000_000
+MAX_PAIRS = 16_000_000
 
 
 class Head(Protocol):
@@ -105,7 +105,7 @@ class KnnHead:
         max_per_label: int | None = None,
     ) -> KnnHead:
         names = set(tensors)
-        _expect_names(tensors, {cls.MEMORY, cls.TARGETS} | ({cls.SEEN} & names))
+        expect_names(tensors, {cls.MEMORY, cls.TARGETS} | ({cls.SEEN} & names))
         return cls(
             tensors[cls.MEMORY],
             tensors[cls.TARGETS],
@@ -178,7 +178,7 @@ class KnnHead:
 
     def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
         k = min(self.k, self.sample_count)
-        rows = max(1, _MAX_PAIRS // max(1, self.sample_count))
+        rows = max(1, MAX_PAIRS // max(1, self.sample_count))
         chunks = [self._vote(part, k, n_labels) for part in torch.split(x, rows)]
         return torch.cat(chunks) if chunks else torch.zeros(0, n_labels, dtype=torch.float32)
 
@@ -191,7 +191,7 @@ class KnnHead:
         if self.weighting == "uniform":
             weight = torch.ones_like(nearest)
         else:
-            weight = 1.0 / (nearest + _DISTANCE_EPS)
+            weight = 1.0 / (nearest + DISTANCE_EPS)
         votes = torch.zeros(x.shape[0], n_labels, dtype=weight.dtype)
         votes.scatter_add_(1, self.targets[index], weight)
         return votes / weight.sum(dim=1, keepdim=True)
@@ -222,7 +222,7 @@ class LinearHead:
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], trained: int) -> LinearHead:
         if not tensors:
             return cls(None, trained)
-        _expect_names(tensors, {cls.WEIGHT, cls.BIAS})
+        expect_names(tensors, {cls.WEIGHT, cls.BIAS})
         weight, bias = tensors[cls.WEIGHT], tensors[cls.BIAS]
         if (
             weight.dtype != torch.float32
@@ -297,7 +297,7 @@ class MlpHead:
     ) -> MlpHead:
         if not tensors:
             return cls(None, trained, hidden)
-        _expect_names(tensors, {cls.HIDDEN_W, cls.HIDDEN_B, cls.OUT_W, cls.OUT_B})
+        expect_names(tensors, {cls.HIDDEN_W, cls.HIDDEN_B, cls.OUT_W, cls.OUT_B})
         hw, ow = tensors[cls.HIDDEN_W], tensors[cls.OUT_W]
         if hw.ndim != 2 or ow.ndim != 2 or ow.shape[1] != hw.shape[0]:
             raise ModelError(
@@ -397,7 +397,7 @@ class AutoHead:
         return {**self.knn.tensors(), **self.linear.tensors()}
 
 
-def _expect_names(tensors: Mapping[str, torch.Tensor], names: set[str]) -> None:
+def expect_names(tensors: Mapping[str, torch.Tensor], names: set[str]) -> None:
     if set(tensors) != names:
         raise ModelError(
             f"the weights hold tensors {sorted(tensors)}, expected {sorted(names)}; "

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tailord.trainer.errors import ModelError
-from tailord.trainer.heads import _DISTANCE_EPS, _MAX_PAIRS, _expect_names
+from tailord.trainer.heads import DISTANCE_EPS, MAX_PAIRS, expect_names
 
 
 class KnnRegressor:
@@ -83,7 +83,7 @@ class KnnRegressor:
         weighting: str = "distance",
         max_memory: int | None = None,
     ) -> KnnRegressor:
-        _expect_names(tensors, {cls.MEMORY, cls.VALUES, cls.SEEN})
+        expect_names(tensors, {cls.MEMORY, cls.VALUES, cls.SEEN})
         seen = tensors[cls.SEEN]
         if seen.dtype != torch.int64 or tuple(seen.shape) != (1,) or int(seen[0]) < 0:
             raise ModelError(
@@ -144,7 +144,7 @@ class KnnRegressor:
     def estimate(self, x: torch.Tensor) -> torch.Tensor:
         """The weighted mean target of each row's ``k`` nearest: a tensor [n]."""
         k = min(self.k, self.sample_count)
-        rows = max(1, _MAX_PAIRS // max(1, self.sample_count))
+        rows = max(1, MAX_PAIRS // max(1, self.sample_count))
         chunks = [self._mean(part, k) for part in torch.split(x, rows)]
         return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float32)
 
@@ -157,7 +157,7 @@ class KnnRegressor:
         if self.weighting == "uniform":
             weight = torch.ones_like(nearest)
         else:
-            weight = 1.0 / (nearest + _DISTANCE_EPS)
+            weight = 1.0 / (nearest + DISTANCE_EPS)
         return (weight * self.values[index]).sum(dim=1) / weight.sum(dim=1)
 
     def tensors(self) -> dict[str, torch.Tensor]:
