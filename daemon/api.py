@@ -39,6 +39,7 @@ RAW_TYPES = {
     "image/jpeg": ".jpg",
 }
 MAX_PAGE = 1000
+MAX_TOP = 100  # ?top=k on /v1/predict
 MAX_WAIT_SECONDS = 3600.0
 SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often finds clients that went away
 SAMPLE_STATES = ("queued", "learned")
@@ -286,6 +287,12 @@ class Api:
     def predict(self, request: Request) -> Response:
         served = self._served()  # one reference for the whole request, even across a swap
         model = served.model
+        top = _int_param(request, "top", 1, 1, MAX_TOP)
+        assert top is not None
+        if top > 1 and model.spec.regress:
+            raise ApiError(
+                400, "bad_parameter", "top ranks labels; this model estimates numbers: drop ?top"
+            )
         try:
             # The request's own faults (400, 413, 415, 422) come before "nothing learned".
             if model.spec.input_kind == "vector" and _is_json(request):
@@ -299,9 +306,18 @@ class Api:
             answers: list[dict[str, object]]
             if model.spec.regress:  # a number each, not a label and a score
                 answers = [{"value": e.value} for e in model.estimate_encoded(rows)]
-            else:
+            elif top == 1:
                 answers = [
                     {"label": p.label, "score": p.score} for p in model.predict_encoded(rows)
+                ]
+            else:  # the best label as usual, and the runners-up beside it
+                answers = [
+                    {
+                        "label": ranked[0].label,
+                        "score": ranked[0].score,
+                        "top": [{"label": p.label, "score": p.score} for p in ranked],
+                    }
+                    for ranked in model.rank_encoded(rows, top)
                 ]
         except ModelError as exc:
             status = 409 if not model.learned else 422

@@ -190,13 +190,14 @@ class Client:
         result: dict[str, Any] = self.request("GET", "/v1/openapi.json")
         return result
 
-    def predict(self, inputs: list[list[float]]) -> dict[str, Any]:
+    def predict(self, inputs: list[list[float]], top: int = 1) -> dict[str, Any]:
+        """``top`` > 1 adds each input's ``top`` best labels, best first."""
         body = json.dumps({"inputs": inputs}).encode()
-        result: dict[str, Any] = self.request("POST", "/v1/predict", body)
+        result: dict[str, Any] = self.request("POST", _predict_path(top), body)
         return result
 
-    def predict_file(self, data: bytes, content_type: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/v1/predict", data, content_type)
+    def predict_file(self, data: bytes, content_type: str, top: int = 1) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", _predict_path(top), data, content_type)
         return result
 
     def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
@@ -271,3 +272,7 @@ def _decode(status: int, data: bytes | http.client.HTTPResponse) -> Any:
             raise Forbidden(message, status=status, code=error.get("code", "forbidden"))
         raise ClientError(message, status=status, code=error.get("code", "error"))
     return payload
+
+
+def _predict_path(top: int) -> str:
+    return "/v1/predict" if top == 1 else f"/v1/predict?top={int(top)}"

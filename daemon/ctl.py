@@ -252,7 +252,7 @@ def _read_input(path: Path) -> list[float]:
 
 def cmd_predict(client: Client, args: argparse.Namespace) -> int:
     inputs = [_read_input(Path(name)) for name in args.files]
-    result = client.predict(inputs)
+    result = client.predict(inputs, top=args.top)
     if args.json:
         _print_json(result)
         return 0
@@ -265,7 +265,8 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
         return 0
     table = Table("file", "label", "score", title=f"version {result['version']}")
     for name, prediction in zip(args.files, predictions, strict=True):
-        table.add_row(name, prediction["label"], f"{prediction['score']:.3f}")
+        for rank, choice in enumerate(prediction.get("top") or [prediction]):
+            table.add_row(name if rank == 0 else "", choice["label"], f"{choice['score']:.3f}")
     out.print(table)
     return 0
 
@@ -345,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="predict the label (or value) of .npy / .json vector files"
     )
     predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument(
+        "--top", type=int, default=1, metavar="K", help="show the K best labels of each file"
+    )
     versions = sub.add_parser("versions", help="the published versions, or one in full")
     versions.add_argument("number", nargs="?", type=int, metavar="N")
     versions.add_argument(

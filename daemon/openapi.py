@@ -192,6 +192,15 @@ _SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "LabelScore": {
+        "type": "object",
+        "required": ["label", "score"],
+        "properties": {
+            "label": {"type": "string"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "additionalProperties": False,
+    },
     "Predictions": {
         "type": "object",
         "required": ["version", "predictions"],
@@ -209,6 +218,8 @@ _SCHEMAS: dict[str, Any] = {
                             "properties": {
                                 "label": {"type": "string"},
                                 "score": {"type": "number", "minimum": 0, "maximum": 1},
+                                # With ?top=k (k > 1): the k best, best first.
+                                "top": {"type": "array", "items": _ref("LabelScore")},
                             },
                             "additionalProperties": False,
                         },
@@ -402,13 +413,20 @@ _PATHS: dict[str, Any] = {
             "Predict labels with the current version",
             {
                 "200": _json(_ref("Predictions"), "One prediction per input, in order."),
-                "400": _error("The body is not valid JSON."),
+                "400": _error("The body is not valid JSON, or ?top is out of range."),
                 "409": _error("No version has learned any label yet."),
                 "413": _error("Too many inputs or too large a body."),
                 "415": _error("The Content-Type is neither JSON nor .npy."),
                 "422": _error("The inputs do not fit the model."),
                 "503": _error("No version is loaded yet."),
             },
+            parameters=[
+                _query(
+                    "top",
+                    {"type": "integer", "minimum": 1, "maximum": 100},
+                    "also answer the k best labels of each input, best first (classify only)",
+                )
+            ],
             requestBody={
                 "required": True,
                 "content": {

@@ -169,6 +169,22 @@ class Model:
             for s, i in zip(best.tolist(), index.tolist(), strict=True)
         ]
 
+    def rank_encoded(self, x: npt.NDArray[np.generic], k: int) -> list[list[Prediction]]:
+        """The ``k`` best labels for each row, best first (fewer when fewer are known)."""
+        self._check_ready("classify")
+        head = self._head
+        assert not isinstance(head, KnnRegressor)  # _check_ready: a classify model's head
+        with torch.inference_mode():
+            scores = head.scores(self._head_inputs(x), len(self.labels))
+            best, index = scores.topk(min(k, scores.shape[1]), dim=1)
+        return [
+            [
+                Prediction(self.labels[int(i)], min(1.0, max(0.0, float(s))))
+                for s, i in zip(row_scores, row_index, strict=True)
+            ]
+            for row_scores, row_index in zip(best.tolist(), index.tolist(), strict=True)
+        ]
+
     def estimate_payloads(self, payloads: Sequence[bytes]) -> list[Estimate]:
         """A regress model's estimate for stored-form payloads."""
         self._check_ready("regress")

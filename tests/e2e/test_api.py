@@ -147,6 +147,12 @@ def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
         assert [p["label"] for p in answer["predictions"]] == ["cat", "cat", "dog", "dog"]
         raw = client.predict_file(npy_bytes(unseen["dog"][0]), "application/x-npy")
         assert raw["predictions"][0]["label"] == "dog"
+        ranked = client.predict([unseen["dog"][0].tolist()], top=5)["predictions"][0]
+        assert [p["label"] for p in ranked["top"]] == ["dog", "cat"]  # only two are known
+        assert ranked["top"][0] == {"label": ranked["label"], "score": ranked["score"]}
+        assert ranked["top"][0]["score"] >= ranked["top"][1]["score"]
+        with pytest.raises(ClientError, match="top"):
+            client.predict([unseen["dog"][0].tolist()], top=0)
 
         metrics = client.metrics()
         assert "tailord_current_version 2.0" in metrics
@@ -193,6 +199,13 @@ def test_tailorctl_commands(live: DaemonProcess, capsys: pytest.CaptureFixture[s
 
     assert tailorctl([*sock, "update"]) == 1  # nothing queued now
     assert "nothing is queued" in capsys.readouterr().err.lower()
+
+    sample = live.root / "one.npy"
+    sample.write_bytes(npy_bytes(clusters(np.random.default_rng(9), 1)["dog"][0]))
+    assert json.loads(run("--json", "predict", str(sample)))["predictions"][0]["label"] == "dog"
+    table = run("predict", "--top", "2", str(sample))
+    assert "dog" in table
+    assert "cat" in table  # the runner-up, on its own row
 
 
 def test_tailorctl_events_follows_the_stream(live: DaemonProcess) -> None:
