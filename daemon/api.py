@@ -8,38 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-import numpy as np
-
 from tailord.daemon.events import EventBus
 from tailord.daemon.history import HistoryError
 from tailord.daemon.metrics import Metrics
 from tailord.daemon.openapi import openapi_document
+from tailord.daemon.params import ApiError, bool_param, int_param, number_param, text_param
+from tailord.daemon.predict import predict
 from tailord.daemon.serving import LoadFailed, Served
 from tailord.daemon.updates import NothingQueued
 from tailord.daemon.wire import Request, Response, error_response, json_response
 from tailord.storage.errors import VersionNotFound
-from tailord.trainer.errors import DecodeError, ModelError
-from tailord.trainer.inputs import SAMPLE_SUFFIXES, decode_record, decode_sample
 
 logger = logging.getLogger(__name__)
 
-MAX_INPUTS = 4096
-# A raw request body is one sample file; its Content-Type stands for the file's suffix.
-RAW_TYPES = {
-    "application/x-npy": ".npy",
-    "application/octet-stream": ".npy",
-    "text/plain": ".txt",
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-}
 MAX_PAGE = 1000
-MAX_TOP = 100  # ?top=k on /v1/predict
 MAX_WAIT_SECONDS = 3600.0
 SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often finds clients that went away
 SAMPLE_STATES = ("queued", "learned")
@@ -65,15 +52,6 @@ class Backend(Protocol):
     def import_base(self, data: bytes) -> dict[str, Any]: ...
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, allow: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.allow = allow
-
-
 class Api:
     """Routes requests to handlers; an instance is the server's ``App``."""
 
@@ -83,7 +61,7 @@ class Api:
         self.routes: dict[tuple[str, str], Callable[[Request], Response]] = {
             ("GET", "/v1/version"): self.version,
             ("GET", "/v1/status"): self.status,
-            ("POST", "/v1/predict"): self.predict,
+            ("POST", "/v1/predict"): lambda request: predict(self._served(), request),
             ("POST", "/v1/update"): self.update,
             ("GET", "/v1/versions"): self.versions,
             ("GET", "/v1/samples"): self.samples,
@@ -180,8 +158,8 @@ class Api:
         return json_response(200, self.backend.status())
 
     def update(self, request: Request) -> Response:
-        wait = _bool_param(request, "wait")
-        timeout = _number_param(request, "timeout", 600.0, 0.0, MAX_WAIT_SECONDS)
+        wait = bool_param(request, "wait")
+        timeout = number_param(request, "timeout", 600.0, 0.0, MAX_WAIT_SECONDS)
         try:
             accepted = self.backend.request_update()
         except NothingQueued as exc:
@@ -216,14 +194,14 @@ class Api:
         return json_response(200, info)
 
     def samples(self, request: Request) -> Response:
-        state = _text_param(request, "state")
+        state = text_param(request, "state")
         if state is not None and state not in SAMPLE_STATES:
             raise ApiError(400, "bad_parameter", f"state must be one of {', '.join(SAMPLE_STATES)}")
-        after = _int_param(request, "after", None, 0, 2**62)
-        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+        after = int_param(request, "after", None, 0, 2**62)
+        limit = int_param(request, "limit", 100, 1, MAX_PAGE)
         assert limit is not None
         page = self.backend.samples(
-            state=state, label=_text_param(request, "label"), after_id=after, limit=limit
+            state=state, label=text_param(request, "label"), after_id=after, limit=limit
         )
         return json_response(200, page)
 
@@ -284,110 +262,6 @@ class Api:
             raise ApiError(422, "bad_input", "send the .safetensors file as the request body")
         return _history_call(lambda: self.backend.import_base(request.body))
 
-    def predict(self, request: Request) -> Response:
-        served = self._served()  # one reference for the whole request, even across a swap
-        model = served.model
-        top = _int_param(request, "top", 1, 1, MAX_TOP)
-        assert top is not None
-        if top > 1 and model.spec.regress:
-            raise ApiError(
-                400, "bad_parameter", "top ranks labels; this model estimates numbers: drop ?top"
-            )
-        try:
-            # The request's own faults (400, 413, 415, 422) come before "nothing learned".
-            if model.spec.input_kind == "vector" and _is_json(request):
-                vectors = self._vectors(request)
-                model.check_learned()
-                rows = model.rows(vectors)
-            else:
-                payloads = self._payloads(request, model.spec.input_kind)
-                model.check_learned()
-                rows = model.encode(payloads)
-            answers: list[dict[str, object]]
-            if model.spec.regress:  # a number each, not a label and a score
-                answers = [{"value": e.value} for e in model.estimate_encoded(rows)]
-            elif top == 1:
-                answers = [
-                    {"label": p.label, "score": p.score} for p in model.predict_encoded(rows)
-                ]
-            else:  # the best label as usual, and the runners-up beside it
-                answers = [
-                    {
-                        "label": ranked[0].label,
-                        "score": ranked[0].score,
-                        "top": [{"label": p.label, "score": p.score} for p in ranked],
-                    }
-                    for ranked in model.rank_encoded(rows, top)
-                ]
-        except ModelError as exc:
-            status = 409 if not model.learned else 422
-            raise ApiError(status, "cannot_predict", str(exc)) from exc
-        return json_response(200, {"version": served.number, "predictions": answers})
-
-    def _json_inputs(self, request: Request, example: str) -> list[object]:
-        try:
-            payload = json.loads(request.body or b"null")
-        except (ValueError, RecursionError) as exc:
-            raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
-        inputs = payload.get("inputs") if isinstance(payload, dict) else None
-        if not isinstance(inputs, list) or not inputs:
-            raise ApiError(422, "bad_input", f"send {example}: a non-empty list")
-        if len(inputs) > MAX_INPUTS:
-            raise ApiError(
-                413, "too_many_inputs", f"{len(inputs)} inputs; send at most {MAX_INPUTS}"
-            )
-        return inputs
-
-    def _vectors(self, request: Request) -> np.ndarray:
-        inputs = self._json_inputs(request, '{"inputs": [[0.1, 0.2, ...], ...]}')
-        rows = []
-        for i, row in enumerate(inputs):
-            if not isinstance(row, list) or not row or not all(_is_number(v) for v in row):
-                raise ApiError(422, "bad_input", f"inputs[{i}] is not a list of numbers")
-            rows.append(row)
-        if len({len(r) for r in rows}) != 1:
-            raise ApiError(422, "bad_input", "all inputs must have the same length")
-        return np.asarray(rows, dtype=np.float32)
-
-    def _payloads(self, request: Request, input_kind: str) -> list[bytes]:
-        """Inputs in their stored form, validated by the same decoders as the inbox."""
-        content_type = _content_type(request)
-        try:
-            if content_type == "application/json":
-                example = '{"inputs": ["a text", ...]} or {"inputs": [{"image": "<base64>"}]}'
-                return [
-                    decode_record(
-                        {"text": item} if isinstance(item, str) else item, input_kind
-                    ).payload
-                    for item in self._json_inputs(request, example)
-                ]
-            suffix = RAW_TYPES.get(content_type)
-            if suffix is None or SAMPLE_SUFFIXES[suffix] != input_kind:
-                accepted = sorted(
-                    t for t, x in RAW_TYPES.items() if SAMPLE_SUFFIXES[x] == input_kind
-                )
-                raise ApiError(
-                    415,
-                    "unsupported_media_type",
-                    f"this model takes {input_kind} inputs, not {content_type}; send JSON "
-                    f'{{"inputs": [...]}} or one file as {" or ".join(accepted)}',
-                )
-            return [decode_sample(request.body, suffix, input_kind).payload]
-        except DecodeError as exc:
-            raise ApiError(422, "bad_input", str(exc)) from exc
-
-
-def _content_type(request: Request) -> str:
-    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-
-
-def _is_json(request: Request) -> bool:
-    return _content_type(request) == "application/json"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
 
 def _match(template: str, path: str) -> str | None:
     """The id in ``path`` if it has the shape of ``template`` (one ``{name}`` segment)."""
@@ -403,58 +277,6 @@ def _whole_number(template: str, value: str) -> int:
             400, "bad_parameter", f"{template}: {value!r} is not an id; ids are whole numbers"
         )
     return int(value)
-
-
-def _text_param(request: Request, name: str) -> str | None:
-    values = request.query.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise ApiError(400, "bad_parameter", f"give ?{name}= once")
-    return values[0]
-
-
-def _int_param(
-    request: Request, name: str, default: int | None, minimum: int, maximum: int
-) -> int | None:
-    text = _text_param(request, name)
-    if text is None:
-        return default
-    if not text.isascii() or not text.isdigit() or not minimum <= int(text) <= maximum:
-        raise ApiError(
-            400, "bad_parameter", f"?{name}= takes a whole number from {minimum} to {maximum}"
-        )
-    return int(text)
-
-
-def _number_param(
-    request: Request, name: str, default: float, minimum: float, maximum: float
-) -> float:
-    text = _text_param(request, name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not minimum <= value <= maximum:  # NaN fails too
-        raise ApiError(
-            400,
-            "bad_parameter",
-            f"?{name}= takes seconds, a number from {minimum:g} to {maximum:g}",
-        )
-    return value
-
-
-def _bool_param(request: Request, name: str) -> bool:
-    text = _text_param(request, name)
-    if text is None:
-        return False
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise ApiError(400, "bad_parameter", f"?{name}= takes true or false")
 
 
 def _version_in(request: Request, *, required: bool) -> int | None:
