@@ -147,7 +147,10 @@ class Connection(asyncio.Protocol):
             raise _Refusal(505, "http_version_not_supported", _VERSION_MESSAGE)
         if "transfer-encoding" in self.headers:
             raise _Refusal(411, "length_required", "send the body with a Content-Length")
-        length = int(self.headers.get("content-length", "0"))  # the parser checked its digits
+        try:  # llhttp checked the digits; two Content-Length headers joined are not a number
+            length = int(self.headers.get("content-length", "0"))
+        except ValueError:
+            raise _Refusal(400, "bad_request", "send one Content-Length") from None
         limit = self.context.max_body_bytes
         if length > limit:
             raise _Refusal(

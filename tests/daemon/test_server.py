@@ -180,6 +180,11 @@ def test_a_user_without_access_to_the_socket_gets_a_clear_message(
         (b"GET a\x01b HTTP/1.1\r\n\r\n", 400, "bad_request"),
         (b"POST /v1/predict HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "bad_request"),
         (
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            400,
+            "bad_request",
+        ),
+        (
             b"POST /v1/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             411,
             "length_required",
