@@ -58,13 +58,14 @@ logger = logging.getLogger(__name__)
 
 BURST_QUIET_SECONDS = 0.5  # events quiet this long after a burst: rescan for dropped ones
 TOTALS_SECONDS = 1.0  # how stale the queued totals used for back-pressure may be
-MAX_LISTED_LINES = 5
+MAX_LISTED_LINES = 5  # refused .jsonl lines named in the one-line reason
+MAX_CHECKED_LABELS = 1024  # labels of one .jsonl file remembered as already checked
 # Disk full, I/O error, read-only or locked database: the files stay, the commit is retried.
 _COMMIT_ERRORS = (
     SQLAlchemyError,
     sqlite3.Error,
     OSError,
-)  # refused .jsonl lines named in the one-line reason
+)
 
 
 @dataclass
@@ -489,15 +490,21 @@ class Ingestor:
         started = time.monotonic()
         limit = min(self.options.batch_lines, self._room())
         inflight: tuple[Future[Added], list[NewSample]] | None = None
+        labels: set[str] = set()
         for run.total, line in enumerate(self._lines(stream), start=1):
             if line is None:
                 cap = self.options.max_line_bytes
                 run.bad.append((run.total, f"is over the {cap}-byte line cap; split the sample"))
                 continue
-            if not line.strip():
+            if line.isspace():  # not strip(): that copies every line
                 continue
             try:
-                label, decoded = self._decode_line(line)
+                label, decoded = decode_line(line, self.input_kind, self.limits, task=self.task)
+                if label not in labels:  # a file has few labels: check each once
+                    check_label(label)
+                    if len(labels) < MAX_CHECKED_LABELS:
+                        labels.add(label)
+                self._check_dim(decoded)
             except (DecodeError, Refused) as exc:
                 run.bad.append((run.total, str(exc)))
                 run.bad_lines.append(line if line.endswith(b"\n") else line + b"\n")
@@ -534,12 +541,6 @@ class Ingestor:
                 yield None
             else:
                 yield line
-
-    def _decode_line(self, line: bytes) -> tuple[str, Decoded]:
-        label, decoded = decode_line(line, self.input_kind, self.limits, task=self.task)
-        check_label(label)
-        self._check_dim(decoded)
-        return label, decoded
 
     @staticmethod
     def _lines_reason(bad: list[tuple[int, str]], total: int) -> str:

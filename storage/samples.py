@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import NamedTuple
 
 from sqlalchemy import func, select, update
@@ -49,6 +51,14 @@ _INSERT = (
     "INSERT INTO samples (sha256, label, kind, payload, source, size, state, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (sha256) DO NOTHING"
 )
+# Many rows a statement, the time bound once as ?1 (written first, so the plain ? that
+# follow are numbered from 2 on, in the order of NewSample's fields).
+_INSERT_ROW = "(?1, ?, ?, ?, ?, ?, ?, 'queued')"
+_INSERT_MANY = (
+    "INSERT INTO samples (created_at, sha256, label, kind, payload, source, size, state)"
+    " VALUES {rows} ON CONFLICT (sha256) DO NOTHING"
+)
+_ROWS_PER_INSERT = 1000  # one statement's rows (6001 parameters); fewer where SQLite caps lower
 _RELABEL = (
     "UPDATE samples SET previous_label = label, label = ?, relabeled_at = ?,"
     " state = 'queued', learned_in = NULL WHERE sha256 = ?"
@@ -79,14 +89,7 @@ def add_samples(
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         last_id = cursor.execute("SELECT coalesce(max(id), 0) FROM samples").fetchone()[0]
-        cursor.executemany(
-            _INSERT,
-            [
-                (s.sha256, s.label, s.kind, s.payload, s.source, s.size, when)
-                for s in latest.values()
-            ],
-        )
-        result.added = cursor.rowcount
+        result.added = _insert(cursor, list(latest.values()), when)
         if result.added < len(latest):
             # Some were already stored: only now is it worth looking up which, and how.
             relabels = _relabels(cursor, latest, last_id, result)
@@ -95,6 +98,36 @@ def add_samples(
     finally:
         cursor.close()
     return result
+
+
+def _insert(cursor: sqlite3.Cursor, rows: list[NewSample], when: float) -> int:
+    """Insert ``rows`` (those already stored are skipped); returns how many were new.
+
+    Full groups of rows go in as one multi-row statement, which SQLite runs in a single step
+    with the GIL released. ``executemany`` takes the GIL back after every row, and while the
+    ingest thread decodes the next lines (holding the GIL) each of those takes up to the
+    interpreter's switch interval: the commit and the decoding then ran one after the other
+    instead of side by side. What is left over (under a group) goes through
+    ``executemany``, so only two statements are ever prepared.
+    """
+    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per = min(_ROWS_PER_INSERT, (limit - 1) // len(NewSample._fields))
+    added = 0
+    full = len(rows) - len(rows) % per if per > 0 else 0
+    if full:
+        statement = _many_rows_statement(per)
+        for start in range(0, full, per):
+            cursor.execute(statement, [when, *chain.from_iterable(rows[start : start + per])])
+            added += cursor.rowcount
+    if full < len(rows):
+        cursor.executemany(_INSERT, [(*row, when) for row in rows[full:]])
+        added += cursor.rowcount
+    return added
+
+
+@functools.cache
+def _many_rows_statement(rows: int) -> str:
+    return _INSERT_MANY.format(rows=", ".join([_INSERT_ROW] * rows))
 
 
 def _relabels(

@@ -6,6 +6,7 @@ before any of its payload is read, and nothing is ever unpickled.
 
 from __future__ import annotations
 
+import array as pyarray
 import base64
 import binascii
 import io
@@ -163,28 +164,39 @@ def decode_line(
     if not isinstance(label, str):
         raise DecodeError('the line has no "label" string; add "label": "<name>"')
     if input_kind == "vector":
-        payload = _plain_vector(record, limits.max_values)
+        payload = _plain_vector(record, line, limits.max_values)
         if payload is not None:
             return label, Decoded("vector", payload)
     return label, decode_record(record, input_kind, limits)
 
 
-def _plain_vector(record: dict[str, object], max_values: int) -> bytes | None:
+def _plain_vector(record: dict[str, object], line: bytes, max_values: int) -> bytes | None:
     """The payload of a well-formed vector record, or None to take the checked path (which
     says what is wrong). The same checks and bytes as the checked path, with less overhead:
-    this is most of the time of a big .jsonl batch."""
+    this is most of the time of a big .jsonl batch.
+
+    ``array("d", ...)`` converts the list in one C pass and refuses every element that is
+    not a number (strings, null, lists). Booleans, which it would take as 0 and 1, cannot be
+    in a line without a ``true`` or ``false`` literal; most lines have no ``u`` nor ``s``
+    byte at all, which ``memchr`` tells at once, whereas the substring search costs about
+    half as much as the parse. This replaced a second per-element pass (the type check).
+    """
     value = record.get("vector")
     if type(value) is not list or not 0 < len(value) <= max_values:
         return None
-    if "text" in record or "image" in record or not set(map(type, value)) <= _NUMBER_TYPES:
+    if "text" in record or "image" in record or _may_hold_booleans(line):
         return None
     try:
-        array = np.array(value, dtype=np.float64)
-    except OverflowError:
+        array = np.frombuffer(pyarray.array("d", value), dtype=np.float64)
+    except (TypeError, OverflowError):
         return None
-    if not (array.max() <= _F32_MAX and array.min() >= -_F32_MAX):  # also False for NaN
+    if not np.abs(array).max() <= _F32_MAX:  # also False for NaN
         return None
     return array.astype("<f4").tobytes()
+
+
+def _may_hold_booleans(line: bytes) -> bool:
+    return (b"u" in line or b"s" in line) and (b"true" in line or b"false" in line)
 
 
 def decode_record(document: object, input_kind: str, limits: Limits | None = None) -> Decoded:

@@ -61,3 +61,25 @@ def test_rejections_recorded_and_unmoved_ones_listed(tmp_path: Path) -> None:
         assert rejection_count(s) == 2
         assert unmoved_rejections(s) == {("cat/b.json", 4, 11)}
     db.close()
+
+
+def test_large_batches_count_new_known_and_relabeled_rows(tmp_path: Path) -> None:
+    # Over two full multi-row statements plus a remainder, so each way of inserting meets
+    # rows that are already stored.
+    db = open_database(tmp_path / "t.db")
+    with db.write() as s:
+        first = add_samples(s, [sample(b"%d" % i, "x") for i in range(0, 2500, 2)], at=1.0)
+    assert (first.added, first.duplicates, first.relabeled) == (1250, 0, 0)
+    batch = [sample(b"%d" % i, "y" if i % 10 == 0 else "x") for i in range(2500)]
+    with db.write() as s:
+        again = add_samples(s, batch, at=2.0)
+    assert (again.added, again.duplicates, again.relabeled) == (1250, 1000, 250)
+    with db.read() as s:
+        assert counts(s) == {"queued": {"x": 2250, "y": 250}}
+        rows = list_samples(s, limit=10_000)
+    assert len(rows) == 2500
+    by_source = {(row["sha256"], row["label"]): row["created_at"] for row in rows}
+    assert by_source[(sample(b"1", "x").sha256, "x")] == 2.0
+    assert by_source[(sample(b"0", "y").sha256, "y")] == 1.0
+    assert by_source[(sample(b"2", "x").sha256, "x")] == 1.0
+    db.close()

@@ -40,9 +40,32 @@ def test_jsonl_fast_path_gives_the_checked_paths_bytes(vector: list[float]) -> N
 
 
 @pytest.mark.parametrize(
+    "line",
+    [
+        # No "u" nor "s" byte: the quick look for booleans says none.
+        b'{"label": "a", "vector": [0, 1, 0.5, -1e-05, 1E3]}',
+        # Labels that make the quick look search for the literals, once with a hit.
+        b'{"label": "cats", "vector": [0, 1, 2]}',
+        b'{"label": "true", "vector": [1, 0]}',
+        b'{"label": "a", "vector": [1, 2], "note": "false"}',
+        # Just above float32's largest: the checked path rounds it to that largest value.
+        b'{"label": "a", "vector": [3.4028235e38, -3.4028235e38]}',
+        b'{"label": "a", "vector": [18446744073709551615, -9223372036854775808]}',
+    ],
+)
+def test_every_well_formed_line_gets_the_checked_paths_bytes(line: bytes) -> None:
+    vector = json.loads(line)["vector"]
+    expected = vector_to_bytes(decode_vector(json.dumps(vector).encode(), ".json"))
+    assert decode_line(line, "vector") == (json.loads(line)["label"], Decoded("vector", expected))
+
+
+@pytest.mark.parametrize(
     ("line", "match"),
     [
         (b'{"label": "a", "vector": [1, true]}', "element 1 of the JSON list is true"),
+        (b'{"label": "a", "vector": [false, 1]}', "element 0 of the JSON list is false"),
+        (b'{"label": "a", "vector": [1, {"x": 1}]}', "element 1 of the JSON list is"),
+        (b'{"label": "a", "vector": 3}', "holds a int, not a list"),
         (b'{"label": "a", "vector": [1, "2"]}', 'element 1 of the JSON list is "2"'),
         (b'{"label": "a", "vector": [[1], [2]]}', "element 0 of the JSON list is \\[1\\]"),
         (b'{"label": "a", "vector": [1, null]}', "element 1 of the JSON list is null"),
