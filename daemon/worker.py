@@ -33,7 +33,7 @@ from tailord.storage.versions import WEIGHTS, VersionStore
 from tailord.trainer.gate import GateParams, evaluate, split_holdout
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
-from tailord.trainer.update import ProgressEvent, run_update
+from tailord.trainer.update import ProgressEvent, run_update, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -247,10 +247,12 @@ def _die_with_parent() -> None:
 def main(job: WorkerJob | None, conn: Connection) -> None:
     """Entry point of the spawned process; with no ``job``, wait for one on ``conn``.
 
-    Waiting is what a prewarmed worker does: its interpreter and torch are loaded already.
+    Waiting is what a prewarmed worker does: its interpreter and torch are loaded, and torch
+    has built an optimizer once (see warm_up), before it says it is ready.
     """
     _die_with_parent()
     if job is None:
+        warm_up()
         try:
             conn.send({"type": "ready"})
             job = conn.recv()

@@ -18,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch import nn
 
 from tailord.trainer.errors import ModelError, UpdateCancelled
 from tailord.trainer.fit import Emit, ProgressEvent, Trainer, rate, resolve_device
@@ -33,6 +34,23 @@ logger = logging.getLogger(__name__)
 
 Rows = npt.NDArray[np.float32]
 _Memory = TypeVar("_Memory", KnnHead, KnnRegressor)
+
+
+def warm_up() -> None:
+    """Pay now what the first update would pay: torch imports ``torch._dynamo`` (and sympy)
+    when the first optimizer is built, about 2 s here, and the autograd engine and each
+    optimizer's step start up on first use. A prewarmed worker calls this while it waits
+    for its job, so an update's time is its own work."""
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    x, y = torch.zeros(2, 4), torch.zeros(2, dtype=torch.long)
+    for optimizer in (
+        torch.optim.SGD(net.parameters(), lr=0.1),
+        torch.optim.Adam(net.parameters()),
+    ):
+        loss = nn.functional.cross_entropy(net(x), y) + nn.functional.mse_loss(net(x), x[:, :2])
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
 
 
 def run_update(
