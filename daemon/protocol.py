@@ -110,8 +110,9 @@ class Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             refusal = exc.__context__
-            if not isinstance(refusal, _Refusal):
-                raise
+            if not isinstance(refusal, _Refusal):  # a request our reading of it chokes on
+                logger.debug("refused a request that could not be read", exc_info=refusal)
+                refusal = _Refusal(400, "bad_request", _parse_message(str(refusal)))
             self._refuse(refusal)
         except httptools.HttpParserInvalidMethodError:
             self._refuse(_Refusal(405, "method_not_allowed", _METHODS_MESSAGE))

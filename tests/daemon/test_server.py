@@ -178,6 +178,7 @@ def test_a_user_without_access_to_the_socket_gets_a_clear_message(
         (b"GET /v1/version HTTP/x\r\n\r\n", 400, "bad_request"),
         (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
         (b"GET a\x01b HTTP/1.1\r\n\r\n", 400, "bad_request"),
+        (b"GET http://[::1/v1/version HTTP/1.1\r\n\r\n", 400, "bad_request"),
         (b"POST /v1/predict HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "bad_request"),
         (
             b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
