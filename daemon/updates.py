@@ -218,7 +218,10 @@ class Updater:
                     return {"error": message["message"]}
             return outcome
         finally:
-            progress.flush()
+            try:
+                progress.flush()
+            except Exception:  # informational: never in the way of ending the worker
+                logger.exception("could not store update %d's last progress events", job.update_id)
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
