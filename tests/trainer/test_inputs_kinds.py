@@ -29,7 +29,13 @@ def png(size: tuple[int, int] = (4, 3)) -> bytes:
 
 @pytest.mark.parametrize(
     "vector",
-    [[1, 2, 3], [0.1, -2.5, 1e-30], [16777217, 2**53 + 1, -(2**62)], [3.4e38, -1e-45]],
+    [
+        [1, 2, 3],
+        [0.1, -2.5, 1e-30, -0.0, 1e-300],
+        [16777217, 2**53 + 1, -(2**62), 2**70],
+        [3.4e38, -1e-45],
+        [3.4028235e38, -3.4028235e38],  # above float32's max, but it rounds to it
+    ],
 )
 def test_jsonl_fast_path_gives_the_checked_paths_bytes(vector: list[float]) -> None:
     line = json.dumps({"label": "a", "vector": vector}).encode()
@@ -37,6 +43,13 @@ def test_jsonl_fast_path_gives_the_checked_paths_bytes(vector: list[float]) -> N
     expected = vector_to_bytes(decode_vector(json.dumps(vector).encode(), ".json"))
     assert (label, decoded) == ("a", Decoded("vector", expected))
     assert decode_sample(json.dumps(vector).encode(), ".json", "vector").payload == expected
+
+
+@pytest.mark.parametrize("value", [3.4028236e38, -3.5e38, 2**128, 1e300])
+def test_jsonl_fast_path_refuses_what_rounds_beyond_float32(value: float) -> None:
+    line = json.dumps({"label": "a", "vector": [0.5, value]}).encode()
+    with pytest.raises(DecodeError, match=r"element 1 .* not a finite float32"):
+        decode_line(line, "vector")
 
 
 @pytest.mark.parametrize(
