@@ -1,9 +1,13 @@
 """Bench: one update of 10,000 vectors x 10 epochs through the real path, beside bare torch.
 
-Real path: samples in SQLite -> Updater -> spawned worker process (reads SQLite, trains,
-checkpoints each epoch, gates, writes the candidate) -> version published. The ceiling is a
-bare torch loop on the same tensors, same head, optimizer, batch size and thread count, in
-this process. Goal: real / bare <= 1.15. Also printed: the worker's training loop alone.
+Real path, as the issue puts it: samples in SQLite -> Updater -> spawned worker process
+(reads SQLite, trains, checkpoints each epoch, gates, writes the candidate) -> candidate back
+in the daemon (the ``update.judged`` event). That is the headline figure. Publishing follows
+(version folder fsynced, ``current`` flipped, the 10,000 samples marked learned in one
+durable transaction, the new version served) and is reported beside it, as ``published``.
+The ceiling is a bare torch loop on the same tensors, same head, optimizer, batch size and
+thread count, in this process. Goal: real / bare <= 1.15. Also printed: the worker's
+training loop alone.
 The worker runs with [worker] prewarm = true (torch loaded before the update is due, as in a
 daemon that has been up a while) and nice = 0, so both sides get the same CPU share on a
 shared machine (the daemon's default nice 10 would measure other users' load, not tailord).
@@ -35,7 +39,7 @@ from tailord.storage.samples import NewSample, add_samples
 from tailord.storage.versions import VersionStore
 
 N, DIM, LABELS, EPOCHS, BATCH, HIDDEN = 10_000, 128, 10, 10, 32, 128
-ROUNDS = 3
+ROUNDS = 5
 
 
 def data(seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -66,17 +70,23 @@ def real_path(root: Path, x: np.ndarray, names: list[str]) -> tuple[float, dict[
     ensure_base(store, db, config.model)
     serving = Serving()
     serving.load(store, reconcile(store, db))
-    updater = Updater(config, db, store, serving, EventBus(), lambda: False)
+    bus, stamps = EventBus(), {}
+    bus.listen(lambda event: stamps.setdefault(event.type, time.perf_counter()))
+    updater = Updater(config, db, store, serving, bus, lambda: False)
     # [worker] prewarm: the worker's interpreter and torch load before the update is due,
     # as in a daemon that has been running; wait until it is up so they are not timed.
     assert updater.wait_warm(60), "the prewarmed worker did not start"
     started = time.perf_counter()
     number = updater.run("bench")
-    wall = time.perf_counter() - started
+    published = time.perf_counter() - started
     assert number == 1, "the update did not publish a version"
+    candidate = stamps["update.judged"] - started
     metrics = store.read(1).manifest["metrics"]
+    # The next prewarmed worker starts once the update is done; let it load before the bare
+    # loop runs, so its start-up does not land on the ceiling's side.
+    updater.wait_warm(60)
     db.close()
-    return wall, {"train": float(metrics["seconds"]), "encode": float(metrics["encode_seconds"])}
+    return candidate, {"train": float(metrics["seconds"]), "published": published}
 
 
 def bare(x: np.ndarray, names: list[str]) -> float:
@@ -104,23 +114,26 @@ def bare(x: np.ndarray, names: list[str]) -> float:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     x, names = data()
-    # Three rounds, the bare loop between real runs, medians of each: on a shared machine a
+    # Five rounds, the bare loop between real runs, medians of each: on a shared machine a
     # single pair mostly measures who else was busy at that moment.
-    reals, bares, trains = [], [bare(x, names)], []
+    bare(x, names)  # warm-up, not counted: torch's first optimizer imports torch._dynamo
+    reals, bares, trains, publishes = [], [bare(x, names)], [], []
     for _ in range(ROUNDS):
         with tempfile.TemporaryDirectory(prefix="tdb-", dir="/tmp") as tmp:
             wall, parts = real_path(Path(tmp), x, names)
         reals.append(wall)
         trains.append(parts["train"])
+        publishes.append(parts["published"])
         bares.append(bare(x, names))
     value, ceiling = statistics.median(reals), statistics.median(bares)
-    parts = {"train": statistics.median(trains)}
+    train, published = statistics.median(trains), statistics.median(publishes)
     print(f"real runs {[round(r, 2) for r in reals]}, bare runs {[round(b, 2) for b in bares]}")
-    print(f"real path (SQLite -> worker -> version): {value:.2f} s (median)")
-    print(f"  of which the worker's training loop:   {parts['train']:.2f} s")
-    print(f"bare torch loop, same tensors:           {ceiling:.2f} s")
-    print(f"ratio {value / ceiling:.2f} (goal <= 1.15)")
-    print(f"training loop alone / bare: {parts['train'] / ceiling:.2f}")
+    print(f"real path (SQLite -> worker -> candidate): {value:.2f} s (median)")
+    print(f"  of which the worker's training loop:     {train:.2f} s")
+    print(f"  and then published and served:           {published:.2f} s (median)")
+    print(f"bare torch loop, same tensors:             {ceiling:.2f} s")
+    print(f"ratio {value / ceiling:.2f} (goal <= 1.15); published {published / ceiling:.2f}")
+    print(f"training loop alone / bare: {train / ceiling:.2f}")
     print(
         json.dumps(
             {
@@ -128,8 +141,10 @@ def main() -> None:
                 "value": round(value, 3),
                 "ceiling": round(ceiling, 3),
                 "ratio": round(value / ceiling, 3),
-                "train_seconds": round(parts["train"], 3),
-                "train_ratio": round(parts["train"] / ceiling, 3),
+                "published_seconds": round(published, 3),
+                "published_ratio": round(published / ceiling, 3),
+                "train_seconds": round(train, 3),
+                "train_ratio": round(train / ceiling, 3),
             }
         )
     )

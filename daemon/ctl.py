@@ -131,6 +131,9 @@ def _follow(
                     description=f"epoch {data.get('epoch')} batch {data.get('batch')}"
                     + ("" if loss is None else f" loss {loss:.4f}"),
                 )
+            elif event["type"] == "update.judged":
+                verdict = "publishing" if data.get("promote") else "rejected by the gate"
+                progress.update(task, description=verdict)
             elif event["type"] == "update.finished":
                 return client.update_info(update_id)
             if time.monotonic() > deadline:

@@ -1,8 +1,8 @@
 """In-process event bus: the daemon's parts publish, API clients subscribe (``/v1/events``).
 
 Event types: ``sample.queued``, ``sample.rejected``, ``update.began``, ``update.progress``,
-``update.finished``, ``version.changed``. A slow subscriber loses its oldest events rather
-than slowing the publisher: its queue is bounded.
+``update.judged``, ``update.finished``, ``version.changed``. A slow subscriber loses its
+oldest events rather than slowing the publisher: its queue is bounded.
 """
 
 from __future__ import annotations

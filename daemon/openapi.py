@@ -453,7 +453,7 @@ _PATHS: dict[str, Any] = {
     "/v1/events": {
         "get": _op(
             "Server-sent events: sample.queued, sample.rejected, update.began, "
-            "update.progress, update.finished, version.changed",
+            "update.progress, update.judged, update.finished, version.changed",
             {
                 "200": {
                     "description": "An endless stream; each `data:` line is one JSON event "

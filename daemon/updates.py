@@ -61,6 +61,7 @@ class Updater:
         self.running: int | None = None
         self._progress_log: ProgressLog | None = None  # the running update's
         self._warm: tuple[Any, Connection] | None = None
+        self._ended: Any = None  # the last update's worker, until it is reaped
         if config.worker.prewarm:
             self.prewarm()
 
@@ -131,31 +132,14 @@ class Updater:
                 self._drop_checkpoints()
                 return None
             self._drop_checkpoints()
+            # The candidate is written and judged; publishing (or rejecting) comes next.
+            self.events.publish(
+                "update.judged", update=update_id, promote=result["promote"], gate=result["gate"]
+            )
             if not result["promote"]:
                 self._reject(update_id, result)
                 return None
-            number = publish(
-                self.store,
-                self.db,
-                self.serving,  # swapped in by publish, under the lock that orders flips
-                staging_name=staging_name,
-                parent=base,
-                manifest={
-                    "spec": result["spec"],
-                    "labels": result["labels"],
-                    "sample_count": result["sample_count"],
-                    "samples_in_update": result["new_samples"],
-                    "update": update_id,
-                    "metrics": _metrics(result),
-                    "gate": result["gate"],
-                },
-                sample_ids=result["sample_ids"],
-            )
-            self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
-            collect_garbage(self.store, self.db, self.config.versions.keep)
-            self.events.publish("version.changed", version=number, parent=base)
-            logger.info("update %d published version %d", update_id, number)
-            return number
+            return self._publish(update_id, staging_name, base, result)
         except Exception as exc:
             logger.exception("update %d failed while publishing", update_id)
             self._finish(update_id, UpdateState.FAILED, error=f"{exc.__class__.__name__}: {exc}")
@@ -164,6 +148,31 @@ class Updater:
             self.running = None
             self._progress_log = None
             self.store.clear_staging()
+            self._reap()
+
+    def _publish(self, update_id: int, staging_name: str, base: int, result: dict[str, Any]) -> int:
+        number = publish(
+            self.store,
+            self.db,
+            self.serving,  # swapped in by publish, under the lock that orders flips
+            staging_name=staging_name,
+            parent=base,
+            manifest={
+                "spec": result["spec"],
+                "labels": result["labels"],
+                "sample_count": result["sample_count"],
+                "samples_in_update": result["new_samples"],
+                "update": update_id,
+                "metrics": _metrics(result),
+                "gate": result["gate"],
+            },
+            sample_ids=result["sample_ids"],
+        )
+        self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
+        collect_garbage(self.store, self.db, self.config.versions.keep)
+        self.events.publish("version.changed", version=number, parent=base)
+        logger.info("update %d published version %d", update_id, number)
+        return number
 
     def prewarm(self) -> None:
         """Start an idle worker now, so the next update skips interpreter and torch start-up."""
@@ -222,13 +231,24 @@ class Updater:
                 progress.flush()
             except Exception:  # informational: never in the way of ending the worker
                 logger.exception("could not store update %d's last progress events", job.update_id)
+            receive.close()
+            # Reaped after publishing (see _reap): the candidate is written and sent already.
+            self._ended = process
+
+    def _reap(self) -> None:
+        """Wait for the update's worker to exit, then start the next prewarmed one.
+
+        Both come after the publish: the worker's exit (unmapping torch) and the next
+        interpreter's start-up would otherwise run on the cores the publish needs.
+        """
+        process, self._ended = self._ended, None
+        if process is not None:
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
                 process.join()
-            receive.close()
-            if self.config.worker.prewarm and not self.should_stop():
-                self.prewarm()
+        if self.config.worker.prewarm and not self.should_stop():
+            self.prewarm()
 
     def _finish(
         self,

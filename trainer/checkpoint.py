@@ -48,7 +48,8 @@ def save(
         {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, **meta}, sort_keys=True
     )
     _atomic(folder / TENSORS, safetensors.torch.save(cpu, metadata={"meta": document}))
-    _atomic(folder / META, document.encode())
+    # Not synced: the safetensors file carries the same JSON and is the one resumed from.
+    _atomic(folder / META, document.encode(), sync=False)
 
 
 def load(folder: Path, fingerprint: str) -> Checkpoint | None:
@@ -93,10 +94,11 @@ def restore_optimizer(
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def _atomic(path: Path, data: bytes) -> None:
+def _atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)

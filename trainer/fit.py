@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 Rows = npt.NDArray[np.float32]
 Emit = Callable[["ProgressEvent"], None]
+BLOCK_ROWS = 8192  # training rows gathered at once (see _batches)
 
 
 @dataclass(frozen=True)
@@ -149,34 +150,53 @@ class Trainer:
         for epoch in range(first, params.epochs + 1):
             order = torch.randperm(n, generator=generator) if params.shuffle else torch.arange(n)
             order = order.to(inputs.device)
-            total, right, batch = 0.0, 0, 0
-            for begin in range(0, n, params.batch_size):
+            # Counted on the device, read once an epoch: a per-batch int() is a sync (and on
+            # a GPU a stall) for a figure that is only reported per epoch.
+            total, batch = 0.0, 0
+            right = torch.zeros((), dtype=torch.int64, device=inputs.device)
+            for x, y in _batches(inputs, targets, order, params.batch_size):
                 batch += 1
                 if self.stop():
                     raise UpdateCancelled(
                         f"the update was cancelled at epoch {epoch}, batch {batch}; "
                         "the current version is unchanged"
                     )
-                pick = order[begin : begin + params.batch_size]
-                out = net(inputs[pick])
+                out = net(x)
                 if self.regress:
-                    loss = nn.functional.mse_loss(out[:, 0], targets[pick])
+                    loss = nn.functional.mse_loss(out[:, 0], y)
                 else:
-                    loss = nn.functional.cross_entropy(out, targets[pick])
-                    right += int((out.detach().argmax(dim=1) == targets[pick]).sum())
+                    loss = nn.functional.cross_entropy(out, y)
+                    right += (out.detach().argmax(dim=1) == y).sum()
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
-                value = float(loss.item())
-                total += value * len(pick)
-                seen += len(pick)
+                value, size = float(loss.item()), y.shape[0]
+                total += value * size
+                seen += size
                 emit(ProgressEvent("batch", epoch, batch, value, rate(seen, started)))
-            accuracy = None if self.regress else right / n
+            accuracy = None if self.regress else int(right) / n
             curve.append({"epoch": epoch, "loss": total / n, "accuracy": accuracy})
             if folder is not None:
                 _save(folder, fingerprint, epoch, net, optimizer, generator, curve)
             emit(ProgressEvent("epoch", epoch, batch, total / n, rate(seen, started), accuracy))
             logger.debug("epoch %d/%d: mean loss %.6f", epoch, params.epochs, total / n)
+
+
+def _batches(
+    inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches of ``size`` rows in ``order``.
+
+    Rows are gathered a block at a time and each batch is a view into its block: one copy
+    per block instead of two small ones per batch, the same rows in the same order (so the
+    same weights), and memory bounded by the block, not by the training set.
+    """
+    block = size * max(1, BLOCK_ROWS // size)
+    for start in range(0, order.shape[0], block):
+        pick = order[start : start + block]
+        xs, ys = inputs[pick], targets[pick]
+        for offset in range(0, pick.shape[0], size):
+            yield xs[offset : offset + size], ys[offset : offset + size]
 
 
 def _optimizer(trainable: list[nn.Parameter], params: UpdateParams) -> torch.optim.Optimizer:

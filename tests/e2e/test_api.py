@@ -114,6 +114,9 @@ def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
         events.wait("update.began", update=done["id"])
         progress = events.wait("update.progress", update=done["id"], kind="epoch")
         assert progress["data"]["loss"] is not None
+        judged = events.wait("update.judged", update=done["id"])
+        assert judged["data"]["promote"] is True
+        assert "enabled" in judged["data"]["gate"]
         events.wait("update.finished", update=done["id"], state="succeeded")
 
         # An update without waiting: 202 and an id to follow.
