@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from tailord.daemon.errors import ConfigError
 from tailord.daemon.serving import Serving
@@ -66,6 +67,7 @@ def publish(
     manifest: dict[str, Any],
     sample_ids: Sequence[int] = (),
     event: str = "published",
+    record: Callable[[Session, int], None] | None = None,
 ) -> int:
     """Publish the candidate in ``staging/<staging_name>`` as a version, make it current.
 
@@ -73,7 +75,8 @@ def publish(
     still serving) → ``current`` flipped → row committed and samples marked learned → served
     by one assignment. A failure before the flip removes the candidate and leaves the old
     version current; a crash between the flip and the commit is repaired by
-    :func:`reconcile`. ``number`` None takes the next free number. Returns the number.
+    :func:`reconcile`. ``number`` None takes the next free number. ``record`` runs in the
+    commit's transaction, with the number (the update's own row). Returns the number.
     """
     with store.lock:
         before = store.current_number()
@@ -103,6 +106,8 @@ def publish(
             )
             session.add(VersionEvent(kind=event, version=number, previous=parent))
             mark_learned(session, sample_ids, number)
+            if record is not None:
+                record(session, number)
         crash_point("committed")
         if serving is not None and prepared is not None:
             serving.swap(prepared)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
+from sqlalchemy.orm import Session
 
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
@@ -167,8 +168,13 @@ class Updater:
                 "gate": result["gate"],
             },
             sample_ids=result["sample_ids"],
+            # In the publish's own transaction: whoever sees the new version also finds its
+            # update succeeded, with the gate's figures.
+            record=lambda session, number: _record(
+                session, update_id, UpdateState.SUCCEEDED, version=number, result=result
+            ),
         )
-        self._finish(update_id, UpdateState.SUCCEEDED, version=number, result=result)
+        self._announce(update_id, UpdateState.SUCCEEDED, version=number)
         collect_garbage(self.store, self.db, self.config.versions.keep)
         self.events.publish("version.changed", version=number, parent=base)
         logger.info("update %d published version %d", update_id, number)
@@ -260,15 +266,12 @@ class Updater:
         result: dict[str, Any] | None = None,
     ) -> None:
         with self.db.write() as session:
-            row = session.get_one(Update, update_id)
-            row.state = state
-            row.finished_at = time.time()
-            row.version = version
-            row.error = error
-            if result is not None:
-                row.sample_count = int(result["new_samples"])
-                row.metrics = _metrics(result)
-                row.gate = result.get("gate")
+            _record(session, update_id, state, version=version, error=error, result=result)
+        self._announce(update_id, state, version=version, error=error)
+
+    def _announce(
+        self, update_id: int, state: UpdateState, *, version: int | None, error: str | None = None
+    ) -> None:
         # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
         self.events.publish(
             "update.finished", update=update_id, state=str(state), version=version, error=error
@@ -397,6 +400,26 @@ class Updater:
                     .values(state=SampleState.REJECTED)
                 )
         self._finish(update_id, UpdateState.REJECTED, error=f"gate: {reason}", result=result)
+
+
+def _record(
+    session: Session,
+    update_id: int,
+    state: UpdateState,
+    *,
+    version: int | None = None,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    row = session.get_one(Update, update_id)
+    row.state = state
+    row.finished_at = time.time()
+    row.version = version
+    row.error = error
+    if result is not None:
+        row.sample_count = int(result["new_samples"])
+        row.metrics = _metrics(result)
+        row.gate = result.get("gate")
 
 
 def _metrics(result: dict[str, Any]) -> dict[str, Any]:

@@ -60,8 +60,9 @@ def test_regress_daemon_learns_numbers_and_its_gate_refuses_wrong_ones(
     (daemon.inbox / "batch.jsonl").write_text("\n".join(lines) + "\n")
     daemon.start("--config", str(config))
     wait_for(lambda: daemon.version() == 1, timeout=120)
-    # The version is served a moment before its update's row records how it ended.
-    wait_for(lambda: last_update(daemon).get("state") == "succeeded", timeout=30)
+    # The update's row is committed with its version, before the version is served.
+    with daemon.client() as client:
+        assert client.status()["last_update"]["state"] == "succeeded"
     reason = (daemon.inbox / ".rejected" / "batch.jsonl.reason").read_text()
     assert "line 51: \"target\" is the string 'high', not a number" in reason
 
