@@ -112,8 +112,18 @@ class Client:
     ) -> tuple[int, bytes | http.client.HTTPResponse]:
         headers = {"Content-Type": content_type} if body is not None else {}
         try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
+            try:
+                reused = conn.sock is not None
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                if not reused:
+                    raise
+                # The daemon closed this keep-alive connection while it sat idle ([api]
+                # idle_timeout), before reading the request: send it again on a new one.
+                conn.close()
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
             if stream and response.status < 400:
                 return response.status, response
             return response.status, response.read()

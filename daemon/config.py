@@ -62,6 +62,15 @@ class ApiConfig:
     allowed_users: tuple[str, ...] = ()  # user names or uids, besides the daemon's own and root
     allowed_groups: tuple[str, ...] = ()  # group names or gids
     max_body_bytes: int = 16 * 1024 * 1024
+    # A keep-alive connection that sends nothing this long, while nothing is being answered
+    # on it, is closed (the client reconnects): idle clients cannot pile up descriptors.
+    idle_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.idle_timeout > 0:
+            raise ConfigError(
+                f"[api] idle_timeout is {self.idle_timeout}; give a positive number of seconds"
+            )
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class Context(Protocol):
     app: App
     authorizer: Authorizer
     max_body_bytes: int
+    idle_timeout: float
     quick: Callable[[Request], bool]
     loop: asyncio.AbstractEventLoop
     connections: set[Connection]
@@ -81,6 +82,7 @@ class Connection(asyncio.Protocol):
         self.queue: deque[_Turn] = deque()
         self.busy = False  # a response is being made off the loop, or a stream is open
         self.closed = False  # no more reading or answering; set from the loop only
+        self._idle: asyncio.TimerHandle | None = None  # closes a connection left silent
         self._reset()
 
     def _reset(self) -> None:
@@ -97,15 +99,18 @@ class Connection(asyncio.Protocol):
         self.peer = peer_of(transport.get_extra_info("socket"))
         self.allowed = self.context.authorizer.allows(self.peer)  # fixed for the connection
         self.context.connections.add(self)
+        self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.queue.clear()
+        self._disarm_idle()
         self.context.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self._disarm_idle()  # re-armed by _answer once all that came in is answered
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -195,6 +200,11 @@ class Connection(asyncio.Protocol):
 
     def _answer(self) -> None:
         """Answer queued requests in order until one has to wait for a thread."""
+        self._answer_queue()
+        if not self.queue and not self.busy and not self.closed:
+            self._arm_idle()
+
+    def _answer_queue(self) -> None:
         while self.queue and not self.busy and not self.closed:
             turn = self.queue.popleft()
             if turn.refusal is not None:
@@ -235,8 +245,11 @@ class Connection(asyncio.Protocol):
 
     def _set_busy(self, busy: bool) -> None:
         # While a response is made elsewhere, stop reading: a client cannot queue up more
-        # than one read's worth of pipelined requests.
+        # than one read's worth of pipelined requests. Nor is it idle: a ?wait=true or an
+        # event stream may rightly stay silent for long.
         self.busy = busy
+        if busy:
+            self._disarm_idle()
         if self.transport is not None and not self.closed:
             (self.transport.pause_reading if busy else self.transport.resume_reading)()
 
@@ -294,7 +307,23 @@ class Connection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self.queue.clear()
+            self._disarm_idle()
             self.transport.close()
+
+    def _arm_idle(self) -> None:
+        self._disarm_idle()
+        self._idle = self.context.loop.call_later(self.context.idle_timeout, self._idle_expired)
+
+    def _disarm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        if not self.busy and not self.queue:
+            logger.debug("closing a connection of uid %d left idle", self.peer.uid)
+            self._close()
 
 
 def _close_stream(stream: Iterator[bytes] | None) -> None:

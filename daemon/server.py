@@ -91,10 +91,12 @@ class UnixHTTPServer:
         *,
         quick: Callable[[Request], bool] = lambda request: False,
         max_threads: int = 256,
+        idle_timeout: float = 60.0,
     ) -> None:
         self.app = app
         self.authorizer = authorizer
         self.max_body_bytes = max_body_bytes
+        self.idle_timeout = idle_timeout
         self.quick = quick
         self.path = path
         self.owns_path = listener is None

@@ -129,6 +129,7 @@ class Daemon:
             cfg.api.max_body_bytes,
             listener=inherited_socket(),
             quick=api.quick,
+            idle_timeout=cfg.api.idle_timeout,
         )
         self.server.start()
         self.wake()
