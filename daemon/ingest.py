@@ -39,6 +39,7 @@ from tailord.daemon.inbox import (
     relative,
     scan,
 )
+from tailord.daemon.settling import Settling
 from tailord.storage.db import Database
 from tailord.storage.samples import (
     Added,
@@ -133,14 +134,9 @@ class Ingestor:
         self.stats = IngestStats()
         with db.read() as session:
             self._dim = dim or vector_dim(session)
-            # Files refused in a read-only inbox: not retried while unchanged.
-            self._skip = unmoved_rejections(session)
+            skip = unmoved_rejections(session)
+        self._settling = Settling(inbox, options.settle_seconds, pending, skip)
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # scans run on the scheduler's thread too
-        self._unmovable: set[Path] = set()
-        # Scanned files that may still be written: their (size, mtime, ctime) and when to
-        # look at them again.
-        self._unsettled: dict[Path, tuple[tuple[int, int, int], float]] = {}
         self._rejections: list[NewRejection] = []  # recorded with the next commit
         self._totals = (0, 0)
         self._totals_at = -TOTALS_SECONDS
@@ -161,54 +157,14 @@ class Ingestor:
 
     def scan_now(self) -> int:
         """Queue every entry in the inbox (settled ones now, others once settled)."""
-        return sum(self._queue_when_settled(path) for path in scan(self.inbox))
-
-    def _queue_when_settled(self, path: Path) -> bool:
-        """Queue ``path`` if it has not changed for ``settle_seconds``, else look again later.
-
-        Scans find files that no event announced, and such a file may still be open for
-        writing. Its size, mtime and ctime (which ``touch -d`` cannot fake) are the only
-        signs that the writer is done: a file changed recently, or since the last look,
-        waits.
-        """
-        with self._lock:
-            if path in self._unmovable:
-                return False
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                self._unsettled.pop(path, None)
-                return False
-            if (relative(self.inbox, path), st.st_size, st.st_mtime_ns) in self._skip:
-                return False
-            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            settle = self.options.settle_seconds
-            age = time.time() - max(st.st_mtime, st.st_ctime)
-            seen = self._unsettled.get(path)
-            if age < settle or (seen is not None and seen[0] != key):
-                self._unsettled[path] = (key, time.monotonic() + max(settle - age, settle / 4))
-                return False
-            self._unsettled.pop(path, None)
-        self.pending.add(path)
-        return True
-
-    def _defer(self, path: Path) -> None:
-        with self._lock:
-            self._unsettled[path] = ((-1, -1, -1), time.monotonic() + self.options.settle_seconds)
-
-    def _recheck_unsettled(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            due = [path for path, (_, at) in self._unsettled.items() if at <= now]
-        for path in due:
-            self._queue_when_settled(path)
+        return sum(self._settling.queue_when_settled(path) for path in scan(self.inbox))
 
     # -- the loop --------------------------------------------------------------------------
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._recheck_unsettled()
+                self._settling.recheck()
                 if self.pending.burst_over(self.options.burst_events, BURST_QUIET_SECONDS):
                     logger.info("a burst of inbox events is over; rescanning for dropped ones")
                     self.scan_now()
@@ -261,7 +217,7 @@ class Ingestor:
         for path in dict.fromkeys(paths):
             if path.parent == self.inbox and path.is_dir() and not path.is_symlink():
                 for entry in scan(self.inbox, path):  # a new label folder (see the watcher)
-                    self._queue_when_settled(entry)
+                    self._settling.queue_when_settled(entry)
             elif is_batch(self.inbox, path):
                 batches.append(path)
             else:
@@ -282,7 +238,7 @@ class Ingestor:
             decoded = decode_sample(data, path.suffix, self.input_kind, self.limits)
             self._check_dim(decoded)
         except Unsettled:
-            self._defer(path)
+            self._settling.defer(path)
             return
         except (Refused, DecodeError) as exc:
             self._reject(path, str(exc))
@@ -295,7 +251,7 @@ class Ingestor:
         except OSError as exc:  # an I/O error: the file may be fine, so keep it and retry
             self.stats.last_error = f"could not read {path.name}: {exc}"
             logger.error("%s; retrying later", self.stats.last_error)
-            self._defer(path)
+            self._settling.defer(path)
             return
         batch.samples.append(self._sample(label, decoded, relative(self.inbox, path), st.st_size))
         batch.files.append(path)
@@ -339,8 +295,7 @@ class Ingestor:
             record = NewRejection(
                 record.source, record.size, record.mtime_ns, record.reason, moved=False
             )
-            with self._lock:
-                self._skip.add((record.source, record.size, record.mtime_ns))
+            self._settling.skip(record.source, record.size, record.mtime_ns)
         self._rejections.append(record)
         if self.on_rejected is not None:
             self.on_rejected(record.source, reason)
@@ -420,10 +375,10 @@ class Ingestor:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            # Committed already; a later scan finds it again and dedupes it by sha256.
+            # Committed already, so not taken again while the daemon runs; after a restart a
+            # scan finds it and dedupes it by sha256.
             logger.warning("ingested %s but could not remove it: %s", path, exc)
-            with self._lock:
-                self._unmovable.add(path)
+            self._settling.unmovable(path)
 
     # -- a .jsonl batch --------------------------------------------------------------------
 
@@ -445,7 +400,7 @@ class Ingestor:
                 # Still being written: the last line may be cut short. Look again later;
                 # the lines committed so far are deduplicated then.
                 run.added += max(0, self._commit(run.chunk, []))
-                self._defer(path)
+                self._settling.defer(path)
                 return run.added
         if run.total == 0:
             self._reject(path, "the file is empty; write one JSON object a line")
