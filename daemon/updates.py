@@ -1,17 +1,12 @@
-"""Running one update: the row, the worker process, publishing the candidate.
-
-The update runs in a spawned process (a fresh interpreter: no inherited threads or locks,
-its own torch thread count and a lowered priority); this side only supervises it.
-"""
+"""Running one update: its row, its worker (workers.py), publishing or rejecting the candidate."""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +21,8 @@ from tailord.daemon.history import collect_garbage
 from tailord.daemon.progress import ProgressLog
 from tailord.daemon.publish import publish
 from tailord.daemon.serving import Serving
-from tailord.daemon.worker import WorkerJob, main
+from tailord.daemon.worker import WorkerJob
+from tailord.daemon.workers import Workers
 from tailord.storage.db import Database
 from tailord.storage.models import Sample, SampleState, Update, UpdateState
 from tailord.storage.versions import VersionStore
@@ -61,10 +57,7 @@ class Updater:
         self.should_stop = should_stop
         self.running: int | None = None
         self._progress_log: ProgressLog | None = None  # the running update's
-        self._warm: tuple[Any, Connection] | None = None
-        self._ended: Any = None  # the last update's worker, until it is reaped
-        if config.worker.prewarm:
-            self.prewarm()
+        self.workers = Workers(config.worker.prewarm, should_stop)
 
     def run(self, reason: str) -> int | None:
         """Run one update now; returns the new version number, or None if none was made."""
@@ -91,8 +84,10 @@ class Updater:
             if update_id is not None:  # a request whose samples were learned meanwhile
                 self._finish(
                     update_id,
-                    UpdateState.FAILED,
-                    error="nothing was queued when the update was due to start",
+                    Ending(
+                        UpdateState.FAILED,
+                        error="nothing was queued when the update was due to start",
+                    ),
                 )
             return None
         assert update_id is not None
@@ -125,11 +120,13 @@ class Updater:
         try:
             result = self._supervise(job)
             if result is None:
-                self._finish(update_id, UpdateState.INTERRUPTED, error="cancelled at shutdown")
+                self._finish(
+                    update_id, Ending(UpdateState.INTERRUPTED, error="cancelled at shutdown")
+                )
                 return None
             if "error" in result:
                 logger.error("update %d failed: %s", update_id, result["error"])
-                self._finish(update_id, UpdateState.FAILED, error=result["error"])
+                self._finish(update_id, Ending(UpdateState.FAILED, error=result["error"]))
                 self._drop_checkpoints()
                 return None
             self._drop_checkpoints()
@@ -143,13 +140,15 @@ class Updater:
             return self._publish(update_id, staging_name, base, result)
         except Exception as exc:
             logger.exception("update %d failed while publishing", update_id)
-            self._finish(update_id, UpdateState.FAILED, error=f"{exc.__class__.__name__}: {exc}")
+            self._finish(
+                update_id, Ending(UpdateState.FAILED, error=f"{exc.__class__.__name__}: {exc}")
+            )
             return None
         finally:
             self.running = None
             self._progress_log = None
             self.store.clear_staging()
-            self._reap()
+            self.workers.reap()
 
     def _publish(self, update_id: int, staging_name: str, base: int, result: dict[str, Any]) -> int:
         number = publish(
@@ -171,10 +170,10 @@ class Updater:
             # In the publish's own transaction: whoever sees the new version also finds its
             # update succeeded, with the gate's figures.
             record=lambda session, number: _record(
-                session, update_id, UpdateState.SUCCEEDED, version=number, result=result
+                session, update_id, Ending(UpdateState.SUCCEEDED, number, result=result)
             ),
         )
-        self._announce(update_id, UpdateState.SUCCEEDED, version=number)
+        self._announce(update_id, Ending(UpdateState.SUCCEEDED, number))
         collect_garbage(self.store, self.db, self.config.versions.keep)
         self.events.publish("version.changed", version=number, parent=base)
         logger.info("update %d published version %d", update_id, number)
@@ -182,99 +181,36 @@ class Updater:
 
     def prewarm(self) -> None:
         """Start an idle worker now, so the next update skips interpreter and torch start-up."""
-        if self._warm is not None and self._warm[0].is_alive():
-            return
-        self._warm = self._spawn()
+        self.workers.prewarm()
 
     def wait_warm(self, timeout: float) -> bool:
         """Wait until the prewarmed worker has loaded torch; False if there is none or late."""
-        if self._warm is None or not self._warm[1].poll(timeout):
-            return False
-        message = self._warm[1].recv()
-        return bool(message.get("type") == "ready")
-
-    def _spawn(self) -> tuple[Any, Connection]:
-        ctx = multiprocessing.get_context("spawn")
-        here, there = ctx.Pipe()
-        # daemon=True: an idle prewarmed worker must not keep tailord from exiting.
-        process = ctx.Process(target=main, args=(None, there), name="tailord-update", daemon=True)
-        process.start()
-        there.close()  # the child holds the only other end: EOF means it is gone
-        return process, here
+        return self.workers.wait_warm(timeout)
 
     def _supervise(self, job: WorkerJob) -> dict[str, Any] | None:
-        warm, self._warm = self._warm, None
-        process, receive = warm if warm is not None and warm[0].is_alive() else self._spawn()
-        receive.send(job)
-        outcome: dict[str, Any] | None = None
         progress = ProgressLog(self.db, self.events, job.update_id)
         self._progress_log = progress
         try:
-            while outcome is None:
-                if self.should_stop():
-                    logger.info("stopping update %d", job.update_id)
-                    process.terminate()
-                    return None
-                if not receive.poll(0.2):
-                    if not process.is_alive() and not receive.poll(0):
-                        code = process.exitcode
-                        return {"error": f"the worker process exited with code {code}"}
-                    continue
-                try:
-                    message = receive.recv()
-                except EOFError:
-                    return {"error": f"the worker process exited with code {process.exitcode}"}
-                if message["type"] == "progress":
-                    progress.add(message["event"])
-                elif message["type"] == "result":
-                    outcome = message["result"]
-                elif message["type"] == "error":
-                    logger.debug("worker traceback:\n%s", message.get("traceback"))
-                    return {"error": message["message"]}
-            return outcome
+            return self.workers.run(job, progress.add)
         finally:
             try:
                 progress.flush()
             except Exception:  # informational: never in the way of ending the worker
                 logger.exception("could not store update %d's last progress events", job.update_id)
-            receive.close()
-            # Reaped after publishing (see _reap): the candidate is written and sent already.
-            self._ended = process
 
-    def _reap(self) -> None:
-        """Wait for the update's worker to exit, then start the next prewarmed one.
-
-        Both come after the publish: the worker's exit (unmapping torch) and the next
-        interpreter's start-up would otherwise run on the cores the publish needs.
-        """
-        process, self._ended = self._ended, None
-        if process is not None:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        if self.config.worker.prewarm and not self.should_stop():
-            self.prewarm()
-
-    def _finish(
-        self,
-        update_id: int,
-        state: UpdateState,
-        *,
-        version: int | None = None,
-        error: str | None = None,
-        result: dict[str, Any] | None = None,
-    ) -> None:
+    def _finish(self, update_id: int, ending: Ending) -> None:
         with self.db.write() as session:
-            _record(session, update_id, state, version=version, error=error, result=result)
-        self._announce(update_id, state, version=version, error=error)
+            _record(session, update_id, ending)
+        self._announce(update_id, ending)
 
-    def _announce(
-        self, update_id: int, state: UpdateState, *, version: int | None, error: str | None = None
-    ) -> None:
+    def _announce(self, update_id: int, ending: Ending) -> None:
         # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
         self.events.publish(
-            "update.finished", update=update_id, state=str(state), version=version, error=error
+            "update.finished",
+            update=update_id,
+            state=str(ending.state),
+            version=ending.version,
+            error=ending.error,
         )
 
     def last_update(self) -> dict[str, Any] | None:
@@ -399,27 +335,31 @@ class Updater:
                     .where(Sample.id.in_(ids[start : start + 500]))
                     .values(state=SampleState.REJECTED)
                 )
-        self._finish(update_id, UpdateState.REJECTED, error=f"gate: {reason}", result=result)
+        self._finish(
+            update_id, Ending(UpdateState.REJECTED, error=f"gate: {reason}", result=result)
+        )
 
 
-def _record(
-    session: Session,
-    update_id: int,
-    state: UpdateState,
-    *,
-    version: int | None = None,
-    error: str | None = None,
-    result: dict[str, Any] | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Ending:
+    """How an update ended, as its row and its ``update.finished`` event record it."""
+
+    state: UpdateState
+    version: int | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+
+def _record(session: Session, update_id: int, ending: Ending) -> None:
     row = session.get_one(Update, update_id)
-    row.state = state
+    row.state = ending.state
     row.finished_at = time.time()
-    row.version = version
-    row.error = error
-    if result is not None:
-        row.sample_count = int(result["new_samples"])
-        row.metrics = _metrics(result)
-        row.gate = result.get("gate")
+    row.version = ending.version
+    row.error = ending.error
+    if ending.result is not None:
+        row.sample_count = int(ending.result["new_samples"])
+        row.metrics = _metrics(ending.result)
+        row.gate = ending.result.get("gate")
 
 
 def _metrics(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""The update worker processes: at most one spare, prewarmed, and one running a job.
+
+A worker is a spawned process (a fresh interpreter: no inherited threads or locks, its own
+torch thread count and a lowered priority); see worker.py for its side. This side starts
+one, hands it a job, relays its messages while watching for a stop, and reaps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from tailord.daemon.worker import WorkerJob, main
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2  # how often a running job looks at should_stop
+
+
+class Workers:
+    def __init__(self, prewarm: bool, should_stop: Callable[[], bool]) -> None:
+        self.keep_spare = prewarm
+        self.should_stop = should_stop
+        self._spare: tuple[BaseProcess, Connection] | None = None
+        self._ended: BaseProcess | None = None  # the last job's process, until it is reaped
+        if prewarm:
+            self.prewarm()
+
+    def prewarm(self) -> None:
+        """Start a spare worker now, so the next job skips interpreter and torch start-up."""
+        if self._spare is not None and self._spare[0].is_alive():
+            return
+        self._spare = _spawn()
+
+    def wait_warm(self, timeout: float) -> bool:
+        """Wait until the spare worker has loaded torch; False if there is none or late."""
+        if self._spare is None or not self._spare[1].poll(timeout):
+            return False
+        message = self._spare[1].recv()
+        return bool(message.get("type") == "ready")
+
+    def run(
+        self, job: WorkerJob, on_progress: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any] | None:
+        """Run ``job`` in a worker: its result, ``{"error": ...}``, or None if stopped.
+
+        Progress events go to ``on_progress`` as they come. The process is left to
+        :meth:`reap`: once its result is sent it has nothing more to write.
+        """
+        spare, self._spare = self._spare, None
+        process, pipe = spare if spare is not None and spare[0].is_alive() else _spawn()
+        self._ended = process
+        try:
+            pipe.send(job)
+            while True:
+                if self.should_stop():
+                    logger.info("stopping update %d", job.update_id)
+                    process.terminate()
+                    return None
+                if not pipe.poll(POLL_SECONDS):
+                    if not process.is_alive() and not pipe.poll(0):
+                        return {"error": f"the worker process exited with code {process.exitcode}"}
+                    continue
+                try:
+                    message = pipe.recv()
+                except EOFError:
+                    return {"error": f"the worker process exited with code {process.exitcode}"}
+                if message["type"] == "progress":
+                    on_progress(message["event"])
+                elif message["type"] == "result":
+                    result: dict[str, Any] = message["result"]
+                    return result
+                elif message["type"] == "error":
+                    logger.debug("worker traceback:\n%s", message.get("traceback"))
+                    return {"error": message["message"]}
+        finally:
+            pipe.close()
+
+    def reap(self) -> None:
+        """Wait for the last job's worker to exit, then start the next spare.
+
+        Called after the publish: the worker's exit (unmapping torch) and the next
+        interpreter's start-up would otherwise run on the cores the publish needs.
+        """
+        process, self._ended = self._ended, None
+        if process is not None:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        if self.keep_spare and not self.should_stop():
+            self.prewarm()
+
+
+def _spawn() -> tuple[BaseProcess, Connection]:
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    # daemon=True: an idle spare must not keep tailord from exiting.
+    process = ctx.Process(target=main, args=(None, there), name="tailord-update", daemon=True)
+    process.start()
+    there.close()  # the child holds the only other end: EOF means it is gone
+    return process, here
