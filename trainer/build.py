@@ -30,39 +30,25 @@ def _dim(spec: ModelSpec) -> int | None:
 
 
 def _empty_knn(spec: ModelSpec) -> KnnHead:
-    return KnnHead.empty(
-        _dim(spec),
-        spec.k,
-        spec.metric,
-        weighting=spec.weighting,
-        max_per_label=spec.max_per_label,
-    )
+    return KnnHead.empty(spec, _dim(spec))
 
 
 def _empty_knn_regressor(spec: ModelSpec) -> KnnRegressor:
-    return KnnRegressor.empty(
-        _dim(spec), spec.k, spec.metric, weighting=spec.weighting, max_memory=spec.max_memory
-    )
+    return KnnRegressor.empty(spec, _dim(spec))
 
 
 def head_from_tensors(spec: ModelSpec, tensors: dict[str, torch.Tensor], count: int) -> HeadType:
-    def knn(part: dict[str, torch.Tensor]) -> KnnHead:
-        return KnnHead.from_tensors(
-            part, spec.k, spec.metric, weighting=spec.weighting, max_per_label=spec.max_per_label
-        )
-
     if spec.head == "knn" and spec.regress:
-        return KnnRegressor.from_tensors(
-            tensors, spec.k, spec.metric, weighting=spec.weighting, max_memory=spec.max_memory
-        )
+        return KnnRegressor.from_tensors(tensors, spec)
     if spec.head == "knn":
-        return knn(tensors)
+        return KnnHead.from_tensors(tensors, spec)
     if spec.head == "mlp":
         return MlpHead.from_tensors(tensors, count, spec.hidden)
     if spec.head == "auto":
         knn_part = {k: v for k, v in tensors.items() if k.startswith("knn.")}
         rest = {k: v for k, v in tensors.items() if not k.startswith("knn.")}
-        return AutoHead(knn(knn_part), LinearHead.from_tensors(rest, 0), spec.auto_min_samples)
+        knn = KnnHead.from_tensors(knn_part, spec)
+        return AutoHead(knn, LinearHead.from_tensors(rest, 0), spec.auto_min_samples)
     return LinearHead.from_tensors(tensors, count)
 
 

@@ -117,41 +117,69 @@ def evaluate(
     params: GateParams,
 ) -> GateResult:
     """Judge ``candidate`` against ``current`` on held-out new samples and the canary set."""
+    bound = f", more than max_regression {params.max_regression}"
     if candidate.spec.regress:
-        return _evaluate_mse(candidate, current, holdout, canary, params)
-    h_cand = accuracy(candidate, *holdout)
-    h_cur = _current_accuracy(current, candidate, holdout)
-    c_cand = accuracy(candidate, *canary)
-    c_cur = _current_accuracy(current, candidate, canary)
-    reasons = []
-    promote = True
-    if h_cand is None or h_cur is None:
-        reasons.append("no held-out new samples")
-    elif h_cand < h_cur:
-        promote = False
-        reasons.append(f"held-out accuracy fell from {h_cur:.3f} to {h_cand:.3f}")
+        comparable = current.spec == candidate.spec and current.dim in (None, candidate.dim)
+        metric, bound = _MSE, bound + " (in R²) allows"
+        h_cand, c_cand = mse(candidate, *holdout), mse(candidate, *canary)
+        h_cur = mse(current, *holdout) if comparable else None
+        c_cur = mse(current, *canary) if comparable else None
+        h_slack, c_slack = _slack(holdout[1], params), _slack(canary[1], params)
+        h_bound = c_bound = bound
     else:
-        reasons.append(f"held-out accuracy {h_cand:.3f} (current {h_cur:.3f})")
-    if c_cand is None or c_cur is None:
-        reasons.append("no canary samples")
-    elif c_cur - c_cand > params.max_regression + 1e-9:
-        promote = False
-        reasons.append(
-            f"canary accuracy fell from {c_cur:.3f} to {c_cand:.3f}, more than "
-            f"max_regression {params.max_regression}"
-        )
-    else:
-        reasons.append(f"canary accuracy {c_cand:.3f} (current {c_cur:.3f})")
+        metric = _ACCURACY
+        h_cand, c_cand = accuracy(candidate, *holdout), accuracy(candidate, *canary)
+        h_cur = _current_accuracy(current, candidate, holdout)
+        c_cur = _current_accuracy(current, candidate, canary)
+        # New samples: not worse at all. Earlier ones: at most max_regression worse.
+        h_slack, c_slack = 0.0, params.max_regression
+        h_bound, c_bound = "", bound
+    h_ok, h_reason = metric.check("held-out", h_cand, h_cur, h_slack, h_bound)
+    c_ok, c_reason = metric.check("canary", c_cand, c_cur, c_slack, c_bound)
     return GateResult(
-        promote=promote,
-        reason="; ".join(reasons),
+        promote=h_ok and c_ok,
+        reason=f"{h_reason}; {c_reason}",
         holdout_samples=len(holdout[1]),
         holdout_candidate=h_cand,
         holdout_current=h_cur,
         canary_samples=len(canary[1]),
         canary_candidate=c_cand,
         canary_current=c_cur,
+        metric=metric.key,
     )
+
+
+@dataclass(frozen=True)
+class _Metric:
+    key: str  # as GateResult.metric names it
+    name: str  # as the reasons say it
+    higher_is_better: bool
+    digits: str  # format of its figures in the reasons
+    noise: float  # a change this small is float rounding, not a change
+
+    def check(
+        self, what: str, candidate: float | None, current: float | None, slack: float, bound: str
+    ) -> tuple[bool, str]:
+        """Whether ``candidate`` is at most ``slack`` worse than ``current``, and why."""
+        if candidate is None:
+            return True, "no held-out new samples" if what == "held-out" else "no canary samples"
+        if current is None:
+            return True, f"no current {'' if what == 'held-out' else 'canary '}{self.name}"
+        worse = current - candidate if self.higher_is_better else candidate - current
+        if worse > slack + self.noise:
+            moved = "fell" if self.higher_is_better else "rose"
+            return False, (
+                f"{what} {self.name} {moved} from {current:{self.digits}} to "
+                f"{candidate:{self.digits}}{bound}"
+            )
+        return (
+            True,
+            f"{what} {self.name} {candidate:{self.digits}} (current {current:{self.digits}})",
+        )
+
+
+_ACCURACY = _Metric("accuracy", "accuracy", True, ".3f", 1e-9)
+_MSE = _Metric("mse", "MSE", False, ".6g", 1e-12)
 
 
 def _current_accuracy(
@@ -181,49 +209,3 @@ def _slack(targets: Sequence[str], params: GateParams) -> float:
     mean = math.fsum(values) / len(values)
     variance = math.fsum((v - mean) ** 2 for v in values) / len(values)
     return params.max_regression * variance
-
-
-def _evaluate_mse(
-    candidate: Model,
-    current: Model,
-    holdout: tuple[Rows, Sequence[str]],
-    canary: tuple[Rows, Sequence[str]],
-    params: GateParams,
-) -> GateResult:
-    comparable = current.spec == candidate.spec and current.dim in (None, candidate.dim)
-    h_cand, c_cand = mse(candidate, *holdout), mse(candidate, *canary)
-    h_cur = mse(current, *holdout) if comparable else None
-    c_cur = mse(current, *canary) if comparable else None
-    reasons = []
-    promote = True
-    if h_cand is None or h_cur is None:
-        reasons.append("no held-out new samples" if h_cand is None else "no current MSE")
-    elif h_cand > h_cur + _slack(holdout[1], params) + 1e-12:
-        promote = False
-        reasons.append(
-            f"held-out MSE rose from {h_cur:.6g} to {h_cand:.6g}, more than "
-            f"max_regression {params.max_regression} (in R²) allows"
-        )
-    else:
-        reasons.append(f"held-out MSE {h_cand:.6g} (current {h_cur:.6g})")
-    if c_cand is None or c_cur is None:
-        reasons.append("no canary samples" if c_cand is None else "no current canary MSE")
-    elif c_cand > c_cur + _slack(canary[1], params) + 1e-12:
-        promote = False
-        reasons.append(
-            f"canary MSE rose from {c_cur:.6g} to {c_cand:.6g}, more than "
-            f"max_regression {params.max_regression} (in R²) allows"
-        )
-    else:
-        reasons.append(f"canary MSE {c_cand:.6g} (current {c_cur:.6g})")
-    return GateResult(
-        promote=promote,
-        reason="; ".join(reasons),
-        holdout_samples=len(holdout[1]),
-        holdout_candidate=h_cand,
-        holdout_current=h_cur,
-        canary_samples=len(canary[1]),
-        canary_candidate=c_cand,
-        canary_current=c_cur,
-        metric="mse",
-    )

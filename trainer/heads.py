@@ -13,11 +13,8 @@ import torch
 from torch import nn
 
 from tailord.trainer.errors import ModelError
-
-# Inverse-distance weights: an exact match dominates the vote instead of dividing by zero.
-DISTANCE_EPS = 1e-6
-# Bounds the [queries, memory] distance matrix built at once (~64 MiB of float32).
-MAX_PAIRS = 16_000_000
+from tailord.trainer.neighbours import Neighbours
+from tailord.trainer.spec import ModelSpec
 
 
 class Head(Protocol):
@@ -33,7 +30,7 @@ class Head(Protocol):
         ...
 
 
-class KnnHead:
+class KnnHead(Neighbours):
     """Remembers every sample; the k nearest vote, weighted by inverse distance."""
 
     MEMORY = "knn.memory"
@@ -51,78 +48,46 @@ class KnnHead:
         max_per_label: int | None = None,
         seen: torch.Tensor | None = None,
     ) -> None:
-        if memory.dtype != torch.float32 or memory.ndim != 2:
-            raise ModelError(
-                f"the k-NN memory is {memory.dtype} {tuple(memory.shape)}, not float32 [n, dim]; "
-                "restore the version's weights file from a good copy"
-            )
+        super().__init__(memory, k, metric, weighting)
         if targets.dtype != torch.int64 or tuple(targets.shape) != (memory.shape[0],):
             raise ModelError(
                 f"the k-NN targets are {targets.dtype} {tuple(targets.shape)}, not int64 "
                 f"[{memory.shape[0]}]; restore the version's weights file from a good copy"
             )
-        self.memory = memory
         self.targets = targets
-        self.k = k
-        self.metric = metric
-        self.weighting = weighting
         self.max_per_label = max_per_label
         if seen is None:
             size = int(targets.max()) + 1 if len(targets) else 0
             seen = torch.bincount(targets, minlength=size) if len(targets) else torch.zeros(0)
         self.seen = seen.to(torch.int64)
-        # Normalized once here rather than on every predict call.
-        self._unit = nn.functional.normalize(memory, dim=1) if metric == "cosine" else memory
 
     @classmethod
-    def empty(
-        cls,
-        dim: int | None,
-        k: int,
-        metric: str,
-        *,
-        weighting: str = "distance",
-        max_per_label: int | None = None,
-    ) -> KnnHead:
+    def empty(cls, spec: ModelSpec, dim: int | None) -> KnnHead:
         memory = torch.zeros(0, dim or 0, dtype=torch.float32)
+        return cls.for_spec(spec, memory, torch.zeros(0, dtype=torch.int64))
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], spec: ModelSpec) -> KnnHead:
+        expect_names(tensors, {cls.MEMORY, cls.TARGETS} | ({cls.SEEN} & set(tensors)))
+        return cls.for_spec(spec, tensors[cls.MEMORY], tensors[cls.TARGETS], tensors.get(cls.SEEN))
+
+    @classmethod
+    def for_spec(
+        cls,
+        spec: ModelSpec,
+        memory: torch.Tensor,
+        targets: torch.Tensor,
+        seen: torch.Tensor | None = None,
+    ) -> KnnHead:
         return cls(
             memory,
-            torch.zeros(0, dtype=torch.int64),
-            k,
-            metric,
-            weighting=weighting,
-            max_per_label=max_per_label,
+            targets,
+            spec.k,
+            spec.metric,
+            weighting=spec.weighting,
+            max_per_label=spec.max_per_label,
+            seen=seen,
         )
-
-    @classmethod
-    def from_tensors(
-        cls,
-        tensors: Mapping[str, torch.Tensor],
-        k: int,
-        metric: str,
-        *,
-        weighting: str = "distance",
-        max_per_label: int | None = None,
-    ) -> KnnHead:
-        names = set(tensors)
-        expect_names(tensors, {cls.MEMORY, cls.TARGETS} | ({cls.SEEN} & names))
-        return cls(
-            tensors[cls.MEMORY],
-            tensors[cls.TARGETS],
-            k,
-            metric,
-            weighting=weighting,
-            max_per_label=max_per_label,
-            seen=tensors.get(cls.SEEN),
-        )
-
-    @property
-    def sample_count(self) -> int:
-        return int(self.memory.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.memory.shape[1])
 
     def appended(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> KnnHead:
         """A new head with ``x`` added; a label past ``max_per_label`` rows keeps a reservoir.
@@ -177,24 +142,12 @@ class KnnHead:
         return memory, torch.tensor(labels, dtype=torch.int64)
 
     def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
-        k = min(self.k, self.sample_count)
-        rows = max(1, MAX_PAIRS // max(1, self.sample_count))
-        chunks = [self._vote(part, k, n_labels) for part in torch.split(x, rows)]
-        return torch.cat(chunks) if chunks else torch.zeros(0, n_labels, dtype=torch.float32)
+        def vote(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            votes = torch.zeros(weight.shape[0], n_labels, dtype=weight.dtype)
+            votes.scatter_add_(1, self.targets[index], weight)
+            return votes / weight.sum(dim=1, keepdim=True)
 
-    def _vote(self, x: torch.Tensor, k: int, n_labels: int) -> torch.Tensor:
-        if self.metric == "cosine":
-            distance = 1.0 - nn.functional.normalize(x, dim=1) @ self._unit.T
-        else:
-            distance = torch.cdist(x, self.memory)
-        nearest, index = torch.topk(distance.clamp_min(0.0), k, dim=1, largest=False)
-        if self.weighting == "uniform":
-            weight = torch.ones_like(nearest)
-        else:
-            weight = 1.0 / (nearest + DISTANCE_EPS)
-        votes = torch.zeros(x.shape[0], n_labels, dtype=weight.dtype)
-        votes.scatter_add_(1, self.targets[index], weight)
-        return votes / weight.sum(dim=1, keepdim=True)
+        return self._lookup(x, vote, torch.zeros(0, n_labels, dtype=torch.float32))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {self.MEMORY: self.memory, self.TARGETS: self.targets, self.SEEN: self.seen}

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import nn
 
 from tailord.trainer.errors import ModelError
-from tailord.trainer.heads import DISTANCE_EPS, MAX_PAIRS, expect_names
+from tailord.trainer.heads import expect_names
+from tailord.trainer.neighbours import Neighbours
+from tailord.trainer.spec import ModelSpec
 
 
-class KnnRegressor:
+class KnnRegressor(Neighbours):
     """Remembers (a uniform reservoir of) every sample; answers the neighbours' mean."""
 
     MEMORY = "knn.memory"
@@ -34,55 +35,23 @@ class KnnRegressor:
         max_memory: int | None = None,
         seen: int | None = None,
     ) -> None:
-        if memory.dtype != torch.float32 or memory.ndim != 2:
-            raise ModelError(
-                f"the k-NN memory is {memory.dtype} {tuple(memory.shape)}, not float32 [n, dim]; "
-                "restore the version's weights file from a good copy"
-            )
+        super().__init__(memory, k, metric, weighting)
         if values.dtype != torch.float32 or tuple(values.shape) != (memory.shape[0],):
             raise ModelError(
                 f"the k-NN targets are {values.dtype} {tuple(values.shape)}, not float32 "
                 f"[{memory.shape[0]}]; restore the version's weights file from a good copy"
             )
-        self.memory = memory
         self.values = values
-        self.k = k
-        self.metric = metric
-        self.weighting = weighting
         self.max_memory = max_memory
         self.seen = int(memory.shape[0]) if seen is None else seen
-        self._unit = nn.functional.normalize(memory, dim=1) if metric == "cosine" else memory
 
     @classmethod
-    def empty(
-        cls,
-        dim: int | None,
-        k: int,
-        metric: str,
-        *,
-        weighting: str = "distance",
-        max_memory: int | None = None,
-    ) -> KnnRegressor:
+    def empty(cls, spec: ModelSpec, dim: int | None) -> KnnRegressor:
         memory = torch.zeros(0, dim or 0, dtype=torch.float32)
-        return cls(
-            memory,
-            torch.zeros(0, dtype=torch.float32),
-            k,
-            metric,
-            weighting=weighting,
-            max_memory=max_memory,
-        )
+        return cls.for_spec(spec, memory, torch.zeros(0, dtype=torch.float32))
 
     @classmethod
-    def from_tensors(
-        cls,
-        tensors: Mapping[str, torch.Tensor],
-        k: int,
-        metric: str,
-        *,
-        weighting: str = "distance",
-        max_memory: int | None = None,
-    ) -> KnnRegressor:
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], spec: ModelSpec) -> KnnRegressor:
         expect_names(tensors, {cls.MEMORY, cls.VALUES, cls.SEEN})
         seen = tensors[cls.SEEN]
         if seen.dtype != torch.int64 or tuple(seen.shape) != (1,) or int(seen[0]) < 0:
@@ -90,23 +59,21 @@ class KnnRegressor:
                 "the k-NN sample count is not one non-negative int64; "
                 "restore the version's weights file from a good copy"
             )
+        return cls.for_spec(spec, tensors[cls.MEMORY], tensors[cls.VALUES], int(seen[0]))
+
+    @classmethod
+    def for_spec(
+        cls, spec: ModelSpec, memory: torch.Tensor, values: torch.Tensor, seen: int | None = None
+    ) -> KnnRegressor:
         return cls(
-            tensors[cls.MEMORY],
-            tensors[cls.VALUES],
-            k,
-            metric,
-            weighting=weighting,
-            max_memory=max_memory,
-            seen=int(seen[0]),
+            memory,
+            values,
+            spec.k,
+            spec.metric,
+            weighting=spec.weighting,
+            max_memory=spec.max_memory,
+            seen=seen,
         )
-
-    @property
-    def sample_count(self) -> int:
-        return int(self.memory.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.memory.shape[1])
 
     def appended(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> KnnRegressor:
         """A new head with ``x`` (targets ``y``) added, within ``max_memory`` rows.
@@ -143,22 +110,11 @@ class KnnRegressor:
 
     def estimate(self, x: torch.Tensor) -> torch.Tensor:
         """The weighted mean target of each row's ``k`` nearest: a tensor [n]."""
-        k = min(self.k, self.sample_count)
-        rows = max(1, MAX_PAIRS // max(1, self.sample_count))
-        chunks = [self._mean(part, k) for part in torch.split(x, rows)]
-        return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float32)
 
-    def _mean(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        if self.metric == "cosine":
-            distance = 1.0 - nn.functional.normalize(x, dim=1) @ self._unit.T
-        else:
-            distance = torch.cdist(x, self.memory)
-        nearest, index = torch.topk(distance.clamp_min(0.0), k, dim=1, largest=False)
-        if self.weighting == "uniform":
-            weight = torch.ones_like(nearest)
-        else:
-            weight = 1.0 / (nearest + DISTANCE_EPS)
-        return (weight * self.values[index]).sum(dim=1) / weight.sum(dim=1)
+        def mean(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return (weight * self.values[index]).sum(dim=1) / weight.sum(dim=1)
+
+        return self._lookup(x, mean, torch.zeros(0, dtype=torch.float32))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {
