@@ -206,6 +206,8 @@ def mse(model: Model, rows: Rows, targets: Sequence[str]) -> float | None:
 def _slack(targets: Sequence[str], params: GateParams) -> float:
     """How far MSE may rise on a set: ``max_regression`` of R², in the targets' own unit."""
     values = [target_value(t) for t in targets]
+    if not values:
+        return 0.0  # nothing to judge on: check() says so without needing a slack
     mean = math.fsum(values) / len(values)
     variance = math.fsum((v - mean) ** 2 for v in values) / len(values)
     return params.max_regression * variance

@@ -195,6 +195,18 @@ def test_gate_promotes_a_sound_candidate_when_current_is_at_the_noise_floor() ->
     assert verdict.promote, verdict.reason
 
 
+@pytest.mark.parametrize("current_learned", [False, True])
+def test_gate_with_nothing_to_judge_on_promotes_and_says_so(current_learned: bool) -> None:
+    x, y, _ = linear_problem(50, seed=6)
+    first = run_update(regress("linear"), x, y, NO_REPLAY, [], PARAMS)
+    current = first if current_learned else regress("linear")
+    nothing = (np.zeros((0, 8), np.float32), [])
+    verdict = evaluate(first, current, nothing, nothing, GateParams())
+    assert verdict.promote
+    assert verdict.reason == "no held-out new samples; no canary samples"
+    assert verdict.metric == "mse"
+
+
 def test_gate_rejects_a_candidate_trained_on_wrong_targets() -> None:
     x, y, _ = linear_problem(200, seed=6)
     # Trained briefly, so that sound new samples can still improve it (a current version at
