@@ -66,6 +66,7 @@ def publish(
     parent: int | None,
     manifest: dict[str, Any],
     sample_ids: Sequence[int] = (),
+    read_at: float | None = None,
     event: str = "published",
     record: Callable[[Session, int], None] | None = None,
 ) -> int:
@@ -75,7 +76,8 @@ def publish(
     still serving) → ``current`` flipped → row committed and samples marked learned → served
     by one assignment. A failure before the flip removes the candidate and leaves the old
     version current; a crash between the flip and the commit is repaired by
-    :func:`reconcile`. ``number`` None takes the next free number. ``record`` runs in the
+    :func:`reconcile`. ``number`` None takes the next free number. Samples relabeled at or
+    after ``read_at`` stay queued (see mark_learned). ``record`` runs in the
     commit's transaction, with the number (the update's own row). Returns the number.
     """
     with store.lock:
@@ -105,7 +107,7 @@ def publish(
                 )
             )
             session.add(VersionEvent(kind=event, version=number, previous=parent))
-            mark_learned(session, sample_ids, number)
+            mark_learned(session, sample_ids, number, read_at=read_at)
             if record is not None:
                 record(session, number)
         crash_point("committed")

@@ -63,6 +63,9 @@ class Updater:
         """Run one update now; returns the new version number, or None if none was made."""
         base = self.store.current_number()
         assert base is not None, "reconcile() runs before any update"
+        # Before the worker reads the queue: a sample relabeled from now on may be learned
+        # under its old label, so publishing leaves it queued (see mark_learned).
+        read_at = time.time()
         with self.db.write() as session:
             up_to_id = session.scalar(
                 select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
@@ -137,7 +140,7 @@ class Updater:
             if not result["promote"]:
                 self._reject(update_id, result)
                 return None
-            return self._publish(update_id, staging_name, base, result)
+            return self._publish(update_id, staging_name, base, read_at, result)
         except Exception as exc:
             logger.exception("update %d failed while publishing", update_id)
             self._finish(
@@ -150,7 +153,9 @@ class Updater:
             self.store.clear_staging()
             self.workers.reap()
 
-    def _publish(self, update_id: int, staging_name: str, base: int, result: dict[str, Any]) -> int:
+    def _publish(
+        self, update_id: int, staging_name: str, base: int, read_at: float, result: dict[str, Any]
+    ) -> int:
         number = publish(
             self.store,
             self.db,
@@ -167,6 +172,7 @@ class Updater:
                 "gate": result["gate"],
             },
             sample_ids=result["sample_ids"],
+            read_at=read_at,
             # In the publish's own transaction: whoever sees the new version also finds its
             # update succeeded, with the gate's figures.
             record=lambda session, number: _record(

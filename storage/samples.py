@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session
 
@@ -243,15 +243,26 @@ def replay(session: Session, limit: int, *, seed: int) -> list[Sample]:
     return list(session.scalars(select(Sample).where(Sample.id.in_(ids)).order_by(Sample.id)))
 
 
-def mark_learned(session: Session, ids: Iterable[int], version: int) -> None:
+def mark_learned(
+    session: Session, ids: Iterable[int], version: int, *, read_at: float | None = None
+) -> int:
+    """Mark the samples ``ids`` learned by ``version``; returns how many were.
+
+    ``read_at`` is when the update read them: one relabeled since then was learned under
+    its old label, so it stays queued for the next update to learn the new one.
+    """
     id_list = list(ids)
+    changed = 0
     # Chunked: SQLite caps the number of bound parameters in one statement.
     for start in range(0, len(id_list), 500):
-        session.execute(
-            update(Sample)
-            .where(Sample.id.in_(id_list[start : start + 500]))
-            .values(state=SampleState.LEARNED, learned_in=version)
-        )
+        statement = update(Sample).where(Sample.id.in_(id_list[start : start + 500]))
+        if read_at is not None:
+            statement = statement.where(
+                or_(Sample.relabeled_at.is_(None), Sample.relabeled_at < read_at)
+            )
+        result = session.execute(statement.values(state=SampleState.LEARNED, learned_in=version))
+        changed += result.rowcount  # type: ignore[attr-defined]
+    return changed
 
 
 def mark_learned_by_sha(session: Session, digests: Iterable[str], version: int) -> int:

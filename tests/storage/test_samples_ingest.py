@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 from tailord.storage.db import open_database
+from tailord.storage.models import Version
 from tailord.storage.samples import (
     NewRejection,
     NewSample,
@@ -13,6 +14,7 @@ from tailord.storage.samples import (
     add_samples,
     counts,
     list_samples,
+    mark_learned,
     queued_totals,
     rejection_count,
     unmoved_rejections,
@@ -44,6 +46,24 @@ def test_dedupe_relabel_counts_and_pages(tmp_path: Path) -> None:
         assert [row["source"] for row in rest] == ["x"]
         assert [row["label"] for row in list_samples(s, label="y", state="queued")] == ["y", "y"]
         assert list_samples(s, state="learned") == []
+    db.close()
+
+
+def test_a_sample_relabeled_while_an_update_trained_stays_queued(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    with db.write() as s:
+        add_samples(s, [sample(b"a", "x"), sample(b"b", "x"), sample(b"c", "x")], at=1.0)
+        add_samples(s, [sample(b"c", "z")], at=2.0)  # relabeled before the update read it
+        s.add(Version(number=1, parent=0, manifest={}))
+    with db.read() as s:
+        ids = [int(row["id"]) for row in list_samples(s)]  # type: ignore[call-overload]
+    # The update read the queue at t=10; "b" was relabeled at t=12, while it trained.
+    with db.write() as s:
+        add_samples(s, [sample(b"b", "y")], at=12.0)
+    with db.write() as s:
+        assert mark_learned(s, ids, 1, read_at=10.0) == 2
+    with db.read() as s:
+        assert counts(s) == {"learned": {"x": 1, "z": 1}, "queued": {"y": 1}}
     db.close()
 
 
