@@ -49,12 +49,7 @@ class KnnHead(Neighbours):
         seen: torch.Tensor | None = None,
     ) -> None:
         super().__init__(memory, k, metric, weighting)
-        if targets.dtype != torch.int64 or tuple(targets.shape) != (memory.shape[0],):
-            raise ModelError(
-                f"the k-NN targets are {targets.dtype} {tuple(targets.shape)}, not int64 "
-                f"[{memory.shape[0]}]; restore the version's weights file from a good copy"
-            )
-        self.targets = targets
+        self.targets = self._per_row(targets, torch.int64)
         self.max_per_label = max_per_label
         if seen is None:
             size = int(targets.max()) + 1 if len(targets) else 0

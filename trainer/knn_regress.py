@@ -36,12 +36,7 @@ class KnnRegressor(Neighbours):
         seen: int | None = None,
     ) -> None:
         super().__init__(memory, k, metric, weighting)
-        if values.dtype != torch.float32 or tuple(values.shape) != (memory.shape[0],):
-            raise ModelError(
-                f"the k-NN targets are {values.dtype} {tuple(values.shape)}, not float32 "
-                f"[{memory.shape[0]}]; restore the version's weights file from a good copy"
-            )
-        self.values = values
+        self.values = self._per_row(values, torch.float32)
         self.max_memory = max_memory
         self.seen = int(memory.shape[0]) if seen is None else seen
 

@@ -39,6 +39,16 @@ class Neighbours:
         # Normalized once here rather than on every predict call.
         self._unit = nn.functional.normalize(memory, dim=1) if metric == "cosine" else memory
 
+    def _per_row(self, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``tensor``, if it holds one ``dtype`` value per memory row (a row's target)."""
+        if tensor.dtype != dtype or tuple(tensor.shape) != (self.memory.shape[0],):
+            raise ModelError(
+                f"the k-NN targets are {tensor.dtype} {tuple(tensor.shape)}, not "
+                f"{str(dtype).removeprefix('torch.')} [{self.memory.shape[0]}]; "
+                "restore the version's weights file from a good copy"
+            )
+        return tensor
+
     @property
     def sample_count(self) -> int:
         return int(self.memory.shape[0])
