@@ -75,7 +75,7 @@ def real_path(root: Path, x: np.ndarray, names: list[str]) -> tuple[float, dict[
     updater = Updater(config, db, store, serving, bus, lambda: False)
     # [worker] prewarm: the worker's interpreter and torch load before the update is due,
     # as in a daemon that has been running; wait until it is up so they are not timed.
-    assert updater.wait_warm(60), "the prewarmed worker did not start"
+    assert updater.workers.wait_warm(60), "the prewarmed worker did not start"
     started = time.perf_counter()
     number = updater.run("bench")
     published = time.perf_counter() - started
@@ -84,7 +84,7 @@ def real_path(root: Path, x: np.ndarray, names: list[str]) -> tuple[float, dict[
     metrics = store.read(1).manifest["metrics"]
     # The next prewarmed worker starts once the update is done; let it load before the bare
     # loop runs, so its start-up does not land on the ceiling's side.
-    updater.wait_warm(60)
+    updater.workers.wait_warm(60)
     db.close()
     return candidate, {"train": float(metrics["seconds"]), "published": published}
 

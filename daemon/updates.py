@@ -185,14 +185,6 @@ class Updater:
         logger.info("update %d published version %d", update_id, number)
         return number
 
-    def prewarm(self) -> None:
-        """Start an idle worker now, so the next update skips interpreter and torch start-up."""
-        self.workers.prewarm()
-
-    def wait_warm(self, timeout: float) -> bool:
-        """Wait until the prewarmed worker has loaded torch; False if there is none or late."""
-        return self.workers.wait_warm(timeout)
-
     def _supervise(self, job: WorkerJob) -> dict[str, Any] | None:
         progress = ProgressLog(self.db, self.events, job.update_id)
         self._progress_log = progress

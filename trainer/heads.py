@@ -59,15 +59,15 @@ class KnnHead(Neighbours):
     @classmethod
     def empty(cls, spec: ModelSpec, dim: int | None) -> KnnHead:
         memory = torch.zeros(0, dim or 0, dtype=torch.float32)
-        return cls.for_spec(spec, memory, torch.zeros(0, dtype=torch.int64))
+        return cls._for_spec(spec, memory, torch.zeros(0, dtype=torch.int64))
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], spec: ModelSpec) -> KnnHead:
         expect_names(tensors, {cls.MEMORY, cls.TARGETS} | ({cls.SEEN} & set(tensors)))
-        return cls.for_spec(spec, tensors[cls.MEMORY], tensors[cls.TARGETS], tensors.get(cls.SEEN))
+        return cls._for_spec(spec, tensors[cls.MEMORY], tensors[cls.TARGETS], tensors.get(cls.SEEN))
 
     @classmethod
-    def for_spec(
+    def _for_spec(
         cls,
         spec: ModelSpec,
         memory: torch.Tensor,

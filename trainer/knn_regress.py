@@ -43,7 +43,7 @@ class KnnRegressor(Neighbours):
     @classmethod
     def empty(cls, spec: ModelSpec, dim: int | None) -> KnnRegressor:
         memory = torch.zeros(0, dim or 0, dtype=torch.float32)
-        return cls.for_spec(spec, memory, torch.zeros(0, dtype=torch.float32))
+        return cls._for_spec(spec, memory, torch.zeros(0, dtype=torch.float32))
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], spec: ModelSpec) -> KnnRegressor:
@@ -54,10 +54,10 @@ class KnnRegressor(Neighbours):
                 "the k-NN sample count is not one non-negative int64; "
                 "restore the version's weights file from a good copy"
             )
-        return cls.for_spec(spec, tensors[cls.MEMORY], tensors[cls.VALUES], int(seen[0]))
+        return cls._for_spec(spec, tensors[cls.MEMORY], tensors[cls.VALUES], int(seen[0]))
 
     @classmethod
-    def for_spec(
+    def _for_spec(
         cls, spec: ModelSpec, memory: torch.Tensor, values: torch.Tensor, seen: int | None = None
     ) -> KnnRegressor:
         return cls(
