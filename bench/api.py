@@ -167,7 +167,7 @@ def drop_samples(inbox: Path, n: int) -> None:
 
 def during_update(sock: Path, seconds: float) -> tuple[dict[str, float], bool]:
     """p99 with one client while an update trains; whether it trained throughout."""
-    from tailord.daemon.client import Client
+    from tailord.daemon.ctl.client import Client
 
     with Client(sock) as client:
         update = client.update()
@@ -193,7 +193,7 @@ def during_update(sock: Path, seconds: float) -> tuple[dict[str, float], bool]:
 
 
 def measure(root: Path, seconds: float, samples: int) -> dict[str, dict[str, float]]:
-    from tailord.daemon.client import Client
+    from tailord.daemon.ctl.client import Client
 
     procs: list[subprocess.Popen[bytes]] = []
     try:

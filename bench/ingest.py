@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from tailord.daemon.config import IngestConfig
-from tailord.daemon.inbox import PendingPaths
-from tailord.daemon.ingest import Ingestor
+from tailord.daemon.inbox.ingest import Ingestor
+from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.storage.db import open_database
 
 TEMPLATES = 1000

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.con
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
-from tailord.daemon.client import ClientError
+from tailord.daemon.ctl.client import ClientError
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 
 BASE, NEW = list(range(7)), [7, 8, 9]

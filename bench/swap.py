@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tailord.daemon.client import Client, ClientError
+from tailord.daemon.ctl.client import Client, ClientError
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update

@@ -23,19 +23,20 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
-from tailord.daemon.api import Api
-from tailord.daemon.auth import Authorizer
+from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus
-from tailord.daemon.history import History, collect_garbage
-from tailord.daemon.inbox import PendingPaths, Watcher
-from tailord.daemon.ingest import Ingestor
+from tailord.daemon.http.auth import Authorizer
+from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
+from tailord.daemon.inbox.ingest import Ingestor
+from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
-from tailord.daemon.publish import ensure_base, reconcile
-from tailord.daemon.server import UnixHTTPServer, inherited_socket
-from tailord.daemon.serving import Served, Serving
-from tailord.daemon.updates import Updater
+from tailord.daemon.updates.updater import Updater
+from tailord.daemon.versions.history import History, collect_garbage
+from tailord.daemon.versions.publish import ensure_base
+from tailord.daemon.versions.reconcile import reconcile
+from tailord.daemon.versions.serving import Served, Serving
 from tailord.storage.db import Database, open_database
 from tailord.storage.models import Version
 from tailord.storage.samples import counts, last_queued_at, list_samples

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tailord.daemon.client import Client, ClientError
+from tailord.daemon.ctl.client import Client, ClientError
 
 
 def wait_for(

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tailord.daemon.config import IngestConfig
-from tailord.daemon.inbox import REJECTED, PendingPaths, Watcher
-from tailord.daemon.ingest import Ingestor
+from tailord.daemon.inbox.ingest import Ingestor
+from tailord.daemon.inbox.layout import REJECTED
+from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.storage.db import Database, open_database
 from tests.conftest import wait_for
 

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from tailord.daemon.api import Api
-from tailord.daemon.client import UnixHTTPConnection
-from tailord.daemon.openapi import openapi_document
+from tailord.daemon.api.handlers import Api
+from tailord.daemon.api.openapi import openapi_document
+from tailord.daemon.ctl.client import UnixHTTPConnection
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 
 DOC = openapi_document()

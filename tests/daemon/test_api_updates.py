@@ -10,9 +10,10 @@ import pytest
 
 from tailord.daemon.config import load_config
 from tailord.daemon.events import EventBus
-from tailord.daemon.publish import ensure_base, reconcile
-from tailord.daemon.serving import Serving
-from tailord.daemon.updates import NothingQueued, Updater
+from tailord.daemon.updates.updater import NothingQueued, Updater
+from tailord.daemon.versions.publish import ensure_base
+from tailord.daemon.versions.reconcile import reconcile
+from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
 from tailord.storage.samples import NewSample, add_samples, mark_learned, queued
 from tailord.storage.versions import VersionStore

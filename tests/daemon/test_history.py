@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from tailord.daemon.events import EventBus
-from tailord.daemon.history import History, HistoryError, collect_garbage
-from tailord.daemon.publish import ensure_base, publish, reconcile
-from tailord.daemon.serving import LoadFailed, Serving
+from tailord.daemon.versions.history import History, HistoryError, collect_garbage
+from tailord.daemon.versions.publish import ensure_base, publish
+from tailord.daemon.versions.reconcile import reconcile
+from tailord.daemon.versions.serving import LoadFailed, Serving
 from tailord.storage.db import Database, open_database
 from tailord.storage.errors import VersionNotFound
 from tailord.storage.models import Sample, Version, VersionEvent

@@ -95,7 +95,7 @@ def test_burst_rescan_finds_files_no_event_announced(make_inbox: Callable[..., I
     box.watcher.stop()
     for i in range(30):
         box.write(f"cat/quiet{i}.json", f"[{i}, 4]".encode())
-    from tailord.daemon.inbox import Watcher
+    from tailord.daemon.inbox.watcher import Watcher
 
     box.watcher = Watcher(box.inbox, box.pending)
     box.watcher.start()

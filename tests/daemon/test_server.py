@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tailord.daemon.api import Api
-from tailord.daemon.auth import Authorizer
+from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import load_config
-from tailord.daemon.server import UnixHTTPServer, inherited_socket
+from tailord.daemon.http.auth import Authorizer
+from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
+from tailord.daemon.http.wire import Request, Response, json_response
 from tailord.daemon.service import Daemon
-from tailord.daemon.wire import Request, Response, json_response
 from tests.conftest import DaemonProcess, wait_for
 
 SERVE = "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())"
@@ -132,7 +132,7 @@ def test_another_uid_is_refused_by_the_peer_check(shared_daemon: DaemonProcess) 
     ctl = _as_nobody(
         sys.executable,
         "-c",
-        "import sys; from tailord.daemon.ctl import main; sys.exit(main())",
+        "import sys; from tailord.daemon.ctl.main import main; sys.exit(main())",
         "--socket",
         str(shared_daemon.socket),
         "status",
@@ -161,7 +161,7 @@ def test_a_user_without_access_to_the_socket_gets_a_clear_message(
     ctl = _as_nobody(
         sys.executable,
         "-c",
-        "import sys; from tailord.daemon.ctl import main; sys.exit(main())",
+        "import sys; from tailord.daemon.ctl.main import main; sys.exit(main())",
         "--socket",
         str(shared_daemon.socket),
         "version",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tailord.daemon.auth import Authorizer
-from tailord.daemon.client import Client
-from tailord.daemon.server import UnixHTTPServer
+from tailord.daemon.ctl.client import Client
+from tailord.daemon.http.auth import Authorizer
+from tailord.daemon.http.server import UnixHTTPServer
 from tests.daemon.test_server import _Gate, _responses
 
 IDLE = 0.3

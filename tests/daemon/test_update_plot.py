@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tailord.daemon.plot import PlotError, render_curve
+from tailord.daemon.ctl.plot import PlotError, render_curve
 
 MANIFEST = {
     "version": 3,

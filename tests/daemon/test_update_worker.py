@@ -16,8 +16,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from tailord.daemon.publish import ensure_base, publish
-from tailord.daemon.worker import WorkerJob, encode, main
+from tailord.daemon.updates.worker import WorkerJob, encode, main
+from tailord.daemon.versions.publish import ensure_base, publish
 from tailord.storage.db import Database, open_database
 from tailord.storage.embeddings import cached
 from tailord.storage.models import Embedding

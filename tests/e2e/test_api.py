@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tailord.daemon.client import Client, ClientError, DaemonUnavailable
-from tailord.daemon.ctl import main as tailorctl
+from tailord.daemon.ctl.client import Client, ClientError, DaemonUnavailable
+from tailord.daemon.ctl.main import main as tailorctl
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 
 
@@ -212,7 +212,7 @@ def test_tailorctl_commands(live: DaemonProcess, capsys: pytest.CaptureFixture[s
 
 
 def test_tailorctl_events_follows_the_stream(live: DaemonProcess) -> None:
-    code = "import sys; from tailord.daemon.ctl import main; sys.exit(main())"
+    code = "import sys; from tailord.daemon.ctl.main import main; sys.exit(main())"
     args = [sys.executable, "-c", code, "--socket", str(live.socket), "--json", "events"]
     with live.client() as client:
         before = _subscriptions(client)

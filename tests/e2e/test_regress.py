@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from jsonschema import Draft202012Validator
 
-from tailord.daemon.client import ClientError
-from tailord.daemon.openapi import openapi_document
+from tailord.daemon.api.openapi import openapi_document
+from tailord.daemon.ctl.client import ClientError
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 
 CONFIG = """

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tailord.daemon.client import ClientError
+from tailord.daemon.ctl.client import ClientError
 from tailord.storage.versions import VersionStore
 from tailord.trainer.model import Model
 from tests.conftest import DaemonProcess, wait_for

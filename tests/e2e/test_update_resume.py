@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tailord.daemon.client import ClientError
+from tailord.daemon.ctl.client import ClientError
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 
 SLOW_CONFIG = """

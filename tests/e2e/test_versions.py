@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tailord.daemon.client import ClientError
-from tailord.daemon.ctl import main as tailorctl
+from tailord.daemon.ctl.client import ClientError
+from tailord.daemon.ctl.main import main as tailorctl
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update

@@ -1,6 +1,6 @@
 """A small typed client for tailord's socket API; ``tailorctl`` is built on it.
 
-from tailord.daemon.client import Client
+from tailord.daemon.ctl.client import Client
 with Client() as client:
     print(client.version()["version"])
 """

@@ -24,22 +24,11 @@ from typing import BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from tailord.daemon.config import IngestConfig
-from tailord.daemon.inbox import (
-    PendingPaths,
-    Refused,
-    Unsettled,
-    check_label,
-    check_unchanged,
-    is_batch,
-    label_of,
-    open_entry,
-    read_entry,
-    reject,
-    reject_lines,
-    relative,
-    scan,
-)
-from tailord.daemon.settling import Settling
+from tailord.daemon.inbox.entry import Unsettled, check_unchanged, open_entry, read_entry
+from tailord.daemon.inbox.layout import Refused, check_label, is_batch, label_of, relative, scan
+from tailord.daemon.inbox.rejected import reject, reject_lines
+from tailord.daemon.inbox.settling import Settling
+from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.storage.db import Database
 from tailord.storage.samples import (
     Added,

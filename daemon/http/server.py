@@ -28,10 +28,10 @@ from pathlib import Path
 
 import uvloop
 
-from tailord.daemon.auth import Authorizer
 from tailord.daemon.errors import AlreadyRunning, ConfigError
-from tailord.daemon.protocol import Connection
-from tailord.daemon.wire import App, Request
+from tailord.daemon.http.auth import Authorizer
+from tailord.daemon.http.protocol import Connection
+from tailord.daemon.http.wire import App, Request
 
 logger = logging.getLogger(__name__)
 

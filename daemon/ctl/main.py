@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tailord.daemon.client import Client, ClientError
+from tailord.daemon.ctl.client import Client, ClientError
 from tailord.trainer.errors import DecodeError
 from tailord.trainer.inputs import decode_vector
 
@@ -154,7 +154,7 @@ def _print_update(info: dict[str, Any]) -> None:
 
 
 def _plot(info: dict[str, Any], path: Path) -> int:
-    from tailord.daemon.plot import PlotError, render_curve
+    from tailord.daemon.ctl.plot import PlotError, render_curve
 
     try:
         render_curve({**info["manifest"], "version": info["number"]}, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tailord.daemon.wire import Request
+from tailord.daemon.http.wire import Request
 
 
 class ApiError(Exception):

@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from tailord.daemon.worker import WorkerJob, main
+from tailord.daemon.updates.worker import WorkerJob, main
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus
-from tailord.daemon.publish import publish
-from tailord.daemon.serving import Serving
+from tailord.daemon.versions.publish import publish
+from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import Database
 from tailord.storage.errors import VersionNotFound
 from tailord.storage.models import Version, VersionEvent

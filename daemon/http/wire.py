@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from tailord.daemon.auth import Peer
+from tailord.daemon.http.auth import Peer
 
 
 @dataclass(frozen=True)

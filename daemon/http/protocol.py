@@ -26,8 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httptools
 
-from tailord.daemon.auth import Authorizer, peer_of
-from tailord.daemon.wire import App, Request, Response, error_response
+from tailord.daemon.http.auth import Authorizer, peer_of
+from tailord.daemon.http.wire import App, Request, Response, error_response
 
 logger = logging.getLogger(__name__)
 

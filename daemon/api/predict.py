@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from tailord.daemon.params import ApiError, int_param
-from tailord.daemon.serving import Served
-from tailord.daemon.wire import Request, Response, json_response
+from tailord.daemon.api.params import ApiError, int_param
+from tailord.daemon.http.wire import Request, Response, json_response
+from tailord.daemon.versions.serving import Served
 from tailord.trainer.errors import DecodeError, ModelError
 from tailord.trainer.inputs import SAMPLE_SUFFIXES, decode_record, decode_sample
 

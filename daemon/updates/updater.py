@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus
-from tailord.daemon.history import collect_garbage
-from tailord.daemon.progress import ProgressLog
-from tailord.daemon.publish import publish
-from tailord.daemon.serving import Serving
-from tailord.daemon.worker import WorkerJob
-from tailord.daemon.workers import Workers
+from tailord.daemon.updates.progress import ProgressLog
+from tailord.daemon.updates.worker import WorkerJob
+from tailord.daemon.updates.workers import Workers
+from tailord.daemon.versions.history import collect_garbage
+from tailord.daemon.versions.publish import publish
+from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import Database
 from tailord.storage.models import Sample, SampleState, Update, UpdateState
 from tailord.storage.versions import VersionStore

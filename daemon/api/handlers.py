@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from tailord.daemon.api.openapi import openapi_document
+from tailord.daemon.api.params import ApiError, bool_param, int_param, number_param, text_param
+from tailord.daemon.api.predict import predict
 from tailord.daemon.events import EventBus
-from tailord.daemon.history import HistoryError
+from tailord.daemon.http.wire import Request, Response, error_response, json_response
 from tailord.daemon.metrics import Metrics
-from tailord.daemon.openapi import openapi_document
-from tailord.daemon.params import ApiError, bool_param, int_param, number_param, text_param
-from tailord.daemon.predict import predict
-from tailord.daemon.serving import LoadFailed, Served
-from tailord.daemon.updates import NothingQueued
-from tailord.daemon.wire import Request, Response, error_response, json_response
+from tailord.daemon.updates.updater import NothingQueued
+from tailord.daemon.versions.history import HistoryError
+from tailord.daemon.versions.serving import LoadFailed, Served
 from tailord.storage.errors import VersionNotFound
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from tailord.daemon.inbox import PendingPaths, relative
+from tailord.daemon.inbox.layout import relative
+from tailord.daemon.inbox.watcher import PendingPaths
 
 
 class Settling:

@@ -1,0 +1,1 @@
+"""``tailorctl`` and its client: imports neither torch, the service nor the trainer."""

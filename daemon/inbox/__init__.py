@@ -1,0 +1,1 @@
+"""The inbox: its layout, opening entries safely, rejecting them, watching, settling, ingesting."""

@@ -1,0 +1,1 @@
+"""Versions: publishing, start-up repair, history (rollback, pin, garbage), serving."""
