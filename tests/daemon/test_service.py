@@ -25,10 +25,8 @@ def test_a_failed_start_stops_the_parts_it_had_started(short_tmp: Path) -> None:
     before = set(threading.enumerate())
     daemon = Daemon(config)
     with pytest.raises(ConfigError, match="world-writable"):
-        try:
-            daemon.startup()
-        finally:
-            assert set(threading.enumerate()) - before, "the parts had started their threads"
-            daemon.shutdown()
+        daemon.startup()
+    assert set(threading.enumerate()) - before, "the parts had started their threads"
+    daemon.shutdown()
     wait_for(lambda: set(threading.enumerate()) <= before, timeout=10)
     assert not (run / "s.sock").exists()
