@@ -25,20 +25,22 @@ from sqlalchemy import select
 
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
-from tailord.daemon.events import EventBus
+from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.inbox.ingest import Ingestor
 from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
+from tailord.daemon.updates.info import UpdateInfo
 from tailord.daemon.updates.updater import Updater
-from tailord.daemon.versions.history import History, collect_garbage
+from tailord.daemon.versions.history import History
+from tailord.daemon.versions.info import ImportResult, PinResult, RollbackResult, VersionEntry
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Served, Serving
 from tailord.storage.db import Database, open_database
-from tailord.storage.models import Version
+from tailord.storage.models import UpdateState, Version
 from tailord.storage.samples import counts, last_queued_at, list_samples
 from tailord.storage.versions import VersionStore
 
@@ -87,8 +89,8 @@ class Daemon:
             current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
         self.serving.load(store, current)
         self.history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
-        collect_garbage(store, db, cfg.versions.keep)
-        self.updater = Updater(cfg, db, store, self.serving, self.events, lambda: self.should_exit)
+        self.history.start()
+        self.updater = Updater(cfg, db, store, self.history, self.events, lambda: self.should_exit)
 
         if self.updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
@@ -213,7 +215,7 @@ class Daemon:
 
     def _note_outcome(self) -> None:
         last = self.updater.last_update()
-        if last is not None and last["state"] == "failed":
+        if last is not None and last.state == UpdateState.FAILED:
             self._failures += 1
             self._last_failure_at = time.time()
         else:
@@ -231,12 +233,10 @@ class Daemon:
 
     def _on_rejected(self, source: str, reason: str) -> None:
         # ``source`` is the path inside the inbox; ``name`` is what lands in .rejected/.
-        self.events.publish(
-            "sample.rejected", name=source.rsplit("/", 1)[-1], source=source, reason=reason
-        )
+        self.events.publish(SampleRejected(source.rsplit("/", 1)[-1], source, reason))
 
     def _on_ingested(self, added: int) -> None:
-        self.events.publish("sample.queued", count=added)
+        self.events.publish(SampleQueued(added))
         self.wake()
 
     # -- what the API asks -----------------------------------------------------------------
@@ -244,17 +244,17 @@ class Daemon:
     def served(self) -> Served | None:
         return self.serving.current
 
-    def request_update(self) -> dict[str, Any]:
+    def request_update(self) -> UpdateInfo:
         """Accept a manual update (raises NothingQueued); its row exists before we answer."""
         accepted = self.updater.request()
         self._manual = True
         self.wake()
         return accepted
 
-    def update_info(self, update_id: int) -> dict[str, Any] | None:
+    def update_info(self, update_id: int) -> UpdateInfo | None:
         return self.updater.describe(update_id)
 
-    def wait_update(self, update_id: int, timeout: float) -> dict[str, Any] | None:
+    def wait_update(self, update_id: int, timeout: float) -> UpdateInfo | None:
         return self.updater.wait(update_id, timeout)
 
     def versions(self) -> list[dict[str, Any]]:
@@ -306,16 +306,16 @@ class Daemon:
             updating=self.updater.running is not None,
         )
 
-    def rollback(self, number: int | None) -> dict[str, Any]:
+    def rollback(self, number: int | None) -> RollbackResult:
         return self.history.rollback(number)
 
-    def pin(self, number: int, pinned: bool) -> dict[str, Any]:
+    def pin(self, number: int, pinned: bool) -> PinResult:
         return self.history.pin(number, pinned)
 
-    def import_base(self, data: bytes) -> dict[str, Any]:
+    def import_base(self, data: bytes) -> ImportResult:
         return self.history.import_base(data)
 
-    def version_history(self) -> list[dict[str, Any]]:
+    def version_history(self) -> list[VersionEntry]:
         return self.history.listing()
 
     def status(self) -> dict[str, Any]:

@@ -19,8 +19,10 @@ from tailord.daemon.api.predict import predict
 from tailord.daemon.events import EventBus
 from tailord.daemon.http.wire import Request, Response, error_response, json_response
 from tailord.daemon.metrics import Metrics
+from tailord.daemon.updates.info import UpdateInfo
 from tailord.daemon.updates.updater import NothingQueued
 from tailord.daemon.versions.history import HistoryError
+from tailord.daemon.versions.info import ImportResult, PinResult, RollbackResult
 from tailord.daemon.versions.serving import LoadFailed, Served
 from tailord.storage.errors import VersionNotFound
 
@@ -39,17 +41,17 @@ class Backend(Protocol):
 
     def served(self) -> Served | None: ...
     def status(self) -> dict[str, Any]: ...
-    def request_update(self) -> dict[str, Any]: ...
-    def update_info(self, update_id: int) -> dict[str, Any] | None: ...
-    def wait_update(self, update_id: int, timeout: float) -> dict[str, Any] | None: ...
+    def request_update(self) -> UpdateInfo: ...
+    def update_info(self, update_id: int) -> UpdateInfo | None: ...
+    def wait_update(self, update_id: int, timeout: float) -> UpdateInfo | None: ...
     def versions(self) -> list[dict[str, Any]]: ...
     def version_info(self, number: int) -> dict[str, Any] | None: ...
     def samples(
         self, *, state: str | None, label: str | None, after_id: int | None, limit: int
     ) -> dict[str, Any]: ...
-    def rollback(self, number: int | None) -> dict[str, Any]: ...
-    def pin(self, number: int, pinned: bool) -> dict[str, Any]: ...
-    def import_base(self, data: bytes) -> dict[str, Any]: ...
+    def rollback(self, number: int | None) -> RollbackResult: ...
+    def pin(self, number: int, pinned: bool) -> PinResult: ...
+    def import_base(self, data: bytes) -> ImportResult: ...
 
 
 class Api:
@@ -166,13 +168,11 @@ class Api:
             raise ApiError(409, "nothing_queued", str(exc)) from exc
         if not wait:
             return json_response(202, accepted)
-        finished = self.backend.wait_update(int(accepted["id"]), timeout)
+        finished = self.backend.wait_update(accepted.id, timeout)
         if finished is None:  # cannot happen: rows are never deleted
-            raise ApiError(404, "not_found", f"update {accepted['id']} vanished")
+            raise ApiError(404, "not_found", f"update {accepted.id} vanished")
         # Still running after ``timeout``: 202, like an answer without waiting.
-        return json_response(
-            200 if finished["state"] not in ("pending", "running") else 202, finished
-        )
+        return json_response(202 if finished.active else 200, finished)
 
     def update_detail(self, request: Request, update_id: int) -> Response:
         info = self.backend.update_info(update_id)
@@ -293,7 +293,7 @@ def _version_in(request: Request, *, required: bool) -> int | None:
     return number
 
 
-def _history_call(call: Callable[[], dict[str, Any]]) -> Response:
+def _history_call(call: Callable[[], RollbackResult | PinResult | ImportResult]) -> Response:
     try:
         return json_response(200, call())
     except VersionNotFound as exc:

@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import msgspec
+
 from tailord.daemon.http.auth import Peer
 
 
@@ -34,7 +36,9 @@ App = Callable[[Request], Response]
 
 
 def json_response(status: int, payload: object) -> Response:
-    return Response(status, json.dumps(payload).encode() + b"\n")
+    # to_builtins: the domain answers with typed structs (UpdateInfo, RollbackResult...),
+    # and json.dumps keeps the bytes of every answer as they were.
+    return Response(status, json.dumps(msgspec.to_builtins(payload)).encode() + b"\n")
 
 
 def error_response(status: int, code: str, message: str) -> Response:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 import numpy as np
 
-from tailord.daemon.events import EventBus
+from tailord.daemon.events import EventBus, VersionLoadFailed
 from tailord.storage.errors import StorageError
 from tailord.storage.versions import VersionStore
 from tailord.trainer.errors import ModelError
@@ -30,12 +30,20 @@ class LoadFailed(StorageError):
     """A version could not be loaded; the previous version keeps serving."""
 
 
+class LoadError(msgspec.Struct, frozen=True):
+    """The last failed load (``load_error`` in ``/v1/status``), until a load succeeds."""
+
+    version: int
+    message: str
+    at: float  # Unix seconds
+
+
 @dataclass(frozen=True)
 class Served:
     """One loaded version; immutable, so a request holding it finishes on it."""
 
     number: int
-    manifest: dict[str, Any]
+    manifest: dict[str, object]  # as read from its manifest.json (docs/versions.md)
     model: Model
 
 
@@ -45,7 +53,7 @@ class Serving:
     def __init__(self, events: EventBus | None = None) -> None:
         self._current: Served | None = None
         self._events = events
-        self.last_error: dict[str, Any] | None = None
+        self.last_error: LoadError | None = None
 
     @property
     def current(self) -> Served | None:
@@ -66,12 +74,10 @@ class Serving:
                     model.predict_encoded(warm_up)
         except (StorageError, ModelError) as exc:
             message = f"version {number} could not be loaded: {exc}"
-            self.last_error = {"version": number, "message": message, "at": time.time()}
+            self.last_error = LoadError(number, message, time.time())
             logger.error("%s; still serving version %s", message, self._number())
             if self._events is not None:
-                self._events.publish(
-                    "version.load_failed", version=number, serving=self._number(), error=str(exc)
-                )
+                self._events.publish(VersionLoadFailed(number, self._number(), str(exc)))
             raise LoadFailed(message) from exc
         return Served(number, stored.manifest, model)
 
