@@ -21,4 +21,5 @@ class ModelError(TrainerError):
 
 
 class UpdateCancelled(TrainerError):
-    """The update was cancelled before it finished; the current version is unchanged."""
+    """The update was cancelled before it finished; the current version is unchanged, and the
+    next update (`tailorctl update`) resumes from its last checkpoint."""

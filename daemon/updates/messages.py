@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from multiprocessing.connection import Connection
 from pathlib import Path, PurePath
-from typing import Any
 
 import msgspec
 
@@ -77,13 +76,13 @@ class Failure(msgspec.Struct, frozen=True, tag="failure"):
 Message = Ready | Progress | Result | Failure
 
 
-def _enc_hook(obj: Any) -> Any:
+def _enc_hook(obj: object) -> object:
     if isinstance(obj, PurePath):
         return str(obj)
     raise NotImplementedError(f"cannot send {type(obj).__name__} to or from the worker")
 
 
-def _dec_hook(type_: type, obj: Any) -> Any:
+def _dec_hook(type_: type, obj: object) -> object:
     if type_ is Path and isinstance(obj, str):
         return Path(obj)
     raise NotImplementedError(f"cannot receive {type_.__name__} from the pipe")

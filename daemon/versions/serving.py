@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class LoadFailed(StorageError):
-    """A version could not be loaded; the previous version keeps serving."""
+    """A version could not be loaded, and the previous one keeps serving; the log says why
+    (roll back to another version with `tailorctl rollback N`)."""
 
 
 class LoadError(msgspec.Struct, frozen=True):

@@ -19,7 +19,9 @@ def test_a_data_dir_without_a_valid_version_is_one_line_and_code_2(
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))  # the only version, corrupt
 
-    finished = subprocess.run(daemon.argv(), capture_output=True, text=True, timeout=120)
+    finished = subprocess.run(
+        daemon.argv(), check=False, capture_output=True, text=True, timeout=120
+    )
 
     assert finished.returncode == 2, finished.stderr
     assert "Traceback" not in finished.stderr
@@ -34,7 +36,11 @@ def test_a_bad_config_is_one_line_and_code_2(daemon: DaemonProcess) -> None:
     config.write_text('[model]\nhead = "forest"\n')
 
     finished = subprocess.run(
-        daemon.argv("--config", str(config)), capture_output=True, text=True, timeout=120
+        daemon.argv("--config", str(config)),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert finished.returncode == 2, finished.stderr
