@@ -14,6 +14,7 @@ from tailord.errors import TailordError
 from tailord.storage.errors import CorruptVersion, StorageError
 from tailord.trainer.errors import ModelError, TrainerError
 
+
 def _all_errors() -> list[type[BaseException]]:
     for package in (tailord.daemon, tailord.storage, tailord.trainer):
         for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
