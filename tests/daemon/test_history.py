@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -292,7 +293,7 @@ def test_manifests_keep_their_keys(env: Env) -> None:
     base = env.store.read(0).manifest
     assert base["metrics"] == {}  # written even when empty
     assert "update" not in base  # optional keys left at their default are not written
-    assert base["spec"] == SPEC.to_dict()
+    assert base["spec"] == msgspec.json.decode(msgspec.json.encode(SPEC))
     _publish(env, 60)
     stored = env.store.read(1).manifest
     assert set(stored) == {
