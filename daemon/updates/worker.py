@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 import msgspec
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from tailord.daemon.updates.info import CurvePoint, GateFigures, TrainingProgress, UpdateMetrics
 from tailord.daemon.updates.messages import (
@@ -106,8 +107,6 @@ def encode(db: Database, model: Model, samples: Sequence[SampleRow]) -> Rows:
 
 def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
     """Do the update described by ``job``; ``send`` receives progress messages."""
-    import torch
-
     torch.set_num_threads(max(1, job.threads))
     spec, params, gate = job.spec, job.params, job.gate
     store = VersionStore(job.data_dir)
