@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 from sqlalchemy import func, select
@@ -78,7 +79,7 @@ def publish(
     manifest: ManifestFields,
     sample_ids: Sequence[int] = (),
     read_at: float | None = None,
-    event: str = "published",
+    event: Literal["published", "base", "import"] = "published",  # its version_events row
     record: Callable[[Session, int], None] | None = None,
 ) -> int:
     """Publish the candidate in ``staging/<staging_name>`` as a version, make it current.
