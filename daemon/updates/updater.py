@@ -1,4 +1,5 @@
-"""Running one update: its row, its worker (workers.py), publishing or rejecting the candidate."""
+"""Running one update: its row (rows.py), its worker (workers.py), publishing or rejecting
+the candidate; and what the API asks about updates."""
 
 from __future__ import annotations
 
@@ -6,25 +7,18 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
-from sqlalchemy.orm import Session
 
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, UpdateBegan, UpdateFinished, UpdateJudged
-from tailord.daemon.updates.info import (
-    GateFigures,
-    TrainingProgress,
-    UpdateInfo,
-    UpdateMetrics,
-)
+from tailord.daemon.updates.info import TrainingProgress, UpdateInfo
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
+from tailord.daemon.updates.rows import Ending, describe, record
 from tailord.daemon.updates.workers import Workers
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ManifestFields
@@ -169,7 +163,7 @@ class Updater:
             read_at=read_at,
             # In the publish's own transaction: whoever sees the new version also finds its
             # update succeeded, with the gate's figures.
-            record=lambda session, number: _record(
+            record=lambda session, number: record(
                 session, update_id, Ending(UpdateState.SUCCEEDED, number, result=result)
             ),
             announce=lambda number: self._announce(
@@ -192,7 +186,7 @@ class Updater:
 
     def _finish(self, update_id: int, ending: Ending) -> None:
         with self.db.write() as session:
-            _record(session, update_id, ending)
+            record(session, update_id, ending)
         self._announce(update_id, ending)
 
     def _announce(self, update_id: int, ending: Ending) -> None:
@@ -277,22 +271,8 @@ class Updater:
             subscription.close()
 
     def _describe(self, row: Update) -> UpdateInfo:
-        return UpdateInfo(
-            id=row.id,
-            state=row.state,
-            reason=row.reason,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            base_version=row.base_version,
-            version=row.version,
-            samples=row.sample_count,
-            error=row.error,
-            metrics=msgspec.convert(row.metrics or {}, UpdateMetrics),
-            gate=None if row.gate is None else msgspec.convert(row.gate, GateFigures),
-            progress=self.progress
-            if self.running == row.id and row.state == UpdateState.RUNNING
-            else None,
-        )
+        running = self.running == row.id and row.state == UpdateState.RUNNING
+        return describe(row, self.progress if running else None)
 
     @property
     def progress(self) -> TrainingProgress | None:
@@ -323,25 +303,3 @@ class Updater:
         self._finish(
             update_id, Ending(UpdateState.REJECTED, error=f"gate: {reason}", result=result)
         )
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How an update ended, as its row and its ``update.finished`` event record it."""
-
-    state: UpdateState
-    version: int | None = None
-    error: str | None = None
-    result: Result | None = None  # the worker's, when it got that far
-
-
-def _record(session: Session, update_id: int, ending: Ending) -> None:
-    row = session.get_one(Update, update_id)
-    row.state = ending.state
-    row.finished_at = time.time()
-    row.version = ending.version
-    row.error = ending.error
-    if ending.result is not None:
-        row.sample_count = ending.result.new_samples
-        row.metrics = msgspec.to_builtins(ending.result.metrics)
-        row.gate = msgspec.to_builtins(ending.result.gate)
