@@ -32,6 +32,7 @@ from torch import nn
 from tailord.daemon.config import load_config
 from tailord.daemon.events import EventBus
 from tailord.daemon.updates.updater import Updater
+from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
@@ -73,7 +74,8 @@ def real_path(root: Path, x: np.ndarray, names: list[str]) -> tuple[float, dict[
     serving.load(store, reconcile(store, db))
     bus, stamps = EventBus(), {}
     bus.listen(lambda event: stamps.setdefault(event.type, time.perf_counter()))
-    updater = Updater(config, db, store, serving, bus, lambda: False)
+    history = History(store, db, serving, bus, config.model, config.versions.keep)
+    updater = Updater(config, db, store, history, bus, lambda: False)
     # [worker] prewarm: the worker's interpreter and torch load before the update is due,
     # as in a daemon that has been running; wait until it is up so they are not timed.
     assert updater.workers.wait_warm(60), "the prewarmed worker did not start"

@@ -61,5 +61,7 @@ def tailord_main(argv: Sequence[str] | None = None) -> int:
 
         return Daemon(config).run()
     except TailordError as exc:
-        logger.error("%s", exc)
+        # Every tailord error (config, storage, trainer) says what to do: one line in the
+        # journal, not a traceback, and exit code 2 so systemd does not restart in a loop.
+        logger.error("%s", " ".join(str(exc).split()))
         return 2

@@ -1,13 +1,14 @@
-"""Exceptions of the daemon room."""
+"""Exceptions of the daemon room; :class:`TailordError` is the root of every tailord error.
+
+The root lives in ``tailord.errors`` so that ``storage`` and ``trainer`` derive from it too
+(``StorageError``, ``TrainerError``); it is re-exported here for the daemon's modules.
+"""
 
 from __future__ import annotations
 
+from tailord.errors import TailordError
 
-class TailordError(Exception):
-    """tailord could not do what was asked."""
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.__doc__)
+__all__ = ["AlreadyRunning", "ConfigError", "TailordError"]
 
 
 class ConfigError(TailordError):

@@ -1,8 +1,12 @@
 """In-process event bus: the daemon's parts publish, API clients subscribe (``/v1/events``).
 
-Event types: ``sample.queued``, ``sample.rejected``, ``update.began``, ``update.progress``,
-``update.judged``, ``update.finished``, ``version.changed``. A slow subscriber loses its
+Each event type is one struct below (its ``type`` is a class constant): ``sample.queued``,
+``sample.rejected``, ``update.began``, ``update.progress``, ``update.judged``,
+``update.finished``, ``version.changed``, ``version.load_failed``. A slow subscriber loses its
 oldest events rather than slowing the publisher: its queue is bounded.
+
+This module imports neither torch nor SQLAlchemy: ``tailorctl`` decodes the stream with
+:func:`decode_event`.
 """
 
 from __future__ import annotations
@@ -14,28 +18,144 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar, Literal
+
+import msgspec
+
+from tailord.daemon.api import bodies
+from tailord.storage.states import UpdateState
 
 logger = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE = 1000
 
 
-@dataclass(frozen=True)
-class Event:
-    id: int
-    type: str
-    data: dict[str, Any]
-    time: float = field(default_factory=time.time)
+class EventData(msgspec.Struct, frozen=True):
+    """The payload of one event type; its wire name is ``type``."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "time": self.time, "data": self.data}
+    type: ClassVar[str]
+
+
+class SampleQueued(EventData, frozen=True):
+    type: ClassVar[str] = "sample.queued"
+    count: int  # samples committed in one batch
+
+
+class SampleRejected(EventData, frozen=True):
+    type: ClassVar[str] = "sample.rejected"
+    name: str  # the file's name in INBOX/.rejected/
+    source: str  # its path inside the inbox
+    reason: str
+
+
+class UpdateBegan(EventData, frozen=True):
+    type: ClassVar[str] = "update.began"
+    update: int
+    base_version: int
+    reason: str  # the policy's reason, or "requested"
+    epochs: int
+
+
+class UpdateProgressed(EventData, frozen=True):
+    """The fields of :class:`bodies.Progress`, flat beside the update's id."""
+
+    type: ClassVar[str] = "update.progress"
+    update: int
+    kind: bodies.ProgressKind
+    epoch: int
+    batch: int
+    loss: float | None
+    samples_per_second: float | None
+    accuracy: float | None = None
+
+    @classmethod
+    def of(cls, update: int, p: bodies.Progress) -> UpdateProgressed:
+        return cls(update, p.kind, p.epoch, p.batch, p.loss, p.samples_per_second, p.accuracy)
+
+
+class UpdateJudged(EventData, frozen=True):
+    type: ClassVar[str] = "update.judged"
+    update: int
+    promote: bool
+    gate: bodies.Gate
+
+
+class UpdateFinished(EventData, frozen=True):
+    """After the update's row is committed: a listener reads the finished row."""
+
+    type: ClassVar[str] = "update.finished"
+    update: int
+    state: UpdateState
+    version: int | None  # the version it published
+    error: str | None
+
+
+class VersionChanged(EventData, frozen=True, omit_defaults=True):
+    """``current`` was flipped. A publish names the ``parent``; a rollback the ``previous``
+    current and its ``reason``; an import both ``parent`` and ``reason``."""
+
+    type: ClassVar[str] = "version.changed"
+    version: int
+    parent: int | None = None
+    previous: int | None = None
+    reason: Literal["rollback", "import"] | None = None
+
+
+class VersionLoadFailed(EventData, frozen=True):
+    type: ClassVar[str] = "version.load_failed"
+    version: int
+    serving: int | None  # the version that keeps serving
+    error: str
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.type: cls
+    for cls in (
+        SampleQueued,
+        SampleRejected,
+        UpdateBegan,
+        UpdateProgressed,
+        UpdateJudged,
+        UpdateFinished,
+        VersionChanged,
+        VersionLoadFailed,
+    )
+}
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One published event as the bus carries it: its number on this bus, its typed payload
+    and when it happened. Clients get its :meth:`envelope` (``bodies.Event``)."""
+
+    id: int
+    data: EventData
+    time: float = msgspec.field(default_factory=time.time)
+
+    @property
+    def type(self) -> str:
+        return self.data.type
+
+    def envelope(self) -> bodies.Event:
+        """The event as ``/v1/events`` sends it: the wire's envelope, defined in bodies."""
+        return bodies.Event(self.id, self.type, self.time, msgspec.to_builtins(self.data))
 
     def to_sse(self) -> bytes:
         """The event as one server-sent-events message (``id``, ``event``, ``data`` lines)."""
-        data = json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+        # json.dumps, not msgspec: the stream stays byte for byte what it was (msgspec writes
+        # 1e-05 as 0.00001 and non-ASCII raw); events are few, so speed is no concern here.
+        data = json.dumps(msgspec.to_builtins(self.envelope()), separators=(",", ":"))
         return f"id: {self.id}\nevent: {self.type}\ndata: {data}\n\n".encode()
+
+
+def decode_event(raw: bytes | str) -> Event | None:
+    """An event from the JSON of one ``data:`` line of ``/v1/events``; None for a type this
+    program does not know (a newer daemon's): skip it. Raises ``msgspec.ValidationError``
+    when a known type's payload does not fit its struct."""
+    envelope = msgspec.json.decode(raw, type=bodies.Event)
+    kind = EVENT_TYPES.get(envelope.type)
+    if kind is None:
+        return None
+    return Event(envelope.id, msgspec.convert(envelope.data, kind), envelope.time)
 
 
 class Subscription:
@@ -76,7 +196,11 @@ class Subscription:
         self._bus.unsubscribe(self)
 
 
-_CLOSED = Event(0, "closed", {})
+class _Closed(EventData, frozen=True):
+    type: ClassVar[str] = "closed"  # never published: ends subscriptions at shutdown
+
+
+_CLOSED = Event(0, _Closed(), 0.0)
 
 
 class EventBus:
@@ -86,9 +210,9 @@ class EventBus:
         self._listeners: list[Callable[[Event], None]] = []
         self._ids = itertools.count(1)
 
-    def publish(self, type_: str, **data: Any) -> Event:
+    def publish(self, data: EventData) -> Event:
         with self._lock:
-            event = Event(next(self._ids), type_, data)
+            event = Event(next(self._ids), data)
             subscribers = list(self._subscribers)
             listeners = list(self._listeners)
         for listener in listeners:
@@ -123,3 +247,21 @@ class EventBus:
         with self._lock:
             if subscription in self._subscribers:
                 self._subscribers.remove(subscription)
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "Event",
+    "EventBus",
+    "EventData",
+    "SampleQueued",
+    "SampleRejected",
+    "Subscription",
+    "UpdateBegan",
+    "UpdateFinished",
+    "UpdateJudged",
+    "UpdateProgressed",
+    "VersionChanged",
+    "VersionLoadFailed",
+    "decode_event",
+]

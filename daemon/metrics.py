@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tailord.daemon.events import Event
+from tailord.daemon.events import Event, UpdateBegan, UpdateFinished
 
 # API requests are mostly sub-millisecond; predictions and ?wait=true run longer.
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0)
@@ -105,17 +105,14 @@ class Metrics:
         child.observe(seconds)
 
     def on_event(self, event: Event) -> None:
-        update = event.data.get("update")
-        if not isinstance(update, int):
-            return
+        data = event.data
         with self._lock:
-            if event.type == "update.began":
-                self._began[update] = time.monotonic()
-            elif event.type == "update.finished":
-                began = self._began.pop(update, None)
+            if isinstance(data, UpdateBegan):
+                self._began[data.update] = time.monotonic()
+            elif isinstance(data, UpdateFinished):
+                began = self._began.pop(data.update, None)
                 if began is not None:
-                    state = str(event.data.get("state", "unknown"))
-                    self.updates.labels(state).observe(time.monotonic() - began)
+                    self.updates.labels(str(data.state)).observe(time.monotonic() - began)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""

@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
-from tailord.daemon.events import EventBus
+from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.inbox.ingest import Ingestor
@@ -34,12 +34,13 @@ from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.updates.updater import Updater
-from tailord.daemon.versions.history import History, collect_garbage
+from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
 from tailord.storage.samples import counts, last_queued_at
+from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -95,9 +96,9 @@ class Daemon:
             current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
         self.serving.load(store, current)
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
-        collect_garbage(store, db, cfg.versions.keep)
+        history.start()
         self.updater = updater = Updater(
-            cfg, db, store, self.serving, self.events, lambda: self.should_exit
+            cfg, db, store, history, self.events, lambda: self.should_exit
         )
         if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
@@ -210,7 +211,7 @@ class Daemon:
     def _decide(self, manual: bool) -> Decision:
         assert self._ctx is not None
         with self._ctx.db.read() as session:
-            by_label = counts(session).get("queued", {})
+            by_label = counts(session).get(SampleState.QUEUED, {})
             last = last_queued_at(session)
         return decide(
             self.config.policy,
@@ -224,7 +225,7 @@ class Daemon:
 
     def _note_outcome(self) -> None:
         last = self.updater.last_update()
-        if last is not None and last["state"] == "failed":
+        if last is not None and UpdateState(last.state) is UpdateState.FAILED:
             self._failures += 1
             self._last_failure_at = time.time()
         else:
@@ -247,12 +248,10 @@ class Daemon:
 
     def _on_rejected(self, source: str, reason: str) -> None:
         # ``source`` is the path inside the inbox; ``name`` is what lands in .rejected/.
-        self.events.publish(
-            "sample.rejected", name=source.rsplit("/", 1)[-1], source=source, reason=reason
-        )
+        self.events.publish(SampleRejected(source.rsplit("/", 1)[-1], source, reason))
 
     def _on_ingested(self, added: int) -> None:
-        self.events.publish("sample.queued", count=added)
+        self.events.publish(SampleQueued(added))
         self.wake()
 
     def _metrics_snapshot(self) -> Snapshot:
@@ -264,8 +263,8 @@ class Daemon:
         served = self.serving.current
         stats = ctx.ingest
         return Snapshot(
-            queued=by_state.get("queued", {}),
-            learned=sum(by_state.get("learned", {}).values()),
+            queued=by_state.get(SampleState.QUEUED, {}),
+            learned=sum(by_state.get(SampleState.LEARNED, {}).values()),
             ingested=stats.ingested,
             duplicates=stats.duplicates,
             rejected=stats.rejected,

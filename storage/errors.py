@@ -1,13 +1,12 @@
-"""Exceptions raised by the storage room."""
+"""Exceptions raised by the storage room; all derive from tailord's one root."""
 
 from __future__ import annotations
 
+from tailord.errors import TailordError
 
-class StorageError(Exception):
-    """Something went wrong while reading or writing tailord's data directory."""
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.__doc__)
+class StorageError(TailordError):
+    """tailord could not read or write its data directory; check its permissions and free space."""
 
 
 class VersionNotFound(StorageError):
@@ -15,4 +14,4 @@ class VersionNotFound(StorageError):
 
 
 class CorruptVersion(StorageError):
-    """A version's files do not match its manifest; it will not be served."""
+    """A version's files do not match its manifest; it will not be served (roll back to another)."""

@@ -13,6 +13,21 @@ import time
 from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tailord.storage.states import SampleState, UpdateState
+
+__all__ = [
+    "Base",
+    "Embedding",
+    "Rejection",
+    "Sample",
+    "SampleState",
+    "Update",
+    "UpdateEvent",
+    "UpdateState",
+    "Version",
+    "VersionEvent",
+]
+
 # Explicit constraint names keep future migrations deterministic across SQLite rebuilds.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -35,21 +50,6 @@ def now() -> float:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class SampleState(enum.StrEnum):
-    QUEUED = "queued"
-    LEARNED = "learned"
-    REJECTED = "rejected"  # its update's candidate failed the gate; kept, not learned
-
-
-class UpdateState(enum.StrEnum):
-    PENDING = "pending"  # requested through the API, not started yet
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    REJECTED = "rejected"  # the gate refused the candidate; no version was made
 
 
 class Sample(Base):

@@ -4,6 +4,7 @@ Layout of the data directory (docs/versions.md describes it for other programs):
 
     versions/<N>/weights.safetensors   the weights (opaque bytes to this room)
     versions/<N>/manifest.json         version, parent, spec, labels, metrics, sha256 of each file
+    versions/<N>/samples.txt           sha256 of each sample the version's update learned
     current -> versions/<N>            flipped atomically
     staging/                           candidates being written; emptied at start-up
 
@@ -35,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
+# The sha256 of each sample a version's update learned, one a line: start-up reconciliation
+# reads it to mark them learned when the daemon stopped between the flip and the commit.
+SAMPLES_FILE = "samples.txt"
 
 
 @dataclass(frozen=True)

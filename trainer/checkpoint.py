@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import safetensors.torch
 import torch
@@ -28,11 +28,18 @@ TENSORS = "checkpoint.safetensors"
 META = "checkpoint.json"
 
 
+class Meta(TypedDict):
+    """What a checkpoint holds besides tensors (JSON, beside format, fingerprint, epoch)."""
+
+    curve: list[dict[str, float | None]]  # one point per epoch done: epoch, loss, accuracy
+    param_groups: list[dict[str, object]]  # torch's optimizer param groups, as it gives them
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     epoch: int  # epochs completed
     tensors: dict[str, torch.Tensor]
-    meta: dict[str, Any]
+    meta: Meta
 
 
 def save(
@@ -40,7 +47,7 @@ def save(
     fingerprint: str,
     epoch: int,
     tensors: dict[str, torch.Tensor],
-    meta: dict[str, Any],
+    meta: Meta,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
@@ -69,10 +76,14 @@ def load(folder: Path, fingerprint: str) -> Checkpoint | None:
     if meta.get("fingerprint") != fingerprint:
         logger.info("checkpoint in %s belongs to another run; starting afresh", folder)
         return None
-    return Checkpoint(int(meta["epoch"]), tensors, meta)
+    return Checkpoint(
+        int(meta["epoch"]), tensors, Meta(curve=meta["curve"], param_groups=meta["param_groups"])
+    )
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
+def optimizer_tensors(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, object]]]:
     """The optimizer's state as named tensors plus JSON-able param groups."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -84,7 +95,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 
 def restore_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: Any
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    groups: list[dict[str, object]],
 ) -> None:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():

@@ -1,14 +1,15 @@
-"""The trainer's exceptions: one root, a docstring that is each class's default message."""
+"""The trainer's exceptions: they derive from tailord's one root, ``tailord.errors``.
+
+Each class's docstring is its default message.
+"""
 
 from __future__ import annotations
 
+from tailord.errors import TailordError
 
-class TrainerError(Exception):
+
+class TrainerError(TailordError):
     """The trainer could not finish the request; see the log for the cause."""
-
-    def __init__(self, message: str | None = None) -> None:
-        # Raising the bare class still gives a readable message: the docstring.
-        super().__init__(message or self.__doc__)
 
 
 class DecodeError(TrainerError):
@@ -20,4 +21,5 @@ class ModelError(TrainerError):
 
 
 class UpdateCancelled(TrainerError):
-    """The update was cancelled before it finished; the current version is unchanged."""
+    """The update was cancelled before it finished; the current version is unchanged, and the
+    next update (`tailorctl update`) resumes from its last checkpoint."""

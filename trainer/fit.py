@@ -247,7 +247,7 @@ def _save(
     opt, groups = ckpt.optimizer_tensors(optimizer)
     tensors.update(opt)
     tensors["rng"] = generator.get_state()
-    ckpt.save(folder, fingerprint, epoch, tensors, {"curve": curve, "param_groups": groups})
+    ckpt.save(folder, fingerprint, epoch, tensors, ckpt.Meta(curve=curve, param_groups=groups))
 
 
 def _restore(

@@ -26,6 +26,8 @@ Share = Annotated[float, Meta(ge=0, le=1)]
 
 UpdateState = Literal["pending", "running", "succeeded", "failed", "interrupted", "rejected"]
 SampleState = Literal["queued", "learned", "rejected"]
+# The database stores these as the enums of ``tailord.storage.states`` (kept out of here: the
+# client must not import storage); tests/storage/test_states.py pins both to the same values.
 ACTIVE_UPDATE_STATES: tuple[UpdateState, ...] = ("pending", "running")
 SAMPLE_STATES: tuple[SampleState, ...] = ("queued", "learned", "rejected")
 
@@ -60,34 +62,46 @@ class CurrentVersion(Struct, frozen=True):
     sample_count: Count
 
 
-class Progress(Struct, frozen=True):
-    """The running update's latest progress event (``update.progress``)."""
+ProgressKind = Literal["began", "batch", "epoch"]
 
-    kind: Literal["began", "batch", "epoch"]
-    epoch: int
-    batch: int
-    loss: float | None
-    samples_per_second: float | None
-    accuracy: float | None = None
+
+class Progress(Struct, frozen=True):
+    """One progress event of the trainer (``tailord.trainer.fit.ProgressEvent``): the worker
+    sends it over its pipe, and the running update's latest is ``update.progress``."""
+
+    kind: ProgressKind
+    epoch: int  # 1-based; for "began", the epochs already done (resumed from a checkpoint)
+    batch: int  # 1-based within the epoch; for "epoch", the number of batches it had
+    loss: float | None  # batch loss, or the epoch's mean loss per sample; None for k-NN
+    samples_per_second: float | None  # since "began"
+    accuracy: float | None = None  # "epoch" only, and only for classify heads
 
 
 class CurvePoint(Struct, frozen=True):
+    """One epoch of the loss curve (``tailorctl update --show`` plots it); an epoch without a
+    loss (k-NN) makes no point."""
+
     epoch: int
     loss: float
     accuracy: float | None
 
 
 class UpdateMetrics(Struct, frozen=True):
-    """An update's timings and learning curve; empty for one that failed before training."""
+    """An update's timings and learning curve, in its row and its version's manifest; empty
+    (``{}``) for one that failed before training and for a version no update made."""
 
-    seconds: float | UnsetType = UNSET
-    encode_seconds: float | UnsetType | None = UNSET
-    replayed: int | UnsetType = UNSET
-    curve: list[CurvePoint] | UnsetType = UNSET
+    seconds: float | UnsetType = UNSET  # training time
+    encode_seconds: float | UnsetType | None = UNSET  # backbone features (cache misses) time
+    replayed: int | UnsetType = UNSET  # earlier samples mixed in
+    curve: list[CurvePoint] | UnsetType = UNSET  # one point per epoch; [] for a k-NN head
 
 
 class Gate(Struct, frozen=True):
-    """The gate's decision on a candidate and its figures (docs/versions.md)."""
+    """The gate's decision on a candidate and its figures (docs/versions.md).
+
+    ``metric`` and ``enabled`` are unset in rows written before they existed: the wire
+    leaves them out there, as it always did.
+    """
 
     promote: bool
     reason: str
@@ -116,6 +130,11 @@ class UpdateInfo(Struct, frozen=True):
     metrics: UpdateMetrics
     gate: Gate | None
     progress: Annotated[Progress | None, Meta(description="while running")]
+
+    @property
+    def active(self) -> bool:
+        """Pending or running: not ended yet."""
+        return self.state in ACTIVE_UPDATE_STATES
 
 
 class RunningUpdate(Struct, frozen=True):
@@ -312,7 +331,8 @@ class PredictQuery(Struct, frozen=True):
 
 
 class Event(Struct, frozen=True):
-    """One server-sent event's ``data:`` line on ``GET /v1/events``."""
+    """One server-sent event's ``data:`` line on ``GET /v1/events``; ``data`` is the payload
+    of its ``type`` (the structs of ``tailord.daemon.events``)."""
 
     id: int
     type: str

@@ -135,22 +135,21 @@ class Api:
         query = read_query(request, bodies.UpdateQuery)
         updater = self.ctx.updater
         try:
-            accepted = reads.update_info(updater.request())
+            accepted = updater.request()
         except NothingQueued as exc:
             raise ApiError(409, "nothing_queued", str(exc)) from exc
-        assert accepted is not None
         self.ctx.requested()
         if not query.wait:
             return accepted
-        finished = reads.update_info(updater.wait(accepted.id, query.timeout))
+        finished = updater.wait(accepted.id, query.timeout)
         if finished is None:  # cannot happen: rows are never deleted
             raise ApiError(404, "not_found", f"update {accepted.id} vanished")
-        if finished.state in bodies.ACTIVE_UPDATE_STATES:
+        if finished.active:
             return finished  # still running after ``timeout``: 202, as without waiting
         return Response(200, bodies.encode(finished))
 
     def update_info(self, request: Request, update_id: int) -> bodies.UpdateInfo:
-        info = reads.update_info(self.ctx.updater.describe(update_id))
+        info = self.ctx.updater.describe(update_id)
         if info is None:
             raise ApiError(
                 404, "not_found", f"there is no update {update_id}; see /v1/status for the last one"
@@ -158,10 +157,10 @@ class Api:
         return info
 
     def versions(self, request: Request) -> bodies.VersionList:
-        return reads.versions(self.ctx)
+        return bodies.VersionList(self.ctx.history.listing())
 
     def version_info(self, request: Request, number: int) -> bodies.VersionDetail:
-        info = reads.version_detail(self.ctx, number)
+        info = self.ctx.history.detail(number)
         if info is None:
             raise ApiError(
                 404, "not_found", f"there is no version {number}; list them at /v1/versions"
@@ -214,25 +213,21 @@ class Api:
     def rollback(self, request: Request) -> bodies.RollbackResult:
         """``{"version": N}`` makes N current again; no body rolls back to the parent."""
         number = _body(request, bodies.RollbackRequest, bodies.RollbackRequest()).version
-        result = _history_call(lambda: self.ctx.history.rollback(number))
-        return msgspec.convert(result, bodies.RollbackResult)
+        return _history_call(lambda: self.ctx.history.rollback(number))
 
     def pin(self, request: Request) -> bodies.PinResult:
         number = _body(request, bodies.VersionRequest).version
-        result = _history_call(lambda: self.ctx.history.pin(number, True))
-        return msgspec.convert(result, bodies.PinResult)
+        return _history_call(lambda: self.ctx.history.pin(number, True))
 
     def unpin(self, request: Request) -> bodies.PinResult:
         number = _body(request, bodies.VersionRequest).version
-        result = _history_call(lambda: self.ctx.history.pin(number, False))
-        return msgspec.convert(result, bodies.PinResult)
+        return _history_call(lambda: self.ctx.history.pin(number, False))
 
     def import_base(self, request: Request) -> bodies.ImportResult:
         """The body is a .safetensors file (never a path: the daemon opens no caller's files)."""
         if not request.body:
             raise ApiError(422, "bad_input", "send the .safetensors file as the request body")
-        result = _history_call(lambda: self.ctx.history.import_base(request.body))
-        return msgspec.convert(result, bodies.ImportResult)
+        return _history_call(lambda: self.ctx.history.import_base(request.body))
 
 
 def error_response(status: int, code: str, message: str) -> Response:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from tailord.daemon.events import EventBus
+import msgspec
+
+from tailord.daemon.api import bodies
+from tailord.daemon.events import EventBus, UpdateProgressed
 from tailord.storage.db import Database
 from tailord.storage.update_events import add_event
 
@@ -27,17 +29,17 @@ class ProgressLog:
         self.db = db
         self.events = events
         self.update_id = update_id
-        self.latest: dict[str, Any] | None = None
-        self._unstored: list[dict[str, Any]] = []
+        self.latest: bodies.Progress | None = None
+        self._unstored: list[bodies.Progress] = []
         self._next_publish = 0.0
         self._next_store = time.monotonic() + STORE_EVERY
 
-    def add(self, event: dict[str, Any]) -> None:
+    def add(self, event: bodies.Progress) -> None:
         self.latest = event
         self._unstored.append(event)
         now = time.monotonic()
-        if event.get("kind") != "batch" or now >= self._next_publish:
-            self.events.publish("update.progress", update=self.update_id, **event)
+        if event.kind != "batch" or now >= self._next_publish:
+            self.events.publish(UpdateProgressed.of(self.update_id, event))
             self._next_publish = now + PUBLISH_EVERY
         if now >= self._next_store:
             self.flush()
@@ -50,4 +52,4 @@ class ProgressLog:
         events, self._unstored = self._unstored, []
         with self.db.write() as session:
             for event in events:
-                add_event(session, self.update_id, event)
+                add_event(session, self.update_id, msgspec.structs.asdict(event))

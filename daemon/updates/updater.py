@@ -1,4 +1,5 @@
-"""Running one update: its row, its worker (workers.py), publishing or rejecting the candidate."""
+"""Running one update: its row (rows.py), its worker (workers.py), publishing or rejecting
+the candidate; and what the API asks about updates."""
 
 from __future__ import annotations
 
@@ -6,23 +7,21 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
-from sqlalchemy.orm import Session
 
+from tailord.daemon.api import bodies
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
-from tailord.daemon.events import EventBus
+from tailord.daemon.events import EventBus, UpdateBegan, UpdateFinished, UpdateJudged
+from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
-from tailord.daemon.updates.worker import WorkerJob
+from tailord.daemon.updates.rows import Ending, describe, record
 from tailord.daemon.updates.workers import Workers
-from tailord.daemon.versions.history import collect_garbage
-from tailord.daemon.versions.publish import publish
-from tailord.daemon.versions.serving import Serving
+from tailord.daemon.versions.history import History
+from tailord.daemon.versions.publish import ManifestFields
 from tailord.storage.db import Database
 from tailord.storage.models import Sample, SampleState, Update, UpdateState
 from tailord.storage.versions import VersionStore
@@ -45,14 +44,14 @@ class Updater:
         config: Config,
         db: Database,
         store: VersionStore,
-        serving: Serving,
+        history: History,
         events: EventBus,
         should_stop: Callable[[], bool],
     ) -> None:
         self.config = config
         self.db = db
         self.store = store
-        self.serving = serving
+        self.history = history  # publishes the candidates (and removes old versions)
         self.events = events
         self.should_stop = should_stop
         self.running: int | None = None
@@ -103,23 +102,17 @@ class Updater:
             staging=staging,
             base_version=base,
             up_to_id=up_to_id,
-            spec=self.config.model.to_dict(),
-            params=self.config.update.to_dict(),
+            spec=self.config.model,
+            params=self.config.update,
             threads=self.config.worker.threads,
             nice=self.config.worker.nice,
             log_level=logging.getLogger("tailord").getEffectiveLevel(),
-            gate=self.config.gate.to_dict(),
+            gate=self.config.gate,
             checkpoints=self.checkpoints,
         )
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
-        self.events.publish(
-            "update.began",
-            update=update_id,
-            base_version=base,
-            reason=reason,
-            epochs=self.config.update.epochs,
-        )
+        self.events.publish(UpdateBegan(update_id, base, reason, self.config.update.epochs))
         try:
             result = self._supervise(job)
             if result is None:
@@ -127,17 +120,15 @@ class Updater:
                     update_id, Ending(UpdateState.INTERRUPTED, error="cancelled at shutdown")
                 )
                 return None
-            if "error" in result:
-                logger.error("update %d failed: %s", update_id, result["error"])
-                self._finish(update_id, Ending(UpdateState.FAILED, error=result["error"]))
+            if isinstance(result, Failure):
+                logger.error("update %d failed: %s", update_id, result.message)
+                self._finish(update_id, Ending(UpdateState.FAILED, error=result.message))
                 self._drop_checkpoints()
                 return None
             self._drop_checkpoints()
             # The candidate is written and judged; publishing (or rejecting) comes next.
-            self.events.publish(
-                "update.judged", update=update_id, promote=result["promote"], gate=result["gate"]
-            )
-            if not result["promote"]:
+            self.events.publish(UpdateJudged(update_id, result.promote, result.gate))
+            if not result.promote:
                 self._reject(update_id, result)
                 return None
             return self._publish(update_id, staging_name, base, read_at, result)
@@ -154,38 +145,35 @@ class Updater:
             self.workers.reap()
 
     def _publish(
-        self, update_id: int, staging_name: str, base: int, read_at: float, result: dict[str, Any]
+        self, update_id: int, staging_name: str, base: int, read_at: float, result: Result
     ) -> int:
-        number = publish(
-            self.store,
-            self.db,
-            self.serving,  # swapped in by publish, under the lock that orders flips
+        number = self.history.publish(
             staging_name=staging_name,
             parent=base,
-            manifest={
-                "spec": result["spec"],
-                "labels": result["labels"],
-                "sample_count": result["sample_count"],
-                "samples_in_update": result["new_samples"],
-                "update": update_id,
-                "metrics": _metrics(result),
-                "gate": result["gate"],
-            },
-            sample_ids=result["sample_ids"],
+            manifest=ManifestFields(
+                spec=result.spec,
+                labels=result.labels,
+                sample_count=result.sample_count,
+                samples_in_update=result.new_samples,
+                update=update_id,
+                metrics=result.metrics,
+                gate=result.gate,
+            ),
+            sample_ids=result.sample_ids,
             read_at=read_at,
             # In the publish's own transaction: whoever sees the new version also finds its
             # update succeeded, with the gate's figures.
-            record=lambda session, number: _record(
+            record=lambda session, number: record(
                 session, update_id, Ending(UpdateState.SUCCEEDED, number, result=result)
             ),
+            announce=lambda number: self._announce(
+                update_id, Ending(UpdateState.SUCCEEDED, number)
+            ),
         )
-        self._announce(update_id, Ending(UpdateState.SUCCEEDED, number))
-        collect_garbage(self.store, self.db, self.config.versions.keep)
-        self.events.publish("version.changed", version=number, parent=base)
         logger.info("update %d published version %d", update_id, number)
         return number
 
-    def _supervise(self, job: WorkerJob) -> dict[str, Any] | None:
+    def _supervise(self, job: WorkerJob) -> Result | Failure | None:
         progress = ProgressLog(self.db, self.events, job.update_id)
         self._progress_log = progress
         try:
@@ -198,27 +186,21 @@ class Updater:
 
     def _finish(self, update_id: int, ending: Ending) -> None:
         with self.db.write() as session:
-            _record(session, update_id, ending)
+            record(session, update_id, ending)
         self._announce(update_id, ending)
 
     def _announce(self, update_id: int, ending: Ending) -> None:
         # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
-        self.events.publish(
-            "update.finished",
-            update=update_id,
-            state=str(ending.state),
-            version=ending.version,
-            error=ending.error,
-        )
+        self.events.publish(UpdateFinished(update_id, ending.state, ending.version, ending.error))
 
-    def last_update(self) -> dict[str, Any] | None:
+    def last_update(self) -> bodies.UpdateInfo | None:
         with self.db.read() as session:
             row = session.scalar(select(Update).order_by(Update.id.desc()).limit(1))
             return None if row is None else self._describe(row)
 
     # -- what the API asks -----------------------------------------------------------------
 
-    def request(self) -> dict[str, Any]:
+    def request(self) -> bodies.UpdateInfo:
         """Accept a manual request: the update that will serve it, pending or running.
 
         A request while one is pending or running joins it rather than queueing another:
@@ -255,19 +237,19 @@ class Updater:
                 is not None
             )
 
-    def describe(self, update_id: int) -> dict[str, Any] | None:
+    def describe(self, update_id: int) -> bodies.UpdateInfo | None:
         with self.db.read() as session:
             row = session.get(Update, update_id)
             return None if row is None else self._describe(row)
 
-    def wait(self, update_id: int, timeout: float) -> dict[str, Any] | None:
+    def wait(self, update_id: int, timeout: float) -> bodies.UpdateInfo | None:
         """Block until update ``update_id`` has finished or ``timeout`` passed; its state."""
         subscription = self.events.subscribe()  # before reading, so no finish slips between
         try:
             deadline = time.monotonic() + timeout
             while True:
                 info = self.describe(update_id)
-                if info is None or info["state"] not in _ACTIVE:
+                if info is None or not info.active:
                     return info
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -281,34 +263,19 @@ class Updater:
                         return self.describe(update_id)  # the daemon is stopping
                     if (
                         event is not None
-                        and event.type == "update.finished"
-                        and event.data.get("update") == update_id
+                        and isinstance(event.data, UpdateFinished)
+                        and event.data.update == update_id
                     ):
                         break
         finally:
             subscription.close()
 
-    def _describe(self, row: Update) -> dict[str, Any]:
-        metrics = dict(row.metrics or {})
-        return {
-            "id": row.id,
-            "state": str(row.state),
-            "reason": row.reason,
-            "started_at": row.started_at,
-            "finished_at": row.finished_at,
-            "base_version": row.base_version,
-            "version": row.version,
-            "samples": row.sample_count,
-            "error": row.error,
-            "metrics": metrics,
-            "gate": row.gate,
-            "progress": self.progress
-            if self.running == row.id and row.state == UpdateState.RUNNING
-            else None,
-        }
+    def _describe(self, row: Update) -> bodies.UpdateInfo:
+        running = self.running == row.id and row.state == UpdateState.RUNNING
+        return describe(row, self.progress if running else None)
 
     @property
-    def progress(self) -> dict[str, Any] | None:
+    def progress(self) -> bodies.Progress | None:
         """The running update's latest progress event."""
         log = self._progress_log
         return log.latest if log is not None else None
@@ -321,12 +288,12 @@ class Updater:
         # A finished update's checkpoint can never be resumed: its samples are no longer queued.
         shutil.rmtree(self.checkpoints, ignore_errors=True)
 
-    def _reject(self, update_id: int, result: dict[str, Any]) -> None:
-        reason = result["gate"]["reason"]
+    def _reject(self, update_id: int, result: Result) -> None:
+        reason = result.gate.reason
         logger.warning("update %d rejected by the gate: %s", update_id, reason)
         with self.db.write() as session:
             # Kept, not learned: left queued they would start the same failing update again.
-            ids = result["sample_ids"]
+            ids = result.sample_ids
             for start in range(0, len(ids), 500):  # SQLite caps bound parameters
                 session.execute(
                     sa_update(Sample)
@@ -336,34 +303,3 @@ class Updater:
         self._finish(
             update_id, Ending(UpdateState.REJECTED, error=f"gate: {reason}", result=result)
         )
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How an update ended, as its row and its ``update.finished`` event record it."""
-
-    state: UpdateState
-    version: int | None = None
-    error: str | None = None
-    result: dict[str, Any] | None = None
-
-
-def _record(session: Session, update_id: int, ending: Ending) -> None:
-    row = session.get_one(Update, update_id)
-    row.state = ending.state
-    row.finished_at = time.time()
-    row.version = ending.version
-    row.error = ending.error
-    if ending.result is not None:
-        row.sample_count = int(ending.result["new_samples"])
-        row.metrics = _metrics(ending.result)
-        row.gate = ending.result.get("gate")
-
-
-def _metrics(result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "seconds": result["seconds"],
-        "encode_seconds": result.get("encode_seconds"),
-        "replayed": result["replayed"],
-        "curve": result.get("curve", []),
-    }

@@ -1,11 +1,12 @@
 """The update worker: a separate process that learns the queue and writes a candidate.
 
-Its contract is narrow. It receives a :class:`WorkerJob`, reads the samples itself from
-SQLite, turns their payloads into backbone features (through the embedding cache), trains
-with ``tailord.trainer`` (checkpointing into ``job.checkpoints``), runs the gate, writes
-``weights.safetensors`` and ``samples.txt`` into the job's staging folder, and sends messages
-back on a pipe: progress events while it runs, then one ``result`` or ``error``. It never
-publishes: the daemon does. Its only writes to the database are cached embeddings.
+Its contract is narrow (messages.py). It receives a :class:`WorkerJob`, reads the samples
+itself from SQLite, turns their payloads into backbone features (through the embedding
+cache), trains with ``tailord.trainer`` (checkpointing into ``job.checkpoints``), runs the
+gate, writes ``weights.safetensors`` and ``samples.txt`` into the job's staging folder, and
+sends messages back on a pipe: progress events while it runs, then one :class:`Result` or
+:class:`Failure`. It never publishes: the daemon does. Its only writes to the database are
+cached embeddings.
 """
 
 from __future__ import annotations
@@ -17,58 +18,48 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
+import torch
 
+from tailord.daemon.api import bodies
+from tailord.daemon.updates.messages import (
+    Failure,
+    Message,
+    Progress,
+    Ready,
+    Result,
+    WorkerJob,
+    receive_job,
+    send,
+)
 from tailord.storage.db import Database
 from tailord.storage.embeddings import cached as cached_embeddings
 from tailord.storage.embeddings import store as store_embeddings
 from tailord.storage.replay import SampleRow, queued_rows, replay_and_canary
-from tailord.storage.versions import WEIGHTS, VersionStore
-from tailord.trainer.gate import GateParams, evaluate, split_holdout
+from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
+from tailord.trainer.gate import GateResult, evaluate, split_holdout
 from tailord.trainer.model import Model
-from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import ProgressEvent, run_update, warm_up
 
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
-SAMPLES_FILE = "samples.txt"
 BATCH_EVENT_SECONDS = 0.25  # mini-batch events are thinned to about this interval
 Rows = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    update_id: int
-    database: Path
-    data_dir: Path
-    staging: Path
-    base_version: int
-    up_to_id: int
-    spec: dict[str, Any]
-    params: dict[str, Any]
-    threads: int = 1
-    nice: int = 10
-    log_level: int = logging.INFO
-    extra: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    checkpoints: Path | None = None  # where epoch-end checkpoints go (survive restarts)
 
 
 class _Thinned:
     """Sends every began/epoch event, and a mini-batch event at most every interval."""
 
-    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, send: Callable[[Message], None]) -> None:
         self.send = send
         self.last = 0.0
-        self.curve: list[dict[str, Any]] = []
+        self.curve: list[bodies.CurvePoint] = []
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
@@ -77,9 +68,11 @@ class _Thinned:
                 return
             self.last = now
         elif event.kind == "epoch" and event.loss is not None:
-            point = {"epoch": event.epoch, "loss": event.loss, "accuracy": event.accuracy}
-            self.curve = [p for p in self.curve if p["epoch"] != event.epoch] + [point]
-        self.send({"type": "progress", "event": event.__dict__})
+            point = bodies.CurvePoint(event.epoch, event.loss, event.accuracy)
+            self.curve = [p for p in self.curve if p.epoch != event.epoch] + [point]
+        # Validated here, in the worker: a kind the daemon does not know fails the update.
+        progress = msgspec.convert(event, bodies.Progress, from_attributes=True)
+        self.send(Progress(progress))
 
 
 def encode(db: Database, model: Model, samples: Sequence[SampleRow]) -> Rows:
@@ -112,14 +105,10 @@ def encode(db: Database, model: Model, samples: Sequence[SampleRow]) -> Rows:
     )
 
 
-def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
+def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
     """Do the update described by ``job``; ``send`` receives progress messages."""
-    import torch  # imported here so the parent's import of this module stays light
-
     torch.set_num_threads(max(1, job.threads))
-    spec = ModelSpec.from_dict(job.spec)
-    params = UpdateParams.from_dict(job.params)
-    gate = GateParams.from_dict(job.gate)
+    spec, params, gate = job.spec, job.params, job.gate
     store = VersionStore(job.data_dir)
     current = Model.from_bytes(store.read(job.base_version).weights)
     # A changed spec (another head, say) starts from the standard model and relearns all.
@@ -211,19 +200,36 @@ def run_job(job: WorkerJob, send: Any) -> dict[str, Any]:
         seconds,
         time.monotonic() - started - seconds,
     )
-    return {
-        "sample_ids": [s.id for s in new],
-        "new_samples": len(new),
-        "replayed": len(old),
-        "labels": list(candidate.labels),
-        "sample_count": candidate.sample_count,
-        "spec": spec.to_dict(),
-        "seconds": seconds,
-        "encode_seconds": encode_seconds,
-        "curve": progress.curve,
-        "gate": {**verdict.to_dict(), "enabled": gate.enabled},
-        "promote": promote,
-    }
+    return Result(
+        sample_ids=[s.id for s in new],
+        new_samples=len(new),
+        labels=list(candidate.labels),
+        sample_count=candidate.sample_count,
+        spec=spec,
+        metrics=bodies.UpdateMetrics(
+            seconds=seconds,
+            encode_seconds=encode_seconds,
+            replayed=len(old),
+            curve=progress.curve,
+        ),
+        gate=_figures(verdict, gate.enabled),
+        promote=promote,
+    )
+
+
+def _figures(verdict: GateResult, enabled: bool) -> bodies.Gate:
+    return bodies.Gate(
+        promote=verdict.promote,
+        reason=verdict.reason,
+        holdout_samples=verdict.holdout_samples,
+        holdout_candidate=verdict.holdout_candidate,
+        holdout_current=verdict.holdout_current,
+        canary_samples=verdict.canary_samples,
+        canary_candidate=verdict.canary_candidate,
+        canary_current=verdict.canary_current,
+        metric="mse" if verdict.metric == "mse" else "accuracy",
+        enabled=enabled,
+    )
 
 
 def _die_with_parent() -> None:
@@ -254,11 +260,10 @@ def main(job: WorkerJob | None, conn: Connection) -> None:
     if job is None:
         warm_up()
         try:
-            conn.send({"type": "ready"})
-            job = conn.recv()
+            send(conn, Ready())
+            job = receive_job(conn)
         except (EOFError, OSError):  # the daemon exited without giving it work
             return
-        assert isinstance(job, WorkerJob)
     logging.basicConfig(
         level=job.log_level, format="%(asctime)s tailord-worker %(levelname)s %(message)s"
     )
@@ -267,17 +272,11 @@ def main(job: WorkerJob | None, conn: Connection) -> None:
     except OSError:
         logger.debug("could not lower the worker's priority", exc_info=True)
     try:
-        result = run_job(job, conn.send)
+        result = run_job(job, lambda message: send(conn, message))
     except BaseException as exc:
-        conn.send(
-            {
-                "type": "error",
-                "message": f"{exc.__class__.__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            }
-        )
+        send(conn, Failure(f"{exc.__class__.__name__}: {exc}", traceback.format_exc()))
         raise SystemExit(1) from None
-    conn.send({"type": "result", "result": result})
+    send(conn, result)
     conn.close()
     logging.shutdown()
     # Skip the interpreter's teardown (torch's is slow): the daemon waits for this exit, and

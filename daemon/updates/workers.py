@@ -12,9 +12,18 @@ import multiprocessing
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
 
-from tailord.daemon.updates.worker import WorkerJob, main
+from tailord.daemon.api import bodies
+from tailord.daemon.updates.messages import (
+    Failure,
+    Progress,
+    Ready,
+    Result,
+    WorkerJob,
+    receive,
+    send,
+)
+from tailord.daemon.updates.worker import main
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +49,16 @@ class Workers:
         """Wait until the spare worker has loaded torch; False if there is none or late."""
         if self._spare is None or not self._spare[1].poll(timeout):
             return False
-        message = self._spare[1].recv()
-        return bool(message.get("type") == "ready")
+        try:
+            return isinstance(receive(self._spare[1]), Ready)
+        except EOFError:
+            return False
 
     def run(
-        self, job: WorkerJob, on_progress: Callable[[dict[str, Any]], None]
-    ) -> dict[str, Any] | None:
-        """Run ``job`` in a worker: its result, ``{"error": ...}``, or None if stopped.
+        self, job: WorkerJob, on_progress: Callable[[bodies.Progress], None]
+    ) -> Result | Failure | None:
+        """Run ``job`` in a worker: its :class:`Result`, a :class:`Failure`, or None if
+        stopped.
 
         Progress events go to ``on_progress`` as they come. The process is left to
         :meth:`reap`: once its result is sent it has nothing more to write.
@@ -55,7 +67,7 @@ class Workers:
         process, pipe = spare if spare is not None and spare[0].is_alive() else _spawn()
         self._ended = process
         try:
-            pipe.send(job)
+            send(pipe, job)
             while True:
                 if self.should_stop():
                     logger.info("stopping update %d", job.update_id)
@@ -63,20 +75,20 @@ class Workers:
                     return None
                 if not pipe.poll(POLL_SECONDS):
                     if not process.is_alive() and not pipe.poll(0):
-                        return {"error": f"the worker process exited with code {process.exitcode}"}
+                        return _died(process)
                     continue
                 try:
-                    message = pipe.recv()
+                    message = receive(pipe)
                 except EOFError:
-                    return {"error": f"the worker process exited with code {process.exitcode}"}
-                if message["type"] == "progress":
-                    on_progress(message["event"])
-                elif message["type"] == "result":
-                    result: dict[str, Any] = message["result"]
-                    return result
-                elif message["type"] == "error":
-                    logger.debug("worker traceback:\n%s", message.get("traceback"))
-                    return {"error": message["message"]}
+                    return _died(process)
+                if isinstance(message, Progress):
+                    on_progress(message.event)
+                elif isinstance(message, Result):
+                    return message
+                elif isinstance(message, Failure):
+                    logger.debug("worker traceback:\n%s", message.traceback)
+                    return message
+                # Ready: a spare's greeting that wait_warm did not read; nothing to do.
         finally:
             pipe.close()
 
@@ -94,6 +106,11 @@ class Workers:
                 process.join()
         if self.keep_spare and not self.should_stop():
             self.prewarm()
+
+
+def _died(process: BaseProcess) -> Failure:
+    process.join(timeout=1)  # the exit code is set only once it is reaped
+    return Failure(f"the worker process exited with code {process.exitcode}")
 
 
 def _spawn() -> tuple[BaseProcess, Connection]:

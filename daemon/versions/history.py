@@ -5,19 +5,28 @@ stays the same, and a ``rollback`` row in ``version_events`` records it. Samples
 the versions rolled back from stay learned by those versions (which stay in the history, so
 rolling forward again is one more rollback); the next update starts from the version rolled
 back to and learns only what is queued. See docs/versions.md.
+
+Garbage collection has one owner, :class:`History`: old folders are removed when ``current``
+gets a new version (after every publish: an update's, an import's) or a version may go (after
+an unpin), and once at start-up (:meth:`History.start`), where a changed ``[versions] keep``
+takes effect. A rollback removes nothing: it only flips ``current`` to a version kept already.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
 
+import msgspec
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from tailord.daemon.api import bodies
 from tailord.daemon.errors import TailordError
-from tailord.daemon.events import EventBus
-from tailord.daemon.versions.publish import publish
+from tailord.daemon.events import EventBus, VersionChanged
+from tailord.daemon.versions.info import ManifestView
+from tailord.daemon.versions.publish import ManifestFields, publish
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import Database
 from tailord.storage.errors import VersionNotFound
@@ -86,7 +95,43 @@ class History:
         self.spec = spec
         self.keep = keep
 
-    def rollback(self, number: int | None = None) -> dict[str, Any]:
+    def start(self) -> None:
+        """At start-up, once the current version serves: apply ``[versions] keep``."""
+        collect_garbage(self.store, self.db, self.keep)
+
+    def publish(
+        self,
+        *,
+        staging_name: str,
+        parent: int,
+        manifest: ManifestFields,
+        sample_ids: Sequence[int],
+        read_at: float,
+        record: Callable[[Session, int], None],
+        announce: Callable[[int], None],
+    ) -> int:
+        """Publish an update's candidate (see :func:`publish`) and remove old versions.
+
+        ``record`` runs in the publish's transaction; ``announce`` right after it is served
+        (the update's own event), before ``version.changed`` and the removal of old folders.
+        """
+        number = publish(
+            self.store,
+            self.db,
+            self.serving,
+            staging_name=staging_name,
+            parent=parent,
+            manifest=manifest,
+            sample_ids=sample_ids,
+            read_at=read_at,
+            record=record,
+        )
+        announce(number)
+        self.events.publish(VersionChanged(version=number, parent=parent))
+        collect_garbage(self.store, self.db, self.keep)
+        return number
+
+    def rollback(self, number: int | None = None) -> bodies.RollbackResult:
         """Make ``number`` (default: the current version's parent) current again."""
         with self.store.lock:
             current = self.store.current_number()
@@ -100,17 +145,17 @@ class History:
                 number = parent
             self._row(number)
             if number == current:
-                return {"version": number, "previous": current, "changed": False}
+                return bodies.RollbackResult(number, current, changed=False)
             served = self.serving.prepare(self.store, number)  # raises LoadFailed
             self.store.set_current(number)
             with self.db.write() as session:
                 session.add(VersionEvent(kind="rollback", version=number, previous=current))
             self.serving.swap(served)
         logger.warning("rolled back from version %s to version %d", current, number)
-        self.events.publish("version.changed", version=number, previous=current, reason="rollback")
-        return {"version": number, "previous": current, "changed": True}
+        self.events.publish(VersionChanged(version=number, previous=current, reason="rollback"))
+        return bodies.RollbackResult(number, current, changed=True)
 
-    def pin(self, number: int, pinned: bool = True) -> dict[str, Any]:
+    def pin(self, number: int, pinned: bool = True) -> bodies.PinResult:
         """Keep ``number`` whatever ``[versions] keep`` says (or stop keeping it)."""
         with self.store.lock, self.db.write() as session:
             row = self._alive(session.get(Version, number), number)
@@ -118,29 +163,26 @@ class History:
             session.add(VersionEvent(kind="pin" if pinned else "unpin", version=number))
         if not pinned:
             collect_garbage(self.store, self.db, self.keep)
-        return {"version": number, "pinned": pinned}
+        return bodies.PinResult(number, pinned)
 
-    def listing(self) -> list[dict[str, Any]]:
-        """Every version ever published, newest first, with its metrics."""
+    def listing(self) -> list[bodies.VersionInfo]:
+        """Every version ever published, oldest first, as ``GET /v1/versions`` lists it."""
         current = self.store.current_number()
         with self.db.read() as session:
-            rows = list(session.scalars(select(Version).order_by(Version.number.desc())))
-        return [
-            {
-                "version": v.number,
-                "parent": v.parent,
-                "created_at": v.created_at,
-                "sample_count": v.sample_count,
-                "labels": v.manifest.get("labels", []),
-                "metrics": v.manifest.get("metrics", {}),
-                "pinned": v.pinned,
-                "current": v.number == current,
-                "removed": v.removed_at is not None,
-            }
-            for v in rows
-        ]
+            rows = list(session.scalars(select(Version).order_by(Version.number)))
+        return [_entry(row, current) for row in rows]
 
-    def import_base(self, data: bytes) -> dict[str, Any]:
+    def detail(self, number: int) -> bodies.VersionDetail | None:
+        """One version and its manifest (``GET /v1/versions/{n}``); None if there is none."""
+        current = self.store.current_number()
+        with self.db.read() as session:
+            row = session.get(Version, number)
+        if row is None:
+            return None
+        entry = msgspec.structs.asdict(_entry(row, current))
+        return bodies.VersionDetail(**entry, manifest=dict(row.manifest))
+
+    def import_base(self, data: bytes) -> bodies.ImportResult:
         """Publish a pretrained safetensors model as a new version whose parent is current."""
         try:
             model = Model.from_bytes(data)
@@ -161,19 +203,19 @@ class History:
                 self.serving,
                 staging_name=staging.name,
                 parent=parent,
-                manifest={
-                    "spec": model.spec.to_dict(),
-                    "labels": list(model.labels),
-                    "sample_count": model.sample_count,
-                    "metrics": {},
-                    "imported": True,
-                },
+                manifest=ManifestFields(
+                    spec=model.spec,
+                    labels=list(model.labels),
+                    sample_count=model.sample_count,
+                    metrics=bodies.UpdateMetrics(),
+                    imported=True,
+                ),
                 event="import",
             )
-        collect_garbage(self.store, self.db, self.keep)
         logger.info("imported a base model as version %d", number)
-        self.events.publish("version.changed", version=number, parent=parent, reason="import")
-        return {"version": number, "parent": parent}
+        self.events.publish(VersionChanged(version=number, parent=parent, reason="import"))
+        collect_garbage(self.store, self.db, self.keep)
+        return bodies.ImportResult(number, parent)
 
     def _row(self, number: int | None) -> Version:
         with self.db.read() as session:
@@ -189,3 +231,29 @@ class History:
                 "pinned ones are kept); pin versions you may want to roll back to"
             )
         return row
+
+
+def _entry(row: Version, current: int | None) -> bodies.VersionInfo:
+    manifest = _view(row.manifest)
+    return bodies.VersionInfo(
+        number=row.number,
+        parent=row.parent,
+        created_at=row.created_at,
+        sample_count=row.sample_count,
+        current=row.number == current,
+        labels=manifest.labels,
+        metrics=manifest.metrics,
+        update=manifest.update,
+        pinned=row.pinned,
+        removed=row.removed_at is not None,
+    )
+
+
+def _view(manifest: object) -> ManifestView:
+    """The labels and metrics of a stored manifest; one that does not fit reads as empty
+    (a listing must not fail on one odd row: the version's files are checked on load)."""
+    try:
+        return msgspec.convert(manifest, ManifestView)
+    except msgspec.ValidationError:
+        logger.warning("a version's manifest has unexpected labels or metrics; listing none")
+        return ManifestView()

@@ -1,7 +1,7 @@
-"""Publishing versions and bringing disk and database into agreement at start-up.
+"""Publishing a version: the ordered, crash-safe steps; version 0.
 
-The flip of ``current`` is the commit point of a publish. The reconciliation rule
-(docs/versions.md) follows from it:
+The flip of ``current`` is the commit point of a publish. The start-up reconciliation rule
+(reconcile.py, docs/versions.md) follows from it:
 
 - a version folder with no row that ``current`` points at was published, and the daemon
   stopped before the row was committed: its row is made from its manifest, and the samples it
@@ -20,19 +20,18 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
+import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tailord.daemon.api import bodies
 from tailord.daemon.errors import ConfigError
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.crash import crash_point
 from tailord.storage.db import Database
-from tailord.storage.models import (
-    Version,
-    VersionEvent,
-)
+from tailord.storage.models import Version, VersionEvent
 from tailord.storage.samples import mark_learned
 from tailord.storage.versions import WEIGHTS, VersionStore
 from tailord.trainer.errors import ModelError
@@ -40,6 +39,25 @@ from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
+
+
+class ManifestFields(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a publish writes into ``manifest.json`` besides ``version``, ``parent``,
+    ``created_at`` (added here) and ``files``, ``published_at`` (added by the store).
+
+    Optional fields left at their default are not written: a base version's manifest has no
+    ``update`` key rather than ``"update": null`` (docs/versions.md lists every key).
+    """
+
+    spec: ModelSpec
+    labels: list[str]  # in index order
+    sample_count: int  # k-NN: rows of its memory; trained heads: samples seen
+    metrics: bodies.UpdateMetrics  # written even when empty: readers expect the key
+    samples_in_update: int | None = None  # new samples the update that made it learned
+    update: int | None = None  # that update's id
+    gate: bodies.Gate | None = None  # its gate's decision and figures
+    imported: bool = False  # made by `tailorctl import-base`
+    base_file: str | None = None  # version 0 from `[versions] base`
 
 
 def next_number(store: VersionStore, db: Database) -> int:
@@ -58,10 +76,10 @@ def publish(
     staging_name: str,
     number: int | None = None,
     parent: int | None,
-    manifest: dict[str, Any],
+    manifest: ManifestFields,
     sample_ids: Sequence[int] = (),
     read_at: float | None = None,
-    event: str = "published",
+    event: Literal["published", "base", "import"] = "published",  # its version_events row
     record: Callable[[Session, int], None] | None = None,
 ) -> int:
     """Publish the candidate in ``staging/<staging_name>`` as a version, make it current.
@@ -78,7 +96,7 @@ def publish(
         before = store.current_number()
         if number is None:
             number = next_number(store, db)
-        full = {"parent": parent, "created_at": time.time(), **manifest}
+        full = {"parent": parent, "created_at": time.time(), **msgspec.to_builtins(manifest)}
         store.publish(store.staging_dir / staging_name, number, full)
         try:
             prepared = None if serving is None else serving.prepare(store, number)
@@ -96,7 +114,7 @@ def publish(
                 Version(
                     number=number,
                     parent=parent,
-                    sample_count=int(manifest.get("sample_count", 0)),
+                    sample_count=manifest.sample_count,
                     manifest=stored.manifest,
                 )
             )
@@ -137,13 +155,13 @@ def ensure_base(
         staging_name="base",
         number=0,
         parent=None,
-        manifest={
-            "spec": spec.to_dict(),
-            "labels": list(model.labels),
-            "sample_count": model.sample_count,
-            "metrics": {},
-            **({"base_file": str(base_file)} if base_file is not None else {}),
-        },
+        manifest=ManifestFields(
+            spec=spec,
+            labels=list(model.labels),
+            sample_count=model.sample_count,
+            metrics=bodies.UpdateMetrics(),
+            base_file=None if base_file is None else str(base_file),
+        ),
         event="base",
     )
     logger.info("created base version 0 (%s head)", spec.head)

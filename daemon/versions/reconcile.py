@@ -7,7 +7,6 @@ import time
 
 from sqlalchemy import select, update
 
-from tailord.daemon.updates.worker import SAMPLES_FILE
 from tailord.storage.db import Database
 from tailord.storage.errors import StorageError
 from tailord.storage.models import (
@@ -19,7 +18,7 @@ from tailord.storage.models import (
     VersionEvent,
 )
 from tailord.storage.samples import mark_learned_by_sha
-from tailord.storage.versions import VersionStore
+from tailord.storage.versions import SAMPLES_FILE, VersionStore
 
 logger = logging.getLogger(__name__)
 

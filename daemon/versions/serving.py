@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tailord.daemon.api.bodies import LoadError
-from tailord.daemon.events import EventBus
+from tailord.daemon.events import EventBus, VersionLoadFailed
 from tailord.storage.errors import StorageError
 from tailord.storage.versions import VersionStore
 from tailord.trainer.errors import ModelError
@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class LoadFailed(StorageError):
-    """A version could not be loaded; the previous version keeps serving."""
+    """A version could not be loaded, and the previous one keeps serving; the log says why
+    (roll back to another version with `tailorctl rollback N`)."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Served:
     """One loaded version; immutable, so a request holding it finishes on it."""
 
     number: int
-    manifest: dict[str, object]
+    manifest: dict[str, object]  # as read from its manifest.json (docs/versions.md)
     model: Model
 
 
@@ -45,7 +46,7 @@ class Serving:
     def __init__(self, events: EventBus | None = None) -> None:
         self._current: Served | None = None
         self._events = events
-        self.last_error: LoadError | None = None
+        self.last_error: LoadError | None = None  # ``load_error`` in ``/v1/status``
 
     @property
     def current(self) -> Served | None:
@@ -69,9 +70,7 @@ class Serving:
             self.last_error = LoadError(number, message, time.time())
             logger.error("%s; still serving version %s", message, self._number())
             if self._events is not None:
-                self._events.publish(
-                    "version.load_failed", version=number, serving=self._number(), error=str(exc)
-                )
+                self._events.publish(VersionLoadFailed(number, self._number(), str(exc)))
             raise LoadFailed(message) from exc
         return Served(number, stored.manifest, model)
 

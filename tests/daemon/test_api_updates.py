@@ -5,16 +5,21 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
+from tailord.daemon.api import bodies
 from tailord.daemon.config import load_config
-from tailord.daemon.events import EventBus
+from tailord.daemon.events import EventBus, UpdateBegan
+from tailord.daemon.updates.rows import describe
 from tailord.daemon.updates.updater import NothingQueued, Updater
+from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
+from tailord.storage.models import Update, UpdateState
 from tailord.storage.samples import NewSample, add_samples, mark_learned, queued
 from tailord.storage.versions import VersionStore
 from tailord.trainer.inputs import vector_to_bytes
@@ -29,7 +34,8 @@ def _updater(root: Path) -> tuple[Updater, EventBus]:
     serving = Serving()
     serving.load(store, reconcile(store, db))
     events = EventBus()
-    return Updater(config, db, store, serving, events, lambda: False), events
+    history = History(store, db, serving, events, config.model, config.versions.keep)
+    return Updater(config, db, store, history, events, lambda: False), events
 
 
 def _add(updater: Updater, n: int) -> None:
@@ -50,33 +56,37 @@ def test_a_request_has_an_id_before_the_update_runs(short_tmp: Path) -> None:
     _add(updater, 6)
 
     first = updater.request()
-    assert first["state"] == "pending"
-    assert updater.request()["id"] == first["id"], "a second request joins the pending one"
-    assert updater.describe(first["id"]) == first
-    assert updater.describe(first["id"] + 1) is None
-    waited = updater.wait(first["id"], timeout=0.3)
+    assert first.state == UpdateState.PENDING
+    assert updater.request().id == first.id, "a second request joins the pending one"
+    assert updater.describe(first.id) == first
+    assert updater.describe(first.id + 1) is None
+    waited = updater.wait(first.id, timeout=0.3)
     assert waited is not None
-    assert waited["state"] == "pending"
+    assert waited.state == UpdateState.PENDING
 
     finished = threading.Event()
-    result: dict[str, object] = {}
+    results: list[bodies.UpdateInfo | None] = []
 
     def waiter() -> None:
-        result.update(updater.wait(first["id"], timeout=120) or {})
+        results.append(updater.wait(first.id, timeout=120))
         finished.set()
 
     threading.Thread(target=waiter, daemon=True).start()
     subscription = events.subscribe()
     assert updater.run("policy") == 1  # the pending row is the one that runs
     assert finished.wait(10)
-    assert result["id"] == first["id"]
-    assert result["state"] == "succeeded"
-    assert result["version"] == 1
-    assert result["reason"] == "requested"
+    result = results[0]
+    assert result is not None
+    assert result.id == first.id
+    assert result.state == UpdateState.SUCCEEDED
+    assert result.version == 1
+    assert result.reason == "requested"
+    assert result.metrics.curve == []  # a k-NN head: no loss curve, but the key
     began = subscription.get(timeout=1)
     assert began is not None
     assert began.type == "update.began"
-    assert began.data["update"] == first["id"]
+    assert isinstance(began.data, UpdateBegan)
+    assert began.data.update == first.id
     assert not updater.has_pending()
 
 
@@ -87,8 +97,58 @@ def test_a_request_whose_samples_were_learned_meanwhile_ends_failed(short_tmp: P
     with updater.db.write() as session:
         mark_learned(session, [s.id for s in queued(session)], 0)
     assert updater.run("requested") is None
-    info = updater.describe(pending["id"])
+    info = updater.describe(pending.id)
     assert info is not None
-    assert info["state"] == "failed"
-    assert "nothing was queued" in info["error"]
+    assert info.state == UpdateState.FAILED
+    assert info.error is not None
+    assert "nothing was queued" in info.error
     assert not updater.has_pending()
+
+
+def test_a_row_from_before_the_gate_metric_is_described_as_it_was_sent() -> None:
+    # Rows written before the gate's ``metric``/``enabled`` and before ``encode_seconds``
+    # existed: the wire leaves out what the row does not have, and sends its nulls as nulls.
+    old_gate = {
+        "promote": False,
+        "reason": "worse",
+        "holdout_samples": 3,
+        "holdout_candidate": 0.5,
+        "holdout_current": 1.0,
+        "canary_samples": 0,
+        "canary_candidate": None,
+        "canary_current": None,
+    }
+    old_metrics = {
+        "seconds": 1.5,
+        "replayed": 0,
+        "curve": [{"epoch": 1, "loss": 0.5, "accuracy": None}],
+    }
+    row = Update(
+        id=7,
+        state=UpdateState.REJECTED,
+        reason="policy",
+        started_at=10.0,
+        finished_at=12.0,
+        base_version=1,
+        version=None,
+        sample_count=4,
+        error="gate: worse",
+        metrics=old_metrics,
+        gate=old_gate,
+    )
+    wire = msgspec.json.decode(bodies.encode(describe(row, None)))
+    assert wire == {
+        "id": 7,
+        "state": "rejected",
+        "reason": "policy",
+        "started_at": 10.0,
+        "finished_at": 12.0,
+        "base_version": 1,
+        "version": None,
+        "samples": 4,
+        "error": "gate: worse",
+        "metrics": old_metrics,
+        "gate": old_gate,
+        "progress": None,
+    }
+    assert list(wire) == list(bodies.UpdateInfo.__struct_fields__)

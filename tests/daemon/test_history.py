@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tailord.daemon.events import EventBus
+from tailord.daemon.api import bodies
+from tailord.daemon.events import EventBus, VersionChanged, VersionLoadFailed
 from tailord.daemon.versions.history import History, HistoryError, collect_garbage
-from tailord.daemon.versions.publish import ensure_base, publish
+from tailord.daemon.versions.publish import ManifestFields, ensure_base, publish
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import LoadFailed, Serving
 from tailord.storage.db import Database, open_database
 from tailord.storage.errors import VersionNotFound
 from tailord.storage.models import Sample, Version, VersionEvent
 from tailord.storage.samples import NewSample, add_samples
-from tailord.storage.versions import WEIGHTS, VersionStore
+from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update
@@ -69,23 +72,29 @@ def _weights(seed: int) -> bytes:
     return model.to_bytes()
 
 
+def _manifest(seed: int) -> ManifestFields:
+    return ManifestFields(
+        spec=SPEC, labels=["a", "b"], sample_count=4, metrics=bodies.UpdateMetrics(seconds=seed)
+    )
+
+
 def _publish(env: Env, seed: int, sample_ids: list[int] = []) -> int:  # noqa: B006
     staging = env.store.new_staging(f"c{seed}")
     (staging / WEIGHTS).write_bytes(_weights(seed))
     with env.db.read() as session:
         sha = [session.get_one(Sample, i).sha256 for i in sample_ids]
-    (staging / "samples.txt").write_text("".join(s + "\n" for s in sha))
-    number = publish(
-        env.store,
-        env.db,
-        env.serving,
+    (staging / SAMPLES_FILE).write_text("".join(s + "\n" for s in sha))
+    parent = env.store.current_number()
+    assert parent is not None
+    return env.history.publish(  # as the updater does: then old versions are removed
         staging_name=staging.name,
-        parent=env.store.current_number(),
-        manifest={"labels": ["a", "b"], "sample_count": 4, "metrics": {"seed": seed}},
+        parent=parent,
+        manifest=_manifest(seed),
         sample_ids=sample_ids,
+        read_at=time.time(),
+        record=lambda session, number: None,
+        announce=lambda number: None,
     )
-    collect_garbage(env.store, env.db, env.history.keep)  # as the updater does
-    return number
 
 
 def _states(env: Env) -> dict[int | None, int]:
@@ -125,7 +134,7 @@ def test_a_candidate_that_does_not_load_is_abandoned(env: Env) -> None:
             env.serving,
             staging_name="junk",
             parent=0,
-            manifest={},
+            manifest=_manifest(2),
             sample_ids=ids,
         )
     assert env.store.current_number() == 0
@@ -138,6 +147,8 @@ def test_a_candidate_that_does_not_load_is_abandoned(env: Env) -> None:
     event = failed.get(timeout=1)
     assert event is not None
     assert event.type == "version.load_failed"
+    assert isinstance(event.data, VersionLoadFailed)
+    assert (event.data.version, event.data.serving) == (1, 0)
     assert env.serving.last_error is not None
 
 
@@ -147,7 +158,7 @@ def test_reconcile_adopts_a_flipped_version_without_a_row(env: Env) -> None:
         sha = [session.get_one(Sample, i).sha256 for i in ids]
     staging = env.store.new_staging("c")
     (staging / WEIGHTS).write_bytes(_weights(3))
-    (staging / "samples.txt").write_text("".join(s + "\n" for s in sha[:2]))
+    (staging / SAMPLES_FILE).write_text("".join(s + "\n" for s in sha[:2]))
     env.store.publish(staging, 1, {"parent": 0, "sample_count": 2})
     env.store.set_current(1)  # and the daemon died before the row was committed
     assert reconcile(env.store, env.db) == 1
@@ -202,23 +213,37 @@ def test_garbage_collection_keeps_newest_pinned_current_and_parent(env: Env) -> 
     env.history.pin(3, pinned=False)
     assert env.store.numbers() == [3, 7, 9]  # still among the newest three left
     assert collect_garbage(env.store, env.db, 1) == [3]
-    listing = env.history.listing()
-    assert [v["version"] for v in listing] == list(range(9, -1, -1))
-    assert [v["version"] for v in listing if not v["removed"]] == [9, 7]
-    assert [v["version"] for v in listing if v["current"]] == [7]
+    listing = env.history.listing()  # as GET /v1/versions lists them: oldest first
+    assert [v.number for v in listing] == list(range(10))
+    assert [v.number for v in listing if not v.removed] == [7, 9]
+    assert [v.number for v in listing if v.current] == [7]
+    assert [v.number for v in listing if v.pinned] == []
+    assert listing[-1].metrics == bodies.UpdateMetrics(seconds=23)  # read back from the manifest
+    assert listing[0].metrics == bodies.UpdateMetrics()  # version 0: no update made it
+    assert bodies.encode(listing[0].metrics) == b"{}\n"  # as its manifest always said
+    detail = env.history.detail(9)
+    assert detail is not None
+    assert detail.removed is False
+    assert detail.manifest["version"] == 9
+    assert env.history.detail(10) is None
 
 
 def test_rollback_flips_current_and_swaps(env: Env) -> None:
     ids = _samples(env, 2, seed=30)
     _publish(env, 30, ids)
     _publish(env, 31)
-    assert env.history.rollback() == {"version": 1, "previous": 2, "changed": True}
+    changes = env.events.subscribe()
+    assert env.history.rollback() == bodies.RollbackResult(1, 2, changed=True)
+    changed = changes.get(timeout=1)
+    assert changed is not None
+    assert changed.data == VersionChanged(version=1, previous=2, reason="rollback")
+    assert changed.envelope().data == {"version": 1, "previous": 2, "reason": "rollback"}
     served = env.serving.current
     assert served is not None
     assert served.number == 1
     assert env.store.current_number() == 1
-    assert env.history.rollback(2)["version"] == 2
-    assert env.history.rollback(2)["changed"] is False
+    assert env.history.rollback(2).version == 2
+    assert env.history.rollback(2).changed is False
     assert _events(env)[-2:] == [("rollback", 1, 2), ("rollback", 2, 1)]
     assert _states(env) == {1: 2}  # rollbacks do not touch what was learned
     with pytest.raises(VersionNotFound):
@@ -242,7 +267,8 @@ def test_rollback_to_a_corrupt_version_keeps_serving_the_current(env: Env) -> No
 
 def test_import_base_publishes_a_child_of_current(env: Env) -> None:
     result = env.history.import_base(_weights(50))
-    assert result == {"version": 1, "parent": 0}
+    assert result == bodies.ImportResult(1, 0)
+    assert env.store.read(1).manifest["imported"] is True
     served = env.serving.current
     assert served is not None
     assert served.model.labels == ("a", "b")
@@ -267,3 +293,24 @@ def test_versions_config(tmp_path: Path) -> None:
     path.write_text("[versions]\nkeep = 0\n")
     with pytest.raises(ConfigError, match="keep at least 1"):
         load_config(path, data_dir=tmp_path)
+
+
+def test_manifests_keep_their_keys(env: Env) -> None:
+    base = env.store.read(0).manifest
+    assert base["metrics"] == {}  # written even when empty
+    assert "update" not in base  # optional keys left at their default are not written
+    assert base["spec"] == msgspec.json.decode(msgspec.json.encode(SPEC))
+    _publish(env, 60)
+    stored = env.store.read(1).manifest
+    assert set(stored) == {
+        "version",
+        "parent",
+        "created_at",
+        "published_at",
+        "spec",
+        "labels",
+        "sample_count",
+        "metrics",
+        "files",
+    }
+    assert stored["metrics"] == {"seconds": 60.0}

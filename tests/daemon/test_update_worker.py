@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -11,13 +10,24 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
 
-from tailord.daemon.updates.worker import WorkerJob, encode, main
-from tailord.daemon.versions.publish import ensure_base, publish
+from tailord.daemon.api import bodies
+from tailord.daemon.updates.messages import (
+    Failure,
+    Progress,
+    Result,
+    WorkerJob,
+    receive,
+    send,
+)
+from tailord.daemon.updates.worker import encode, main
+from tailord.daemon.updates.workers import Workers
+from tailord.daemon.versions.publish import ManifestFields, ensure_base, publish
 from tailord.storage.db import Database, open_database
 from tailord.storage.embeddings import cached
 from tailord.storage.models import Embedding
@@ -63,8 +73,8 @@ def job_for(root: Path, name: str, params: UpdateParams, spec: ModelSpec = SPEC)
         staging=staging,
         base_version=0,
         up_to_id=10**9,
-        spec=spec.to_dict(),
-        params=params.to_dict(),
+        spec=spec,
+        params=params,
         nice=0,
         checkpoints=root / "checkpoints" / name,
     )
@@ -79,18 +89,18 @@ def start(job: WorkerJob) -> tuple[Any, Any]:
     return process, receive
 
 
-def run(job: WorkerJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    process, receive = start(job)
+def run(job: WorkerJob) -> tuple[Result, list[bodies.Progress]]:
+    process, pipe = start(job)
     events = []
     try:
         while True:
-            message = receive.recv()
-            if message["type"] == "progress":
-                events.append(message["event"])
-            elif message["type"] == "result":
-                return message["result"], events
-            else:
-                raise AssertionError(message["message"] + message.get("traceback", ""))
+            message = receive(pipe)  # decoded with the union type: a drift fails here
+            if isinstance(message, Progress):
+                events.append(message.event)
+            elif isinstance(message, Result):
+                return message, events
+            elif isinstance(message, Failure):
+                raise AssertionError(message.message + message.traceback)
     finally:
         process.join(30)
 
@@ -108,10 +118,15 @@ def test_same_samples_spec_and_seed_give_the_same_weights(tmp_path: Path) -> Non
     two = head_tensors(tmp_path / "staging" / "two")
     assert one.keys() == two.keys()
     assert all(torch.equal(one[k], two[k]) for k in one)  # another seed differs: see trainer
-    assert first["promote"]
-    assert [p["epoch"] for p in first["curve"]] == [1, 2, 3, 4, 5]
-    assert first["curve"][-1]["loss"] < first["curve"][0]["loss"]
-    kinds = [e["kind"] for e in events]
+    assert first.promote
+    curve = first.metrics.curve
+    assert curve is not None
+    assert [p.epoch for p in curve] == [1, 2, 3, 4, 5]
+    assert curve[-1].loss is not None
+    assert curve[0].loss is not None
+    assert curve[-1].loss < curve[0].loss
+    assert first.gate.enabled
+    kinds = [e.kind for e in events]
     assert kinds[0] == "began"
     assert kinds.count("epoch") == 5
     assert 1 <= kinds.count("batch") < 5 * 8  # thinned: at most one every 0.25 s
@@ -125,20 +140,20 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
     job = job_for(tmp_path, "cut", params)
     meta = job.checkpoints / checkpoint.META if job.checkpoints else Path()
-    process, receive = start(job)
+    process, pipe = start(job)
     wait_for(meta.exists, timeout=60, interval=0.02)
     os.kill(process.pid, signal.SIGTERM)  # what Updater does when the daemon stops
     process.join(30)
-    receive.close()
+    pipe.close()
     done = json.loads(meta.read_text())["epoch"]
     if done >= params.epochs:
         pytest.fail("the worker finished before it was killed; give it more work")
 
     resumed, events = run(job)
-    assert events[0]["kind"] == "began"
-    assert events[0]["epoch"] >= done >= 1
-    assert sum(e["kind"] == "epoch" for e in events) == params.epochs  # the whole curve
-    assert resumed["curve"] == whole["curve"]
+    assert events[0].kind == "began"
+    assert events[0].epoch >= done >= 1
+    assert sum(e.kind == "epoch" for e in events) == params.epochs  # the whole curve
+    assert resumed.metrics.curve == whole.metrics.curve
     cut = head_tensors(tmp_path / "staging" / "cut")
     full = head_tensors(tmp_path / "staging" / "whole")
     assert all(torch.equal(cut[k], full[k]) for k in full)
@@ -179,7 +194,9 @@ def test_a_changed_spec_relearns_every_sample(tmp_path: Path) -> None:
     knn = ModelSpec(head="knn")
     db = setup_data(tmp_path, vector_samples(30, 8, seed=1), knn)
     first, _ = run(job_for(tmp_path, "one", UpdateParams(), knn))
-    manifest = {"spec": knn.to_dict(), "labels": first["labels"], "sample_count": 30}
+    manifest = ManifestFields(
+        spec=knn, labels=first.labels, sample_count=30, metrics=bodies.UpdateMetrics()
+    )
     publish(
         VersionStore(tmp_path),
         db,
@@ -188,15 +205,41 @@ def test_a_changed_spec_relearns_every_sample(tmp_path: Path) -> None:
         number=1,
         parent=0,
         manifest=manifest,
-        sample_ids=first["sample_ids"],
+        sample_ids=first.sample_ids,
     )
     with db.write() as session:
         add_samples(session, vector_samples(3, 8, seed=9))
     db.close()
     changed = ModelSpec(head="knn", k=3)  # another spec: start from its standard model
-    job = dataclasses.replace(job_for(tmp_path, "two", UpdateParams(), changed), base_version=1)
+    job = msgspec.structs.replace(job_for(tmp_path, "two", UpdateParams(), changed), base_version=1)
     result, _ = run(job)
-    assert result["new_samples"] == 3
-    assert result["sample_count"] == 33  # the 30 learned under the old spec came along
+    assert result.new_samples == 3
+    assert result.sample_count == 33  # the 30 learned under the old spec came along
+    assert result.spec == changed
     model = Model.from_bytes((tmp_path / "staging" / "two" / WEIGHTS).read_bytes())
     assert model.spec == changed
+
+
+def test_a_failing_job_comes_back_as_a_failure(tmp_path: Path) -> None:
+    setup_data(tmp_path, vector_samples(6, 8, seed=1)).close()
+    job = msgspec.structs.replace(job_for(tmp_path, "bad", UpdateParams()), base_version=7)
+    workers = Workers(prewarm=False, should_stop=lambda: False)
+    progress: list[bodies.Progress] = []
+    outcome = workers.run(job, progress.append)
+    workers.reap()
+    assert isinstance(outcome, Failure)
+    assert outcome.message.startswith("VersionNotFound: ")
+    assert "Traceback" in outcome.traceback
+    assert progress == []
+
+
+def test_the_pipe_refuses_a_message_that_does_not_fit_its_struct() -> None:
+    here, there = multiprocessing.Pipe()
+    send(there, Progress(bodies.Progress("epoch", 1, 4, 0.5, 100.0, 0.75)))
+    assert receive(here) == Progress(bodies.Progress("epoch", 1, 4, 0.5, 100.0, 0.75))
+    there.send_bytes(msgspec.msgpack.encode({"type": "progress", "event": {"kind": "lunch"}}))
+    with pytest.raises(msgspec.ValidationError, match="kind"):
+        receive(here)
+    there.send_bytes(msgspec.msgpack.encode({"type": "error", "message": "old shape"}))
+    with pytest.raises(msgspec.ValidationError, match="type"):
+        receive(here)
