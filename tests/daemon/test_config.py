@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,26 @@ def test_a_whole_file_of_every_key_loads(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.inbox == tmp_path / "inbox"
     assert config.ingest.max_jsonl_bytes == 4 * 1024**3
+
+
+def test_tailord_serve_refuses_a_bad_value_in_one_line(tmp_path: Path) -> None:
+    """A real ``tailord serve``: a bad config value ends it with its message, not a traceback."""
+    path = tmp_path / "c.toml"
+    path.write_text("data_dir = 5\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())",
+            "serve",
+            "--config",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "data_dir = 5: must be a path, written as a non-empty string" in done.stderr
+    assert "Traceback" not in done.stderr
