@@ -22,6 +22,7 @@ def slow_write(
         closing.set()
 
 
+@pytest.mark.slow
 def test_slow_writer_never_yields_a_truncated_sample(make_inbox: Callable[..., Inbox]) -> None:
     # Text is the worst case: any prefix of it is valid text.
     box = make_inbox("text", settle_seconds=1.0)

@@ -70,6 +70,7 @@ def _queued(client: Client) -> int:
     return sum(client.samples(state="queued", limit=1)["counts"].get("queued", {}).values())
 
 
+@pytest.mark.slow
 def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
     with live.client() as client:
         events = Collector(client)
@@ -247,6 +248,7 @@ def test_tailorctl_says_when_the_daemon_is_not_running(
         next(client.events())
 
 
+@pytest.mark.slow
 def test_events_end_when_the_daemon_stops(short_tmp: Path) -> None:
     proc = DaemonProcess(short_tmp).start()
     with proc.client() as client:

@@ -42,6 +42,7 @@ def test_gate_rejects_a_candidate_trained_on_mislabelled_samples(
     assert result.canary_candidate < 0.9
 
 
+@pytest.mark.slow
 def test_gate_promotes_a_sound_candidate(clusters: Clusters) -> None:
     x, y = clusters(["a", "b"], 40, seed=1)
     current = run_update(Model.base(ModelSpec(head="linear")), x, y, NO_REPLAY, [], PARAMS)
