@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.conftest import wait_for
 from tests.daemon.conftest import Inbox
 
