@@ -70,7 +70,6 @@ def _queued(client: Client) -> int:
     return sum(client.samples(state="queued", limit=1)["counts"].get("queued", {}).values())
 
 
-@pytest.mark.slow
 def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
     with live.client() as client:
         events = Collector(client)
