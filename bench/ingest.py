@@ -12,7 +12,6 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sqlite3
@@ -20,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from tailord.daemon.config import IngestConfig
@@ -50,7 +50,7 @@ def ingest(root: Path, source: Path, batch: int, run: int) -> tuple[float, Path]
     jsonl = inbox / "bench.jsonl"
     shutil.copyfile(source, jsonl)
     db = open_database(root / f"ingest{run}.db")
-    options = dataclasses.replace(IngestConfig(), batch_lines=batch, max_queued_samples=10**9)
+    options = msgspec.structs.replace(IngestConfig(), batch_lines=batch, max_queued_samples=10**9)
     ingestor = Ingestor(inbox, db, options, None, PendingPaths(), lambda n: None)
     started = time.perf_counter()
     added = ingestor.process([jsonl])  # the ingest thread's own code path, minus the wait

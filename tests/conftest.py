@@ -77,8 +77,11 @@ class DaemonProcess:
         ]
 
     def start(self, *extra: str) -> DaemonProcess:
-        log = self.log.open("ab")
-        self.process = subprocess.Popen(self.argv(*extra), stdout=log, stderr=log, cwd=self.root)
+        # The child holds its own copy of the descriptor; ours is closed at once.
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv(*extra), stdout=log, stderr=log, cwd=self.root
+            )
         wait_for(self._answers, timeout=60)
         return self
 

@@ -18,45 +18,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from tailord.trainer.model import Model
-from tailord.trainer.spec import _from_dict, _is_int
+
+# GateParams lives with the other parameter structs, away from torch, so that loading the
+# config does not import torch; it is named here too, where the gate is.
+from tailord.trainer.spec import GateParams
 from tailord.trainer.targets import target_value
 
+__all__ = ["GateParams", "GateResult", "accuracy", "evaluate", "mse", "split_holdout"]
+
 Rows = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class GateParams:
-    enabled: bool = True  # false promotes every candidate
-    holdout: float = 0.2  # share of each label's new samples kept out of training to judge
-    max_regression: float = 0.05  # largest allowed drop of canary accuracy (0.05 = 5 points)
-    canary: int = 200  # earlier samples, at most, in the canary set
-
-    def __post_init__(self) -> None:
-        from tailord.trainer.errors import ModelError
-
-        if not isinstance(self.enabled, bool):
-            raise ModelError(f"[gate] enabled is {self.enabled!r}; set it to true or false")
-        for name, high in (("holdout", 0.9), ("max_regression", 1.0)):
-            value = getattr(self, name)
-            if not (_is_int(value) or isinstance(value, float)) or not 0 <= value <= high:
-                raise ModelError(f"[gate] {name} is {value!r}; set it to a number from 0 to {high}")
-            object.__setattr__(self, name, float(value))
-        if not _is_int(self.canary) or self.canary < 0:
-            raise ModelError(f"[gate] canary is {self.canary!r}; set it to an integer >= 0")
-
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> GateParams:
-        return _from_dict(cls, d, "gate")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import numpy as np
 
 from tailord.trainer.errors import DecodeError, ModelError
 
-TASKS = ("classify", "regress")
 # A plain decimal number: no "nan", "inf", "0x10", "1_000" or spaces, which float() accepts.
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _F32_MAX = float(np.finfo(np.float32).max)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sqlite3
 import tempfile
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tailord.daemon.config import IngestConfig
@@ -79,7 +79,7 @@ def make_inbox() -> Iterator[Callable[..., Inbox]]:
         inbox = root / "inbox"
         inbox.mkdir(exist_ok=True)
         db = open_database(root / "data" / "tailord.db")
-        config = dataclasses.replace(
+        config = msgspec.structs.replace(
             IngestConfig(), **{"settle_seconds": 0.3, "retry_seconds": 0.2, **options}
         )
         pending = PendingPaths()

@@ -174,6 +174,7 @@ def _check(path: str, method: str, status: int, content_type: str, body: bytes) 
         assert not errors, f"{method.upper()} {path} {status}: {errors[0].message}\n{payload}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
 @settings(
     max_examples=40,
@@ -199,6 +200,7 @@ def test_answers_match_the_document(
         SUCCEEDED.add((path, method))
 
 
+@pytest.mark.slow
 def test_generated_requests_also_succeeded() -> None:
     """Runs after the property tests: each operation that can succeed here did at least once
     (else the generator only ever exercised error paths)."""

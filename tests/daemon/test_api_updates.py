@@ -49,6 +49,7 @@ def _add(updater: Updater, n: int) -> None:
         add_samples(session, samples)
 
 
+@pytest.mark.slow
 def test_a_request_has_an_id_before_the_update_runs(short_tmp: Path) -> None:
     updater, events = _updater(short_tmp)
     with pytest.raises(NothingQueued, match="inbox"):

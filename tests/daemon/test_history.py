@@ -291,7 +291,7 @@ def test_versions_config(tmp_path: Path) -> None:
     assert config.versions.base_file == Path.home() / "base.safetensors"
     assert load_config(None, data_dir=tmp_path).versions.base_file is None
     path.write_text("[versions]\nkeep = 0\n")
-    with pytest.raises(ConfigError, match="keep at least 1"):
+    with pytest.raises(ConfigError, match="keep = 0: must be an integer >= 1"):
         load_config(path, data_dir=tmp_path)
 
 

@@ -36,6 +36,7 @@ def still_ingests(box: Inbox, name: str = "after.json") -> None:
     assert box.alive()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "data", "match"),
     [
@@ -161,6 +162,7 @@ def test_png_over_pillows_own_limit_is_an_error_not_a_warning(
     assert "decompression bomb" in box.reason("bomb.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("data", "match"),
     [

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.conftest import wait_for
 from tests.daemon.conftest import Inbox
 
@@ -22,6 +24,7 @@ def slow_write(
         closing.set()
 
 
+@pytest.mark.slow
 def test_slow_writer_never_yields_a_truncated_sample(make_inbox: Callable[..., Inbox]) -> None:
     # Text is the worst case: any prefix of it is valid text.
     box = make_inbox("text", settle_seconds=1.0)

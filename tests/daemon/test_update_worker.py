@@ -109,6 +109,7 @@ def head_tensors(staging: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load((staging / WEIGHTS).read_bytes())
 
 
+@pytest.mark.slow
 def test_same_samples_spec_and_seed_give_the_same_weights(tmp_path: Path) -> None:
     setup_data(tmp_path, vector_samples(60, 8, seed=1)).close()
     params = UpdateParams(epochs=5, batch_size=8, seed=4)
@@ -132,6 +133,7 @@ def test_same_samples_spec_and_seed_give_the_same_weights(tmp_path: Path) -> Non
     assert 1 <= kinds.count("batch") < 5 * 8  # thinned: at most one every 0.25 s
 
 
+@pytest.mark.slow
 def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     # Enough work that a kill lands mid-run: 1500 samples in batches of 2, 12 epochs.
     setup_data(tmp_path, vector_samples(1500, 16, seed=2)).close()
@@ -190,6 +192,7 @@ def test_image_features_are_computed_once_and_cached(tmp_path: Path) -> None:
     db.close()
 
 
+@pytest.mark.slow
 def test_a_changed_spec_relearns_every_sample(tmp_path: Path) -> None:
     knn = ModelSpec(head="knn")
     db = setup_data(tmp_path, vector_samples(30, 8, seed=1), knn)

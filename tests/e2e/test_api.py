@@ -247,6 +247,7 @@ def test_tailorctl_says_when_the_daemon_is_not_running(
         next(client.events())
 
 
+@pytest.mark.slow
 def test_events_end_when_the_daemon_stops(short_tmp: Path) -> None:
     proc = DaemonProcess(short_tmp).start()
     with proc.client() as client:

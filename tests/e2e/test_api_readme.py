@@ -9,8 +9,11 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
+
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

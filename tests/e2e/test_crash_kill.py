@@ -30,6 +30,8 @@ from tailord.trainer.inputs import vector_to_bytes
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 from tests.e2e.version_checks import check_current, check_database, check_no_leftovers
 
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
+
 KILLS = int(os.environ.get("TAILORD_TEST_KILLS", "100"))
 # Most kills come early (start-up, reconciliation, ingest, the start of an update); every
 # LONG_EVERY-th waits for an update to start and kills 2-4.5 s into it (the worker, publishing,

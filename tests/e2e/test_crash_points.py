@@ -11,6 +11,8 @@ from tailord.storage.crash import STEPS
 from tests.conftest import DaemonProcess
 from tests.e2e import crash_steps
 
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
+
 BEFORE_FLIP = [step for step, version in crash_steps.EXPECTED.items() if version == 0]
 
 

@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import DaemonProcess
 from tests.e2e import crash_steps
 
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
+
 AFTER_FLIP = [step for step, version in crash_steps.EXPECTED.items() if version == 1]
 
 

@@ -7,7 +7,11 @@ import os
 import signal
 import sqlite3
 
+import pytest
+
 from tests.conftest import DaemonProcess, wait_for
+
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
 
 LINES = 20_000
 

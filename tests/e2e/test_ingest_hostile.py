@@ -8,8 +8,11 @@ import os
 import sqlite3
 
 import numpy as np
+import pytest
 
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
+
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
 
 
 def npy_header(header: str) -> bytes:

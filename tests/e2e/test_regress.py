@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from jsonschema import Draft202012Validator
 
 from tailord.daemon.api.openapi import openapi_document
 from tailord.daemon.ctl.client import ClientError
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
+
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
 
 CONFIG = """
 [model]

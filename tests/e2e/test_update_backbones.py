@@ -18,6 +18,8 @@ from tailord.storage.versions import VersionStore
 from tailord.trainer.model import Model
 from tests.conftest import DaemonProcess, wait_for
 
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
+
 
 def png(bright: bool, seed: int) -> bytes:
     rng = np.random.default_rng(seed)

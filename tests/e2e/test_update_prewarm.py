@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
+
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
 
 
 def spawned_workers(pid: int) -> set[int]:

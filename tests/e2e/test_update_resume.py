@@ -6,9 +6,12 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tailord.daemon.ctl.client import ClientError
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
+
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
 
 SLOW_CONFIG = """
 [model]

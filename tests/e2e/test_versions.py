@@ -17,6 +17,8 @@ from tailord.trainer.update import run_update
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 from tests.e2e.version_checks import check_current
 
+pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
+
 
 def _learn(daemon: DaemonProcess) -> int:
     """Eight samples learned by one or more updates; returns the version that has them all."""

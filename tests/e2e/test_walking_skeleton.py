@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 
 
-@pytest.mark.parametrize("head", ["knn", "linear"])
+@pytest.mark.parametrize("head", ["knn", pytest.param("linear", marks=pytest.mark.slow)])
 def test_samples_become_a_version_that_predicts(daemon: DaemonProcess, head: str) -> None:
     daemon.start("--head", head)
     assert daemon.version() == 0
@@ -37,6 +37,7 @@ def test_samples_become_a_version_that_predicts(daemon: DaemonProcess, head: str
     assert not list(daemon.inbox.glob("*/*.npy"))
 
 
+@pytest.mark.slow
 def test_bad_files_are_rejected_and_the_daemon_keeps_ingesting(daemon: DaemonProcess) -> None:
     daemon.start("--quiet-seconds", "3600")  # no update: this test is about ingest
     daemon.drop("cat", "pickled.npy", _pickled_npy())
@@ -58,6 +59,7 @@ def test_bad_files_are_rejected_and_the_daemon_keeps_ingesting(daemon: DaemonPro
     assert daemon.process.poll() is None
 
 
+@pytest.mark.slow
 def test_restart_keeps_samples_and_version(daemon: DaemonProcess) -> None:
     daemon.start()
     rng = np.random.default_rng(2)
@@ -82,6 +84,7 @@ def test_restart_keeps_samples_and_version(daemon: DaemonProcess) -> None:
     assert integrity == "ok"
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly_and_removes_the_socket(daemon: DaemonProcess) -> None:
     daemon.start()
     assert daemon.stop(signal.SIGINT) == 0

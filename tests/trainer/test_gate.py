@@ -42,6 +42,7 @@ def test_gate_rejects_a_candidate_trained_on_mislabelled_samples(
     assert result.canary_candidate < 0.9
 
 
+@pytest.mark.slow
 def test_gate_promotes_a_sound_candidate(clusters: Clusters) -> None:
     x, y = clusters(["a", "b"], 40, seed=1)
     current = run_update(Model.base(ModelSpec(head="linear")), x, y, NO_REPLAY, [], PARAMS)
@@ -75,10 +76,10 @@ def test_holdout_keeps_a_few_shots_for_training() -> None:
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
-        ({"holdout": 1.0}, "holdout is 1.0"),
-        ({"max_regression": -0.1}, "max_regression is -0.1"),
-        ({"canary": -1}, "canary is -1"),
-        ({"enabled": "yes"}, "enabled is 'yes'"),
+        ({"holdout": 1.0}, "holdout = 1.0: must be a number <= 0.9; for example holdout = 0.2"),
+        ({"max_regression": -0.1}, "max_regression = -0.1: must be a number >= 0.0"),
+        ({"canary": -1}, "canary = -1: must be an integer >= 0"),
+        ({"enabled": "yes"}, 'enabled = "yes": must be true or false, not a string'),
         ({"holdouts": 0.1}, "unknown key 'holdouts'"),
     ],
 )

@@ -62,6 +62,7 @@ def test_learns_three_clusters(clusters: Clusters) -> None:
     assert all(1 / 3 < p.score <= 1.0 for p in predictions)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights(clusters: Clusters) -> None:
     x, y = clusters(["a", "b"], 20, seed=1)
     first = run_update(linear_base(), x, y, NO_REPLAY, [], FAST)

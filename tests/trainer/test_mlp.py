@@ -59,6 +59,7 @@ def test_mlp_loss_trajectory_is_pinned() -> None:
     assert [p.label for p in model.predict(TINY_X)] == TINY_Y
 
 
+@pytest.mark.slow
 def test_mlp_round_trips_and_is_deterministic(clusters: Clusters) -> None:
     x, y = clusters(["a", "b", "c"], 20, seed=1)
     first = run_update(mlp_base(), x, y, NO_REPLAY, [], FAST)
@@ -70,6 +71,7 @@ def test_mlp_round_trips_and_is_deterministic(clusters: Clusters) -> None:
     assert [p.label for p in back.predict(unseen)] == truth
 
 
+@pytest.mark.slow
 def test_a_new_label_grows_the_mlp_and_keeps_old_predictions(clusters: Clusters) -> None:
     x, y = clusters(["a", "b"], 30, seed=1)
     first = run_update(mlp_base(), x, y, NO_REPLAY, [], FAST)

@@ -24,6 +24,7 @@ def accuracy(model: Model, x: npt.NDArray[np.float32], y: list[str]) -> float:
     return sum(p.label == t for p, t in zip(model.predict(x), y, strict=True)) / len(y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 def test_replay_keeps_base_labels_where_training_without_it_forgets(
     clusters: Clusters, head: str
