@@ -6,7 +6,6 @@ Defaults are documented in docs/configuration.md; keep the two in step.
 from __future__ import annotations
 
 import dataclasses
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,13 +13,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tailord.daemon.errors import ConfigError
+from tailord.daemon.paths import default_data_dir, default_socket
 from tailord.trainer.errors import ModelError
 from tailord.trainer.gate import GateParams
 from tailord.trainer.spec import ModelSpec, UpdateParams
 
 T = TypeVar("T")
-
-SOCKET_NAME = "tailord.sock"
 
 
 @dataclass(frozen=True)
@@ -106,30 +104,6 @@ class Config:
     @property
     def database(self) -> Path:
         return self.data_dir / "tailord.db"
-
-
-def default_data_dir() -> Path:
-    """``$STATE_DIRECTORY`` under systemd, else the XDG data home."""
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return Path(state.split(":")[0])
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "tailord"
-
-
-def default_socket() -> Path:
-    """``$TAILORD_SOCKET``, else ``$RUNTIME_DIRECTORY`` under systemd, else the XDG runtime
-    dir, else a private folder in /tmp."""
-    explicit = os.environ.get("TAILORD_SOCKET")
-    if explicit:
-        return Path(explicit)
-    runtime = os.environ.get("RUNTIME_DIRECTORY")
-    if runtime:
-        return Path(runtime.split(":")[0]) / SOCKET_NAME
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "tailord" / SOCKET_NAME
-    return Path(f"/tmp/tailord-{os.getuid()}") / SOCKET_NAME  # noqa: S108 (created 0700, owned)
 
 
 def _section(cls: type[T], table: Mapping[str, Any], name: str) -> T:
