@@ -1,0 +1,315 @@
+"""Every body the socket API sends or takes, defined once as a ``msgspec.Struct``.
+
+The handlers encode these, the OpenAPI document's schemas are generated from them, and the
+``tailorctl`` client decodes into them: one definition, so the three cannot drift. This
+module imports only msgspec and the standard library, so the client stays free of torch and
+SQLAlchemy. Field order is the wire's key order.
+
+``UNSET`` marks a key the wire leaves out when it has nothing to say (an old row written
+before the key existed); ``None`` is sent as ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+# Shared constraints: they become ``minimum`` / ``maximum`` in the OpenAPI document.
+Count = Annotated[int, Meta(ge=0)]
+# A version number (0 is the base version); SQLite integers are 64-bit, a longer one is none.
+Number = Annotated[int, Meta(ge=0, lt=10**18)]
+Id = Annotated[int, Meta(ge=1)]  # a row id
+Seconds = Annotated[float, Meta(description="Unix seconds")]
+Share = Annotated[float, Meta(ge=0, le=1)]
+
+UpdateState = Literal["pending", "running", "succeeded", "failed", "interrupted", "rejected"]
+SampleState = Literal["queued", "learned", "rejected"]
+ACTIVE_UPDATE_STATES: tuple[UpdateState, ...] = ("pending", "running")
+SAMPLE_STATES: tuple[SampleState, ...] = ("queued", "learned", "rejected")
+
+# ``{state: {label: n}}``
+Counts = Annotated[
+    dict[str, dict[str, Count]], Meta(description="samples as {state: {label: count}}")
+]
+# A JSON object the API passes through as stored (a manifest): its keys belong to the
+# versions' own format (docs/versions.md), not to the API.
+JsonValue = Annotated[object, Meta(extra_json_schema={"description": "any JSON value"})]
+JsonObject = dict[str, JsonValue]
+
+
+class ErrorDetail(Struct, frozen=True):
+    code: Annotated[str, Meta(description="stable, for programs")]
+    message: Annotated[str, Meta(description="for people: what to do")]
+
+
+class ErrorBody(Struct, frozen=True):
+    """Every error: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+class CurrentVersion(Struct, frozen=True):
+    """``GET /v1/version``: the version being served."""
+
+    version: Number
+    parent: int | None
+    created_at: float | None
+    labels: list[str]
+    sample_count: Count
+
+
+class Progress(Struct, frozen=True):
+    """The running update's latest progress event (``update.progress``)."""
+
+    kind: Literal["began", "batch", "epoch"]
+    epoch: int
+    batch: int
+    loss: float | None
+    samples_per_second: float | None
+    accuracy: float | None = None
+
+
+class CurvePoint(Struct, frozen=True):
+    epoch: int
+    loss: float
+    accuracy: float | None
+
+
+class UpdateMetrics(Struct, frozen=True):
+    """An update's timings and learning curve; empty for one that failed before training."""
+
+    seconds: float | UnsetType = UNSET
+    encode_seconds: float | UnsetType | None = UNSET
+    replayed: int | UnsetType = UNSET
+    curve: list[CurvePoint] | UnsetType = UNSET
+
+
+class Gate(Struct, frozen=True):
+    """The gate's decision on a candidate and its figures (docs/versions.md)."""
+
+    promote: bool
+    reason: str
+    holdout_samples: int
+    holdout_candidate: float | None
+    holdout_current: float | None
+    canary_samples: int
+    canary_candidate: float | None
+    canary_current: float | None
+    metric: Literal["accuracy", "mse"] | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
+class UpdateInfo(Struct, frozen=True):
+    """``POST /v1/update``, ``GET /v1/updates/{id}``: one update."""
+
+    id: Id
+    state: UpdateState
+    reason: str
+    started_at: Annotated[float, Meta(description="Unix seconds; requested, if pending")]
+    finished_at: float | None
+    base_version: Number
+    version: Annotated[int | None, Meta(description="the version it published")]
+    samples: Count
+    error: str | None
+    metrics: UpdateMetrics
+    gate: Gate | None
+    progress: Annotated[Progress | None, Meta(description="while running")]
+
+
+class RunningUpdate(Struct, frozen=True):
+    id: Id
+    progress: Progress | None
+
+
+class LoadError(Struct, frozen=True):
+    """The last version that could not be loaded (the previous one kept serving)."""
+
+    version: Number
+    message: str
+    at: float
+
+
+class IngestInfo(Struct, frozen=True):
+    ingested: Count
+    duplicates: Count
+    relabeled: Count
+    rejected: Count
+    waiting: Count
+    error: str | None
+    backpressure: str | None
+    last_commit_at: float | None
+
+
+class Status(Struct, frozen=True):
+    """``GET /v1/status``."""
+
+    state: Literal["idle", "updating"]
+    version: int | None
+    queued: Count
+    queue: Annotated[dict[str, Count], Meta(description="queued samples by label")]
+    samples: Counts
+    policy: Annotated[str, Meta(description="why an update runs or waits")]
+    update: RunningUpdate | None
+    last_update: UpdateInfo | None
+    load_error: LoadError | None
+    ingest: IngestInfo
+
+
+class VersionInfo(Struct, frozen=True):
+    """One entry of ``GET /v1/versions``."""
+
+    number: Number
+    parent: int | None
+    created_at: float
+    sample_count: Count
+    current: bool
+    labels: list[str]
+    metrics: UpdateMetrics
+    update: int | None
+    pinned: Annotated[bool, Meta(description="kept whatever [versions] keep says")]
+    removed: Annotated[bool, Meta(description="its folder was removed; the row stays")]
+
+
+class VersionList(Struct, frozen=True):
+    """``GET /v1/versions``: every version ever published, oldest first."""
+
+    versions: list[VersionInfo]
+
+
+class VersionDetail(VersionInfo, frozen=True):
+    """``GET /v1/versions/{n}``: one version and its manifest.json."""
+
+    manifest: Annotated[JsonObject, Meta(description="manifest.json")]
+
+
+class Sample(Struct, frozen=True):
+    """One sample, without its payload."""
+
+    id: Id
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+    label: str
+    kind: str
+    source: Annotated[str, Meta(description="its name in the inbox")]
+    size: Count
+    state: SampleState
+    learned_in: int | None
+    created_at: float
+    previous_label: str | None = None  # the label it had before it was dropped again
+    relabeled_at: float | None = None
+
+
+class SamplePage(Struct, frozen=True):
+    """``GET /v1/samples``: counts and one page of samples by id."""
+
+    counts: Counts
+    samples: list[Sample]
+    next_after: Annotated[
+        int | None,
+        Meta(description="pass as ?after= for the next page; null on the last page"),
+    ]
+
+
+class LabelScore(Struct, frozen=True, forbid_unknown_fields=True):
+    label: str
+    score: Share
+
+
+class Prediction(Struct, frozen=True, forbid_unknown_fields=True):
+    """A classify model's answer: a label and its score; with ``?top=k`` (k > 1) also the k
+    best, best first. A regress model (``[model] task = "regress"``) answers ``value`` only.
+    """
+
+    label: str | UnsetType = UNSET
+    score: Share | UnsetType = UNSET
+    top: list[LabelScore] | UnsetType = UNSET
+    value: float | UnsetType = UNSET
+
+
+class Predictions(Struct, frozen=True):
+    """``POST /v1/predict``: one prediction per input, in order."""
+
+    version: Number
+    predictions: list[Prediction]
+
+
+class PredictRequest(Struct, frozen=True):
+    """``POST /v1/predict`` as JSON: vectors as lists of numbers; for text and image models,
+    strings or ``{"image": "<base64>"}``."""
+
+    inputs: Annotated[list[list[float] | str | dict[str, str]], Meta(min_length=1, max_length=4096)]
+
+
+class VersionRequest(Struct, frozen=True):
+    """``POST /v1/pin``, ``/v1/unpin``: the version to act on."""
+
+    version: Number
+
+
+class RollbackRequest(Struct, frozen=True):
+    """``POST /v1/rollback``: the version to make current; none means the current's parent."""
+
+    version: Number | None = None
+
+
+class RollbackResult(Struct, frozen=True):
+    version: Number
+    previous: int | None
+    changed: bool
+
+
+class PinResult(Struct, frozen=True):
+    version: Number
+    pinned: bool
+
+
+class ImportResult(Struct, frozen=True):
+    version: Number
+    parent: int | None
+
+
+# -- query parameters: one struct per route that takes any ----------------------------------
+
+
+class UpdateQuery(Struct, frozen=True):
+    wait: Annotated[bool, Meta(description="block until the update has ended")] = False
+    timeout: Annotated[
+        float,
+        Meta(ge=0, le=3600, description="seconds to wait at most; still running then: 202"),
+    ] = 600.0
+
+
+class SamplesQuery(Struct, frozen=True):
+    state: Annotated[SampleState | None, Meta(description="only samples in this state")] = None
+    label: Annotated[str | None, Meta(description="only samples with this label")] = None
+    after: Annotated[int, Meta(ge=0, le=2**62, description="ids after this one")] | None = None
+    limit: Annotated[int, Meta(ge=1, le=1000, description="samples on a page")] = 100
+
+
+class PredictQuery(Struct, frozen=True):
+    top: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100,
+            description="also answer the k best labels of each input, best first (classify only)",
+        ),
+    ] = 1
+
+
+class Event(Struct, frozen=True):
+    """One server-sent event's ``data:`` line on ``GET /v1/events``."""
+
+    id: int
+    type: str
+    time: float
+    data: JsonObject
+
+
+encoder = msgspec.json.Encoder()
+
+
+def encode(body: Struct) -> bytes:
+    """A body as the wire carries it: compact JSON and a newline."""
+    return encoder.encode(body) + b"\n"
