@@ -360,4 +360,6 @@ def _version_info(row: Version, current: int | None) -> dict[str, Any]:
         "labels": list(manifest.get("labels", [])),  # type: ignore[call-overload]
         "metrics": dict(manifest.get("metrics", {})),  # type: ignore[call-overload]
         "update": manifest.get("update"),
+        "pinned": row.pinned,
+        "removed": row.removed_at is not None,
     }

@@ -13,9 +13,7 @@ and for tests of the wire format.
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +24,7 @@ import msgspec
 
 from tailord.daemon.api import bodies
 from tailord.daemon.api.routes import BY_NAME
+from tailord.daemon.ctl.transport import Answer, Connection, StaleConnection
 from tailord.daemon.paths import SYSTEM_SOCKET, default_socket
 
 T = TypeVar("T")
@@ -62,30 +61,12 @@ def find_socket(explicit: str | os.PathLike[str] | None = None) -> Path:
     return user
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """``http.client`` over a Unix socket: for raw requests the Client does not make."""
-
-    def __init__(self, path: Path, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self.socket_path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 class Client:
     """One keep-alive connection to the daemon's socket."""
 
     def __init__(self, socket_path: str | os.PathLike[str] | None = None, timeout: float = 60):
         self.socket_path = find_socket(socket_path)
-        self._conn = UnixHTTPConnection(self.socket_path, timeout)
+        self._conn = Connection(self.socket_path, timeout)
 
     def __enter__(self) -> Client:
         return self
@@ -202,16 +183,15 @@ class Client:
     def subscribe(self, timeout: float | None = None) -> EventStream:
         """Subscribe now (on a connection of its own) and iterate later: no event published
         after this returns is missed."""
-        conn = UnixHTTPConnection(self.socket_path, timeout)
+        conn = Connection(self.socket_path, timeout)
         try:
-            status, response = self._exchange(conn, "GET", BY_NAME["events"].path, stream=True)
-            if isinstance(response, bytes):
-                _check(status, response)
-                raise ClientError(f"tailord answered /v1/events with HTTP {status}")
+            answer = self._exchange(conn, "GET", BY_NAME["events"].path)
+            if answer.status >= 400:
+                _check(answer.status, conn.read_body(answer))
         except BaseException:
             conn.close()
             raise
-        return EventStream(conn, response)
+        return EventStream(conn, answer)
 
     def _call(
         self,
@@ -248,39 +228,31 @@ class Client:
         self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
     ) -> bytes:
         """The body of a successful answer; :class:`ClientError` for an error."""
-        status, data = self._exchange(self._conn, method, path, body, content_type)
-        assert isinstance(data, bytes)  # not streamed
-        _check(status, data)
+        answer = self._exchange(self._conn, method, path, body, content_type)
+        try:
+            data = self._conn.read_body(answer)
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        _check(answer.status, data)
         return data
 
     def _exchange(
         self,
-        conn: http.client.HTTPConnection,
+        conn: Connection,
         method: str,
         path: str,
         body: bytes | None = None,
         content_type: str = JSON,
-        *,
-        stream: bool = False,
-    ) -> tuple[int, bytes | http.client.HTTPResponse]:
-        """Status and body bytes (or, with ``stream`` and a success, the open response)."""
+    ) -> Answer:
+        """Send one request; the answer's head (its body is still to be read)."""
         headers = {"Content-Type": content_type} if body is not None else {}
         try:
             try:
-                reused = conn.sock is not None
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-                if not reused:
-                    raise
+                return conn.exchange(method, path, body, headers)
+            except StaleConnection:
                 # The daemon closed this keep-alive connection while it sat idle ([api]
                 # idle_timeout), before reading the request: send it again on a new one.
-                conn.close()
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-            if stream and response.status < 400:
-                return response.status, response
-            return response.status, response.read()
+                return conn.exchange(method, path, body, headers)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             conn.close()
             raise DaemonUnavailable(
@@ -293,17 +265,21 @@ class Client:
                 f"this user may not open {self.socket_path}; ask for the daemon's group "
                 "(its socket is 0660 in a private folder)"
             ) from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             conn.close()
-            raise DaemonUnavailable(f"lost the connection to tailord: {exc}") from exc
+            raise self._lost(exc) from exc
+
+    @staticmethod
+    def _lost(exc: OSError) -> DaemonUnavailable:
+        return DaemonUnavailable(f"lost the connection to tailord: {exc}")
 
 
 class EventStream:
     """An open ``/v1/events`` subscription; iterate it for events, close it when done."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
+    def __init__(self, conn: Connection, answer: Answer):
         self._conn = conn
-        self._response = response
+        self._answer = answer
 
     def __enter__(self) -> EventStream:
         return self
@@ -318,7 +294,7 @@ class EventStream:
         data: list[bytes] = []
         while True:
             try:
-                raw = self._response.readline()
+                raw = self._answer.stream.readline()
             except OSError as exc:
                 raise DaemonUnavailable(f"lost the event stream: {exc}") from exc
             if not raw:

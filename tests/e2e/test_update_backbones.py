@@ -31,7 +31,7 @@ def png(bright: bool, seed: int) -> bytes:
 def queued(daemon: DaemonProcess) -> int:
     try:
         with daemon.client() as client:
-            return int(client.status()["queued"])
+            return client.status().queued
     except ClientError:  # right after start-up /v1/status may fail for a moment
         return -1
 
