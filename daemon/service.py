@@ -12,17 +12,18 @@ loop, its staging folder removed) → close the database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
 
+from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus
@@ -36,10 +37,9 @@ from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History, collect_garbage
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
-from tailord.daemon.versions.serving import Served, Serving
-from tailord.storage.db import Database, open_database
-from tailord.storage.models import Version
-from tailord.storage.samples import counts, last_queued_at, list_samples
+from tailord.daemon.versions.serving import Serving
+from tailord.storage.db import open_database
+from tailord.storage.samples import counts, last_queued_at
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,12 @@ POLL_SECONDS = 0.2
 
 
 class Daemon:
-    """One running tailord; ``run()`` blocks until SIGTERM or SIGINT."""
+    """One running tailord; ``run()`` blocks until SIGTERM or SIGINT.
+
+    The parts that need no I/O are made here; ``startup()`` opens the rest in dependency
+    order, registering each one's stop on ``self._stack`` as it starts, so ``shutdown()``
+    closes whatever was started, in reverse order (the documented one above).
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -58,19 +63,21 @@ class Daemon:
         self._failures = 0  # updates failed in a row: automatic ones back off
         self._last_failure_at: float | None = None
         self._policy_reason = "starting"
+        self._stack = contextlib.ExitStack()
         self.events = EventBus()
         self.serving = Serving(self.events)
         self.metrics = Metrics(self._metrics_snapshot)
         self.events.listen(self.metrics.on_event)
         self.pending = PendingPaths()
-        self.db: Database | None = None
+        self.store = VersionStore(config.data_dir)
+        self._ctx: ApiContext | None = None  # once started: what the API and metrics read
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
         self._install_signal_handlers()
-        self.startup()
         try:
+            self.startup()
             self._main_loop()
         finally:
             self.shutdown()
@@ -78,22 +85,25 @@ class Daemon:
 
     def startup(self) -> None:
         cfg = self.config
+        stack = self._stack
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         cfg.inbox.mkdir(parents=True, exist_ok=True)
-        self.db = db = open_database(cfg.database)
-        self.store = store = VersionStore(cfg.data_dir)
+        db = open_database(cfg.database)
+        stack.callback(_stopping("database", db.close))
+        store = self.store
         current = reconcile(store, db)
         if current is None:
             current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
         self.serving.load(store, current)
-        self.history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
+        history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
         collect_garbage(store, db, cfg.versions.keep)
-        self.updater = Updater(cfg, db, store, self.serving, self.events, lambda: self.should_exit)
-
-        if self.updater.has_pending():
+        self.updater = updater = Updater(
+            cfg, db, store, self.serving, self.events, lambda: self.should_exit
+        )
+        if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
 
-        self.ingestor = Ingestor(
+        ingestor = Ingestor(
             cfg.inbox,
             db,
             cfg.ingest,
@@ -104,26 +114,42 @@ class Daemon:
             on_rejected=self._on_rejected,
             task=cfg.model.task,
         )
-        self.ingestor.start()
-        self.watcher = Watcher(cfg.inbox, self.pending)
-        self.watcher.start()
-        queued = self.ingestor.scan_now()  # after the watcher starts, so nothing falls between
+        ingestor.start()
+        stack.callback(_stopping("ingestor", ingestor.stop))
+        watcher = Watcher(cfg.inbox, self.pending)
+        watcher.start()
+        stack.callback(_stopping("watcher", watcher.stop))
+        queued = ingestor.scan_now()  # after the watcher starts, so nothing falls between
 
-        self.scheduler = BackgroundScheduler(timezone=UTC)
-        self.scheduler.add_job(
+        self.scheduler = scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
             self.wake, "interval", seconds=cfg.policy.check_seconds, id="check", coalesce=True
         )
-        self.scheduler.add_job(
-            self.ingestor.scan_now,
+        scheduler.add_job(
+            ingestor.scan_now,
             "interval",
             seconds=cfg.ingest.rescan_seconds,
             id="rescan",
             coalesce=True,
         )
-        self.scheduler.start()
+        scheduler.start()
+        stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
+        self._ctx = ctx = ApiContext(
+            db=db,
+            store=store,
+            serving=self.serving,
+            updater=updater,
+            history=history,
+            events=self.events,
+            ingest=ingestor.stats,
+            pending=self.pending,
+            policy_reason=lambda: self._policy_reason,
+            requested=self._on_requested,
+            metrics=self.metrics,
+        )
         # The socket opens last: a client that can connect finds every part ready.
-        api = Api(self, self.metrics)
-        self.server = UnixHTTPServer(
+        api = Api(ctx)
+        server = UnixHTTPServer(
             cfg.socket,
             api,
             Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
@@ -132,7 +158,8 @@ class Daemon:
             quick=api.quick,
             idle_timeout=cfg.api.idle_timeout,
         )
-        self.server.start()
+        server.start()
+        stack.callback(_stopping("server", server.stop))
         self.wake()
         logger.info(
             "tailord serving version %d on %s; inbox %s (%d files waiting); data in %s",
@@ -146,22 +173,7 @@ class Daemon:
     def shutdown(self) -> None:
         logger.info("shutting down")
         self.events.close()  # ends /v1/events streams, so their connections close
-        # Each part exists only if start-up got that far.
-        steps = [
-            ("server", "stop", {}),
-            ("scheduler", "shutdown", {"wait": False}),
-            ("watcher", "stop", {}),
-            ("ingestor", "stop", {}),
-        ]
-        for part, method, kwargs in steps:
-            if not hasattr(self, part):
-                continue
-            try:
-                getattr(getattr(self, part), method)(**kwargs)
-            except Exception:
-                logger.exception("error while stopping the %s; continuing", part)
-        if self.db is not None:
-            self.db.close()
+        self._stack.close()
         logger.info("stopped")
 
     def _install_signal_handlers(self) -> None:
@@ -197,8 +209,8 @@ class Daemon:
                 self._wake_in(decision.retry_in)
 
     def _decide(self, manual: bool) -> Decision:
-        assert self.db is not None
-        with self.db.read() as session:
+        assert self._ctx is not None
+        with self._ctx.db.read() as session:
             by_label = counts(session).get("queued", {})
             last = last_queued_at(session)
         return decide(
@@ -229,6 +241,11 @@ class Daemon:
             misfire_grace_time=None,
         )
 
+    def _on_requested(self) -> None:
+        # The API accepted a manual update (its row exists): run it even below the threshold.
+        self._manual = True
+        self.wake()
+
     def _on_rejected(self, source: str, reason: str) -> None:
         # ``source`` is the path inside the inbox; ``name`` is what lands in .rejected/.
         self.events.publish(
@@ -239,62 +256,14 @@ class Daemon:
         self.events.publish("sample.queued", count=added)
         self.wake()
 
-    # -- what the API asks -----------------------------------------------------------------
-
-    def served(self) -> Served | None:
-        return self.serving.current
-
-    def request_update(self) -> dict[str, Any]:
-        """Accept a manual update (raises NothingQueued); its row exists before we answer."""
-        accepted = self.updater.request()
-        self._manual = True
-        self.wake()
-        return accepted
-
-    def update_info(self, update_id: int) -> dict[str, Any] | None:
-        return self.updater.describe(update_id)
-
-    def wait_update(self, update_id: int, timeout: float) -> dict[str, Any] | None:
-        return self.updater.wait(update_id, timeout)
-
-    def versions(self) -> list[dict[str, Any]]:
-        assert self.db is not None
-        current = self.store.current_number()
-        with self.db.read() as session:
-            rows = session.scalars(select(Version).order_by(Version.number))
-            return [_version_info(row, current) for row in rows]
-
-    def version_info(self, number: int) -> dict[str, Any] | None:
-        assert self.db is not None
-        with self.db.read() as session:
-            row = session.get(Version, number)
-            if row is None:
-                return None
-            return {
-                **_version_info(row, self.store.current_number()),
-                "manifest": row.manifest,
-            }
-
-    def samples(
-        self, *, state: str | None, label: str | None, after_id: int | None, limit: int
-    ) -> dict[str, Any]:
-        assert self.db is not None
-        with self.db.read() as session:
-            page = list_samples(session, state=state, label=label, after_id=after_id, limit=limit)
-            by_state = counts(session)
-        return {
-            "counts": by_state,
-            "samples": page,
-            "next_after": page[-1]["id"] if len(page) == limit else None,
-        }
-
     def _metrics_snapshot(self) -> Snapshot:
-        if self.db is None or not hasattr(self, "ingestor"):
+        ctx = self._ctx
+        if ctx is None:
             return Snapshot()
-        with self.db.read() as session:
+        with ctx.db.read() as session:
             by_state = counts(session)
         served = self.serving.current
-        stats = self.ingestor.stats
+        stats = ctx.ingest
         return Snapshot(
             queued=by_state.get("queued", {}),
             learned=sum(by_state.get("learned", {}).values()),
@@ -303,63 +272,18 @@ class Daemon:
             rejected=stats.rejected,
             waiting=len(self.pending),
             version=None if served is None else served.number,
-            updating=self.updater.running is not None,
+            updating=ctx.updater.running is not None,
         )
 
-    def rollback(self, number: int | None) -> dict[str, Any]:
-        return self.history.rollback(number)
 
-    def pin(self, number: int, pinned: bool) -> dict[str, Any]:
-        return self.history.pin(number, pinned)
+def _stopping(part: str, stop: Callable[[], object]) -> Callable[[], None]:
+    """``stop``, logged rather than raised: one part failing to stop must not keep the
+    parts after it (the database last) from stopping."""
 
-    def import_base(self, data: bytes) -> dict[str, Any]:
-        return self.history.import_base(data)
+    def run() -> None:
+        try:
+            stop()
+        except Exception:
+            logger.exception("error while stopping the %s; continuing", part)
 
-    def version_history(self) -> list[dict[str, Any]]:
-        return self.history.listing()
-
-    def status(self) -> dict[str, Any]:
-        assert self.db is not None
-        with self.db.read() as session:
-            by_state = counts(session)
-        served = self.serving.current
-        stats = self.ingestor.stats
-        return {
-            "state": "updating" if self.updater.running is not None else "idle",
-            "version": None if served is None else served.number,
-            "queued": sum(by_state.get("queued", {}).values()),
-            "queue": by_state.get("queued", {}),  # queued samples by label
-            "samples": by_state,
-            "policy": self._policy_reason,
-            "update": None
-            if self.updater.running is None
-            else {"id": self.updater.running, "progress": self.updater.progress},
-            "last_update": self.updater.last_update(),
-            "load_error": self.serving.last_error,
-            "ingest": {
-                "ingested": stats.ingested,
-                "duplicates": stats.duplicates,
-                "relabeled": stats.relabeled,
-                "rejected": stats.rejected,
-                "waiting": len(self.pending),
-                "error": stats.last_error,
-                "backpressure": stats.backpressure,
-                "last_commit_at": stats.last_commit_at,
-            },
-        }
-
-
-def _version_info(row: Version, current: int | None) -> dict[str, Any]:
-    manifest = row.manifest
-    return {
-        "number": row.number,
-        "parent": row.parent,
-        "created_at": row.created_at,
-        "sample_count": row.sample_count,
-        "current": row.number == current,
-        "labels": list(manifest.get("labels", [])),  # type: ignore[call-overload]
-        "metrics": dict(manifest.get("metrics", {})),  # type: ignore[call-overload]
-        "update": manifest.get("update"),
-        "pinned": row.pinned,
-        "removed": row.removed_at is not None,
-    }
+    return run

@@ -1,24 +1,27 @@
-"""The socket API's routes: ``/v1/...`` requests in, JSON out.
+"""The socket API's handlers: ``/v1/...`` requests in, body structs out.
 
-Errors are ``{"error": {"code": ..., "message": ...}}`` with a fitting status; the message
-says what to do. Parameters are ids, never paths.
+The router is built from the route table (``routes.py``): each route's ``name`` is a method
+here. A handler returns a body (encoded with the route's success status) or a whole
+:class:`Response` (another status, a stream). Errors are ``{"error": {"code", "message"}}``
+with a fitting status; the message says what to do. Parameters are ids, never paths.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import TypeVar
 
+import msgspec
+
+from tailord.daemon.api import bodies, reads
+from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.openapi import openapi_document
-from tailord.daemon.api.params import ApiError, bool_param, int_param, number_param, text_param
+from tailord.daemon.api.params import ApiError, read_query
 from tailord.daemon.api.predict import predict
-from tailord.daemon.events import EventBus
-from tailord.daemon.http.wire import Request, Response, error_response, json_response
-from tailord.daemon.metrics import Metrics
+from tailord.daemon.api.routes import ROUTES, Route
+from tailord.daemon.http.wire import Request, Response
 from tailord.daemon.updates.updater import NothingQueued
 from tailord.daemon.versions.history import HistoryError
 from tailord.daemon.versions.serving import LoadFailed, Served
@@ -26,59 +29,29 @@ from tailord.storage.errors import VersionNotFound
 
 logger = logging.getLogger(__name__)
 
-MAX_PAGE = 1000
-MAX_WAIT_SECONDS = 3600.0
 SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often finds clients that went away
-SAMPLE_STATES = ("queued", "learned")
+MAX_ID = 10**18  # SQLite integers are 64-bit: a longer id names no row
 
-
-class Backend(Protocol):
-    """What the API needs from the running daemon."""
-
-    events: EventBus
-
-    def served(self) -> Served | None: ...
-    def status(self) -> dict[str, Any]: ...
-    def request_update(self) -> dict[str, Any]: ...
-    def update_info(self, update_id: int) -> dict[str, Any] | None: ...
-    def wait_update(self, update_id: int, timeout: float) -> dict[str, Any] | None: ...
-    def versions(self) -> list[dict[str, Any]]: ...
-    def version_info(self, number: int) -> dict[str, Any] | None: ...
-    def samples(
-        self, *, state: str | None, label: str | None, after_id: int | None, limit: int
-    ) -> dict[str, Any]: ...
-    def rollback(self, number: int | None) -> dict[str, Any]: ...
-    def pin(self, number: int, pinned: bool) -> dict[str, Any]: ...
-    def import_base(self, data: bytes) -> dict[str, Any]: ...
+Answer = msgspec.Struct | Response
+Handler = Callable[..., Answer]
+T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class Api:
     """Routes requests to handlers; an instance is the server's ``App``."""
 
-    def __init__(self, backend: Backend, metrics: Metrics | None = None) -> None:
-        self.backend = backend
-        self.metrics = metrics
-        self.routes: dict[tuple[str, str], Callable[[Request], Response]] = {
-            ("GET", "/v1/version"): self.version,
-            ("GET", "/v1/status"): self.status,
-            ("POST", "/v1/predict"): lambda request: predict(self._served(), request),
-            ("POST", "/v1/update"): self.update,
-            ("GET", "/v1/versions"): self.versions,
-            ("GET", "/v1/samples"): self.samples,
-            ("GET", "/v1/events"): self.events,
-            ("GET", "/metrics"): self.prometheus,
-            ("GET", "/v1/openapi.json"): self.openapi,
-            ("POST", "/v1/rollback"): self.rollback,
-            ("POST", "/v1/pin"): self.pin,
-            ("POST", "/v1/unpin"): self.unpin,
-            ("POST", "/v1/import-base"): self.import_base,
-        }
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self._exact: dict[tuple[str, str], tuple[Route, Handler]] = {}
+        self._templated: list[tuple[Route, Handler]] = []
+        for route in ROUTES:
+            handler: Handler = getattr(self, route.name)
+            if "{" in route.path:
+                self._templated.append((route, handler))
+            else:
+                self._exact[route.method, route.path] = (route, handler)
         self._version_body: tuple[Served | None, bytes] = (None, b"")  # swapped whole
-        # Paths with one id in them: ``{name}`` matches one path segment, a whole number.
-        self.id_routes: dict[tuple[str, str], Callable[[Request, int], Response]] = {
-            ("GET", "/v1/versions/{n}"): self.version_detail,
-            ("GET", "/v1/updates/{id}"): self.update_detail,
-        }
 
     def quick(self, request: Request) -> bool:
         """Whether the request only reads memory, so the server may answer it on its event
@@ -87,29 +60,31 @@ class Api:
 
     def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
-        route, response = self._route(request)
-        if self.metrics is not None:
+        template, response = self._route(request)
+        metrics = self.ctx.metrics
+        if metrics is not None:
             seconds = time.perf_counter() - started
-            self.metrics.observe_request(request.method, route, response.status, seconds)
+            metrics.observe_request(request.method, template, response.status, seconds)
         return response
 
     def _route(self, request: Request) -> tuple[str, Response]:
         """The route's template (a bounded metrics label) and the response."""
         method = "GET" if request.method == "HEAD" else request.method
-        route = request.path
+        template = request.path
         try:
-            handler = self.routes.get((method, request.path))
-            if handler is not None:
-                return route, handler(request)
-            allowed = sorted(m for m, p in self.routes if p == request.path)
-            for (m, template), id_handler in self.id_routes.items():
-                value = _match(template, request.path)
-                if value is None:
+            found = self._exact.get((method, request.path))
+            if found is not None:
+                return template, _respond(found[0], found[1](request))
+            allowed = [m for m, p in self._exact if p == request.path]
+            for route, handler in self._templated:
+                match = route.pattern.fullmatch(request.path)
+                if match is None:
                     continue
-                route = template
-                if m == method:
-                    return route, id_handler(request, _whole_number(template, value))
-                allowed.append(m)
+                template = route.path
+                if route.method == method:
+                    ids = [_whole_number(route.path, v) for v in match.groups()]
+                    return template, _respond(route, handler(request, *ids))
+                allowed.append(route.method)
             if allowed:
                 raise ApiError(
                     405,
@@ -117,7 +92,7 @@ class Api:
                     f"{request.path} takes {', '.join(sorted(allowed))}, not {request.method}",
                     allow=", ".join(sorted(set(allowed))),
                 )
-            route = "other"
+            template = "other"
             raise ApiError(
                 404,
                 "not_found",
@@ -128,85 +103,79 @@ class Api:
             response = error_response(exc.status, exc.code, exc.message)
             if exc.allow:
                 response.headers["Allow"] = exc.allow
-            return route, response
+            return template, response
 
     def _served(self) -> Served:
-        served = self.backend.served()
+        served = self.ctx.serving.current
         if served is None:
             raise ApiError(503, "not_ready", "no version is loaded yet; try again in a moment")
         return served
+
+    # -- one method per route (routes.py names them) ----------------------------------------
 
     def version(self, request: Request) -> Response:
         served = self._served()
         cached = self._version_body
         if cached[0] is not served:  # a version is immutable: encode its answer once
             manifest = served.manifest
-            body = json_response(
-                200,
-                {
-                    "version": served.number,
-                    "parent": manifest.get("parent"),
-                    "created_at": manifest.get("created_at"),
-                    "labels": manifest.get("labels", []),
-                    "sample_count": manifest.get("sample_count", 0),
-                },
-            ).body
-            cached = self._version_body = (served, body)
+            body = bodies.CurrentVersion(
+                version=served.number,
+                parent=msgspec.convert(manifest.get("parent"), int | None),
+                created_at=msgspec.convert(manifest.get("created_at"), float | None),
+                labels=msgspec.convert(manifest.get("labels", []), list[str]),
+                sample_count=msgspec.convert(manifest.get("sample_count", 0), int),
+            )
+            cached = self._version_body = (served, bodies.encode(body))
         return Response(200, cached[1])
 
-    def status(self, request: Request) -> Response:
-        return json_response(200, self.backend.status())
+    def status(self, request: Request) -> bodies.Status:
+        return reads.status(self.ctx)
 
-    def update(self, request: Request) -> Response:
-        wait = bool_param(request, "wait")
-        timeout = number_param(request, "timeout", 600.0, 0.0, MAX_WAIT_SECONDS)
+    def update(self, request: Request) -> Answer:
+        query = read_query(request, bodies.UpdateQuery)
+        updater = self.ctx.updater
         try:
-            accepted = self.backend.request_update()
+            accepted = reads.update_info(updater.request())
         except NothingQueued as exc:
             raise ApiError(409, "nothing_queued", str(exc)) from exc
-        if not wait:
-            return json_response(202, accepted)
-        finished = self.backend.wait_update(int(accepted["id"]), timeout)
+        assert accepted is not None
+        self.ctx.requested()
+        if not query.wait:
+            return accepted
+        finished = reads.update_info(updater.wait(accepted.id, query.timeout))
         if finished is None:  # cannot happen: rows are never deleted
-            raise ApiError(404, "not_found", f"update {accepted['id']} vanished")
-        # Still running after ``timeout``: 202, like an answer without waiting.
-        return json_response(
-            200 if finished["state"] not in ("pending", "running") else 202, finished
-        )
+            raise ApiError(404, "not_found", f"update {accepted.id} vanished")
+        if finished.state in bodies.ACTIVE_UPDATE_STATES:
+            return finished  # still running after ``timeout``: 202, as without waiting
+        return Response(200, bodies.encode(finished))
 
-    def update_detail(self, request: Request, update_id: int) -> Response:
-        info = self.backend.update_info(update_id)
+    def update_info(self, request: Request, update_id: int) -> bodies.UpdateInfo:
+        info = reads.update_info(self.ctx.updater.describe(update_id))
         if info is None:
             raise ApiError(
                 404, "not_found", f"there is no update {update_id}; see /v1/status for the last one"
             )
-        return json_response(200, info)
+        return info
 
-    def versions(self, request: Request) -> Response:
-        return json_response(200, {"versions": self.backend.versions()})
+    def versions(self, request: Request) -> bodies.VersionList:
+        return reads.versions(self.ctx)
 
-    def version_detail(self, request: Request, number: int) -> Response:
-        info = self.backend.version_info(number)
+    def version_info(self, request: Request, number: int) -> bodies.VersionDetail:
+        info = reads.version_detail(self.ctx, number)
         if info is None:
             raise ApiError(
                 404, "not_found", f"there is no version {number}; list them at /v1/versions"
             )
-        return json_response(200, info)
+        return info
 
-    def samples(self, request: Request) -> Response:
-        state = text_param(request, "state")
-        if state is not None and state not in SAMPLE_STATES:
-            raise ApiError(400, "bad_parameter", f"state must be one of {', '.join(SAMPLE_STATES)}")
-        after = int_param(request, "after", None, 0, 2**62)
-        limit = int_param(request, "limit", 100, 1, MAX_PAGE)
-        assert limit is not None
-        page = self.backend.samples(
-            state=state, label=text_param(request, "label"), after_id=after, limit=limit
-        )
-        return json_response(200, page)
+    def samples(self, request: Request) -> bodies.SamplePage:
+        return reads.samples(self.ctx, read_query(request, bodies.SamplesQuery))
+
+    def predict(self, request: Request) -> bodies.Predictions:
+        return predict(self._served(), request)
 
     def events(self, request: Request) -> Response:
-        subscription = self.backend.events.subscribe()
+        subscription = self.ctx.events.subscribe()
 
         def stream() -> Iterator[bytes]:
             try:
@@ -232,43 +201,48 @@ class Api:
             stream=stream(),
         )
 
-    def prometheus(self, request: Request) -> Response:
-        if self.metrics is None:
+    def metrics(self, request: Request) -> Response:
+        metrics = self.ctx.metrics
+        if metrics is None:
             raise ApiError(503, "not_ready", "metrics are not set up yet; try again in a moment")
-        body, content_type = self.metrics.render()
+        body, content_type = metrics.render()
         return Response(200, body, content_type)
 
     def openapi(self, request: Request) -> Response:
-        return json_response(200, openapi_document())
+        return Response(200, msgspec.json.encode(openapi_document()) + b"\n")
 
-    def rollback(self, request: Request) -> Response:
+    def rollback(self, request: Request) -> bodies.RollbackResult:
         """``{"version": N}`` makes N current again; no body rolls back to the parent."""
-        number = _version_in(request, required=False)
-        return _history_call(lambda: self.backend.rollback(number))
+        number = _body(request, bodies.RollbackRequest, bodies.RollbackRequest()).version
+        result = _history_call(lambda: self.ctx.history.rollback(number))
+        return msgspec.convert(result, bodies.RollbackResult)
 
-    def pin(self, request: Request) -> Response:
-        number = _version_in(request, required=True)
-        assert number is not None
-        return _history_call(lambda: self.backend.pin(number, True))
+    def pin(self, request: Request) -> bodies.PinResult:
+        number = _body(request, bodies.VersionRequest).version
+        result = _history_call(lambda: self.ctx.history.pin(number, True))
+        return msgspec.convert(result, bodies.PinResult)
 
-    def unpin(self, request: Request) -> Response:
-        number = _version_in(request, required=True)
-        assert number is not None
-        return _history_call(lambda: self.backend.pin(number, False))
+    def unpin(self, request: Request) -> bodies.PinResult:
+        number = _body(request, bodies.VersionRequest).version
+        result = _history_call(lambda: self.ctx.history.pin(number, False))
+        return msgspec.convert(result, bodies.PinResult)
 
-    def import_base(self, request: Request) -> Response:
+    def import_base(self, request: Request) -> bodies.ImportResult:
         """The body is a .safetensors file (never a path: the daemon opens no caller's files)."""
         if not request.body:
             raise ApiError(422, "bad_input", "send the .safetensors file as the request body")
-        return _history_call(lambda: self.backend.import_base(request.body))
+        result = _history_call(lambda: self.ctx.history.import_base(request.body))
+        return msgspec.convert(result, bodies.ImportResult)
 
 
-def _match(template: str, path: str) -> str | None:
-    """The id in ``path`` if it has the shape of ``template`` (one ``{name}`` segment)."""
-    pattern = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
-    pattern = re.sub(r"\{[a-z_]+\}", "([^/]+)", pattern)
-    found = re.fullmatch(pattern, path)
-    return None if found is None else found.group(1)
+def error_response(status: int, code: str, message: str) -> Response:
+    return Response(status, bodies.encode(bodies.ErrorBody(bodies.ErrorDetail(code, message))))
+
+
+def _respond(route: Route, answer: Answer) -> Response:
+    if isinstance(answer, Response):
+        return answer
+    return Response(route.status, bodies.encode(answer))
 
 
 def _whole_number(template: str, value: str) -> int:
@@ -279,23 +253,21 @@ def _whole_number(template: str, value: str) -> int:
     return int(value)
 
 
-def _version_in(request: Request, *, required: bool) -> int | None:
+def _body(request: Request, kind: type[S], empty: S | None = None) -> S:
+    """The JSON body as ``kind``; ``empty`` stands for no body (else one is required)."""
+    if empty is not None and not request.body.strip():
+        return empty
     try:
-        payload = json.loads(request.body) if request.body.strip() else {}
-    except (ValueError, RecursionError) as exc:
+        return msgspec.json.decode(request.body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "bad_input", 'send {"version": N} with N a version number') from exc
+    except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
-    number = payload.get("version") if isinstance(payload, dict) else None
-    if number is None and not required:
-        return None
-    # Bounded like path ids: SQLite integers are 64-bit, a bigger number is no version.
-    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 10**18:
-        raise ApiError(422, "bad_input", 'send {"version": N} with N a version number')
-    return number
 
 
-def _history_call(call: Callable[[], dict[str, Any]]) -> Response:
+def _history_call(call: Callable[[], T]) -> T:
     try:
-        return json_response(200, call())
+        return call()
     except VersionNotFound as exc:
         raise ApiError(404, "version_not_found", str(exc)) from exc
     except LoadFailed as exc:

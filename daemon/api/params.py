@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import TypeVar
+
+import msgspec
+import msgspec.inspect as mi
 
 from tailord.daemon.http.wire import Request
+
+Q = TypeVar("Q", bound=msgspec.Struct)
 
 
 class ApiError(Exception):
@@ -69,3 +76,66 @@ def bool_param(request: Request, name: str) -> bool:
     if text.lower() in ("false", "0", "no"):
         return False
     raise ApiError(400, "bad_parameter", f"?{name}= takes true or false")
+
+
+def read_query(request: Request, kind: type[Q]) -> Q:
+    """The query parameters as ``kind`` (a ``bodies`` query struct): each field read by its
+    type, checked against its bounds, defaulted when absent. Unknown parameters are ignored."""
+    info = _query_fields(kind)
+    values: dict[str, object] = {}
+    for name, field_type, default in info:
+        values[name] = _read(request, name, field_type, default)
+    return kind(**values)
+
+
+@functools.cache
+def _query_fields(kind: type[msgspec.Struct]) -> list[tuple[str, mi.Type, object]]:
+    info = mi.type_info(kind)
+    assert isinstance(info, mi.StructType)
+    return [(f.encode_name, f.type, f.default) for f in info.fields]
+
+
+def _read(request: Request, name: str, kind: mi.Type, default: object) -> object:
+    kind = _unwrapped(kind)
+    if isinstance(kind, mi.UnionType):  # ``X | None``: absent is the default
+        (kind,) = (_unwrapped(t) for t in kind.types if not isinstance(t, mi.NoneType))
+    if isinstance(kind, mi.BoolType):
+        return bool_param(request, name) if default is False else _fail(name, kind)
+    if isinstance(kind, mi.IntType):
+        low, high = _bounds(kind)
+        return int_param(request, name, _optional_int(default), int(low), int(high))
+    if isinstance(kind, mi.FloatType):
+        low, high = _bounds(kind)
+        assert isinstance(default, float)
+        return number_param(request, name, default, low, high)
+    if isinstance(kind, mi.LiteralType):
+        text = text_param(request, name)
+        if text is not None and text not in kind.values:
+            choices = ", ".join(str(v) for v in kind.values)
+            raise ApiError(400, "bad_parameter", f"?{name}= takes one of {choices}")
+        return default if text is None else text
+    if isinstance(kind, mi.StrType):
+        text = text_param(request, name)
+        return default if text is None else text
+    return _fail(name, kind)
+
+
+def _unwrapped(kind: mi.Type) -> mi.Type:
+    return kind.type if isinstance(kind, mi.Metadata) else kind  # a description beside it
+
+
+def _bounds(kind: mi.IntType | mi.FloatType) -> tuple[float, float]:
+    low = kind.ge if kind.ge is not None else kind.gt
+    high = kind.le if kind.le is not None else kind.lt
+    if low is None or high is None:
+        raise TypeError("query numbers are bounded: give them ge= and le= in bodies.py")
+    return low, high
+
+
+def _optional_int(default: object) -> int | None:
+    assert default is None or isinstance(default, int)
+    return default
+
+
+def _fail(name: str, kind: mi.Type) -> object:
+    raise TypeError(f"?{name}: query parameters of type {kind} are not supported")

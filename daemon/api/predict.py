@@ -11,14 +11,14 @@ import math
 
 import numpy as np
 
-from tailord.daemon.api.params import ApiError, int_param
-from tailord.daemon.http.wire import Request, Response, json_response
+from tailord.daemon.api.bodies import LabelScore, Prediction, Predictions, PredictQuery
+from tailord.daemon.api.params import ApiError, read_query
+from tailord.daemon.http.wire import Request
 from tailord.daemon.versions.serving import Served
 from tailord.trainer.errors import DecodeError, ModelError
 from tailord.trainer.inputs import SAMPLE_SUFFIXES, decode_record, decode_sample
 
 MAX_INPUTS = 4096
-MAX_TOP = 100  # ?top=k
 # A raw request body is one sample file; its Content-Type stands for the file's suffix.
 RAW_TYPES = {
     "application/x-npy": ".npy",
@@ -29,12 +29,11 @@ RAW_TYPES = {
 }
 
 
-def predict(served: Served, request: Request) -> Response:
+def predict(served: Served, request: Request) -> Predictions:
     """``POST /v1/predict`` with ``served``: the caller holds one reference for the whole
     request, so a swap in the meantime does not mix two versions."""
     model = served.model
-    top = int_param(request, "top", 1, 1, MAX_TOP)
-    assert top is not None
+    top = read_query(request, PredictQuery).top
     if top > 1 and model.spec.regress:
         raise ApiError(
             400, "bad_parameter", "top ranks labels; this model estimates numbers: drop ?top"
@@ -49,24 +48,24 @@ def predict(served: Served, request: Request) -> Response:
             payloads = _payloads(request, model.spec.input_kind)
             model.check_learned()
             rows = model.encode(payloads)
-        answers: list[dict[str, object]]
+        answers: list[Prediction]
         if model.spec.regress:  # a number each, not a label and a score
-            answers = [{"value": e.value} for e in model.estimate_encoded(rows)]
+            answers = [Prediction(value=e.value) for e in model.estimate_encoded(rows)]
         elif top == 1:
-            answers = [{"label": p.label, "score": p.score} for p in model.predict_encoded(rows)]
+            answers = [Prediction(p.label, p.score) for p in model.predict_encoded(rows)]
         else:  # the best label as usual, and the runners-up beside it
             answers = [
-                {
-                    "label": ranked[0].label,
-                    "score": ranked[0].score,
-                    "top": [{"label": p.label, "score": p.score} for p in ranked],
-                }
+                Prediction(
+                    ranked[0].label,
+                    ranked[0].score,
+                    top=[LabelScore(p.label, p.score) for p in ranked],
+                )
                 for ranked in model.rank_encoded(rows, top)
             ]
     except ModelError as exc:
         status = 409 if not model.learned else 422
         raise ApiError(status, "cannot_predict", str(exc)) from exc
-    return json_response(200, {"version": served.number, "predictions": answers})
+    return Predictions(served.number, answers)
 
 
 def _json_inputs(request: Request, example: str) -> list[object]:

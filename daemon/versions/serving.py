@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from tailord.daemon.api.bodies import LoadError
 from tailord.daemon.events import EventBus
 from tailord.storage.errors import StorageError
 from tailord.storage.versions import VersionStore
@@ -35,7 +35,7 @@ class Served:
     """One loaded version; immutable, so a request holding it finishes on it."""
 
     number: int
-    manifest: dict[str, Any]
+    manifest: dict[str, object]
     model: Model
 
 
@@ -45,7 +45,7 @@ class Serving:
     def __init__(self, events: EventBus | None = None) -> None:
         self._current: Served | None = None
         self._events = events
-        self.last_error: dict[str, Any] | None = None
+        self.last_error: LoadError | None = None
 
     @property
     def current(self) -> Served | None:
@@ -66,7 +66,7 @@ class Serving:
                     model.predict_encoded(warm_up)
         except (StorageError, ModelError) as exc:
             message = f"version {number} could not be loaded: {exc}"
-            self.last_error = {"version": number, "message": message, "at": time.time()}
+            self.last_error = LoadError(number, message, time.time())
             logger.error("%s; still serving version %s", message, self._number())
             if self._events is not None:
                 self._events.publish(

@@ -18,12 +18,20 @@ from pathlib import Path
 
 import pytest
 
+from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import load_config
+from tailord.daemon.events import EventBus
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.http.wire import Request, Response, json_response
-from tailord.daemon.service import Daemon
+from tailord.daemon.inbox.ingest import IngestStats
+from tailord.daemon.inbox.watcher import PendingPaths
+from tailord.daemon.updates.updater import Updater
+from tailord.daemon.versions.history import History
+from tailord.daemon.versions.serving import Serving
+from tailord.storage.db import open_database
+from tailord.storage.versions import VersionStore
 from tests.conftest import DaemonProcess, wait_for
 
 SERVE = "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())"
@@ -221,9 +229,23 @@ def test_no_version_loaded_is_503(short_tmp: Path) -> None:
 
 
 def _bare_server(root: Path) -> UnixHTTPServer:
-    """The real server and routes on a daemon that has not started (no version loaded)."""
+    """The real server and routes on a daemon's parts before any version is loaded."""
     config = load_config(data_dir=root / "data", socket=root / "run" / "s.sock")
-    server = UnixHTTPServer(config.socket, Api(Daemon(config)), Authorizer((), ()), 1024)
+    db = open_database(config.database)
+    store, events, serving = VersionStore(config.data_dir), EventBus(), Serving()
+    ctx = ApiContext(
+        db=db,
+        store=store,
+        serving=serving,
+        updater=Updater(config, db, store, serving, events, lambda: True),
+        history=History(store, db, serving, events, config.model, config.versions.keep),
+        events=events,
+        ingest=IngestStats(),
+        pending=PendingPaths(),
+        policy_reason=lambda: "starting",
+        requested=lambda: None,
+    )
+    server = UnixHTTPServer(config.socket, Api(ctx), Authorizer((), ()), 1024)
     server.start()
     return server
 
