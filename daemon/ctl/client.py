@@ -295,6 +295,8 @@ class EventStream:
         while True:
             try:
                 raw = self._answer.stream.readline()
+            except ValueError:  # closed (by close(), from another thread): the end
+                return
             except OSError as exc:
                 raise DaemonUnavailable(f"lost the event stream: {exc}") from exc
             if not raw:

@@ -32,10 +32,18 @@ def plain(value: object) -> str:
 
 
 def safe(value: object) -> str:
-    """``value`` as rich markup that renders as exactly its text (see :func:`plain`)."""
+    """``value`` as rich markup that renders as exactly its text (see :func:`plain`),
+    alone or followed by more markup."""
     from rich.markup import escape
 
-    return escape(plain(value))
+    text = plain(value)
+    body = text.rstrip("\\")
+    # rich reads n backslashes before a tag as n // 2 backslashes (and the tag as text when n
+    # is odd), and takes backslashes as they are anywhere else. Its escape() doubles a
+    # trailing one for the tag that may follow, which shows two when none does: so trailing
+    # backslashes are doubled here and always followed by a tag, one that styles nothing.
+    tail = len(text) - len(body)
+    return escape(body) + ("\\" * 2 * tail + "[none][/none]" if tail else "")
 
 
 @cache

@@ -8,6 +8,7 @@ the event stream, whose body ends when the connection does; that is all this rea
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,12 @@ class Connection:
         return self._sock is not None
 
     def close(self) -> None:
+        """Close the connection; a thread blocked reading it sees the end of the stream."""
+        if self._sock is not None:
+            # Wakes a blocked read with "end of stream" before the file goes away; fails
+            # harmlessly when the daemon has already gone.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
         if self._reader is not None:
             self._reader.close()
         if self._sock is not None:

@@ -51,9 +51,7 @@ class Collector:
             while not self.events.empty():
                 self.seen.append(self.events.get())
             for event in self.seen:
-                if event.type == type_ and all(
-                    event.data.get(k) == v for k, v in match.items()
-                ):
+                if event.type == type_ and all(event.data.get(k) == v for k, v in match.items()):
                     return event
             return None
 
