@@ -231,7 +231,20 @@ class Predictions(Struct, frozen=True):
     """``POST /v1/predict``: one prediction per input, in order."""
 
     version: Number
-    predictions: list[Prediction]
+    # One shape or the other, never a mix: said in the schema, as the struct cannot.
+    predictions: list[
+        Annotated[
+            Prediction,
+            Meta(
+                extra_json_schema={
+                    "oneOf": [
+                        {"required": ["label", "score"], "not": {"required": ["value"]}},
+                        {"required": ["value"], "maxProperties": 1},
+                    ]
+                }
+            ),
+        ]
+    ]
 
 
 class PredictRequest(Struct, frozen=True):
