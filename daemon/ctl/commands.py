@@ -176,8 +176,8 @@ def cmd_samples(client: Client, args: argparse.Namespace) -> int:
             when(sample.created_at),
             sample.sha256[:12],
         )
-    console = out()
-    console.print(table)
+    if page.samples:
+        out().print(table)
     totals = {state: sum(labels.values()) for state, labels in page.counts.items()}
     line(", ".join(f"{n} {plain(state)}" for state, n in sorted(totals.items())) or "no samples")
     if page.next_after is not None:

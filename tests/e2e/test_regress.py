@@ -78,9 +78,10 @@ def test_regress_daemon_learns_numbers_and_its_gate_refuses_wrong_ones(
         answer = _predict(client, unseen)  # the wire format, checked against the schema
         version = client.version()
         status = client.status()
-    Draft202012Validator(openapi_document()["components"]["schemas"]["Predictions"]).validate(
-        answer
-    )
+    document = openapi_document()  # the schema's $refs point into its components
+    components = document["components"]
+    schema = {**components["schemas"]["Predictions"], "components": components}
+    Draft202012Validator(schema).validate(answer)
     estimates = np.array([p["value"] for p in answer["predictions"]])
     assert set(answer["predictions"][0]) == {"value"}
     mse = float(np.mean((estimates - truth) ** 2))
