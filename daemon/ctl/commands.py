@@ -192,7 +192,10 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
             sys.stdout.flush()
         else:
             details = " ".join(f"{k}={v}" for k, v in event.data.items())
-            out().print(f"{when(event.time)} [bold]{safe(event.type)}[/] {safe(details)}")
+            # One line an event, however long (soft_wrap): `tailorctl events | grep` works.
+            text = f"{when(event.time)} [bold]{safe(event.type)}[/] {safe(details)}"
+            out().print(text, soft_wrap=True)
+            sys.stdout.flush()  # each event as it comes, also into a pipe
     return 0
 
 
