@@ -69,7 +69,6 @@ class Daemon:
         self.metrics = Metrics(self._metrics_snapshot)
         self.events.listen(self.metrics.on_event)
         self.pending = PendingPaths()
-        self.store = VersionStore(config.data_dir)
         self._ctx: ApiContext | None = None  # once started: what the API and metrics read
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -90,7 +89,7 @@ class Daemon:
         cfg.inbox.mkdir(parents=True, exist_ok=True)
         db = open_database(cfg.database)
         stack.callback(_stopping("database", db.close))
-        store = self.store
+        store = VersionStore(cfg.data_dir)
         current = reconcile(store, db)
         if current is None:
             current = ensure_base(store, db, cfg.model, cfg.versions.base_file)

@@ -1,1 +1,2 @@
-"""The socket API: the route table, its handlers, parameters, predict, the OpenAPI document."""
+"""The socket API: its bodies and route table (the contract), the handlers, their context,
+query parameters, predict, and the OpenAPI document generated from the contract."""

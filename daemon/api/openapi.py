@@ -34,6 +34,9 @@ def _document() -> Schema:
         [bodies.ErrorBody, *types], ref_template=_REF
     )
     schemas = dict(zip([bodies.ErrorBody, *types], found, strict=True))
+    # Predictions stand alone, without the rest of the document: a client validates them
+    # with the one schema (tests/e2e/test_regress.py does).
+    components["Predictions"] = _inlined(components["Predictions"], components)
     paths: dict[str, dict[str, Schema]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
@@ -107,6 +110,23 @@ def _query_parameters(query: type[msgspec.Struct]) -> list[Schema]:
             }
         )
     return parameters
+
+
+def _inlined(schema: Schema, components: dict[str, Schema]) -> Schema:
+    """``schema`` with each ``$ref`` to a component replaced by that component."""
+    rest = {k: _inlined_value(v, components) for k, v in schema.items() if k != "$ref"}
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return {**_inlined(components[ref.rsplit("/", 1)[1]], components), **rest}
+    return rest
+
+
+def _inlined_value(value: object, components: dict[str, Schema]) -> object:
+    if isinstance(value, list):
+        return [_inlined_value(item, components) for item in value]
+    if isinstance(value, dict):
+        return _inlined(value, components)
+    return value
 
 
 def _without_null(schema: Schema) -> Schema:

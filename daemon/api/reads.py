@@ -66,10 +66,8 @@ def version_detail(ctx: ApiContext, number: int) -> bodies.VersionDetail | None:
         row = session.get(Version, number)
         if row is None:
             return None
-        info = _version_info(row, current)
-        return bodies.VersionDetail(
-            **{f: getattr(info, f) for f in info.__struct_fields__}, manifest=dict(row.manifest)
-        )
+        info = msgspec.structs.asdict(_version_info(row, current))
+        return bodies.VersionDetail(**info, manifest=dict(row.manifest))
 
 
 def samples(ctx: ApiContext, query: bodies.SamplesQuery) -> bodies.SamplePage:

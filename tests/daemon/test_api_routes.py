@@ -4,6 +4,8 @@ name exactly its routes, and the document is valid OpenAPI 3.1."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -69,3 +71,15 @@ def test_bodies_keep_the_wire_keys() -> None:
     assert bodies.encode(bodies.UpdateMetrics()) == b"{}\n"
     regress = bodies.Prediction(value=3.0)
     assert msgspec.json.decode(bodies.encode(regress)) == {"value": 3.0}
+
+
+def test_the_contract_imports_neither_torch_nor_the_database() -> None:
+    """The client imports bodies and routes: they must not pull torch, numpy or SQLAlchemy."""
+    code = (
+        "import sys, tailord.daemon.api.routes; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'sqlalchemy'}))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
