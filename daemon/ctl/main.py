@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict = command(
         "predict", "predict the label (or value) of samples: .npy, .json, .txt, .png, .jpg files"
     )
-    _files(predict.add_argument("files", nargs="+", metavar="FILE"))
+    _files(
+        predict.add_argument(
+            "files", nargs="+", metavar="FILE", help="sample files; several go in one request"
+        )
+    )
     predict.add_argument(
         "--top", type=int, default=1, metavar="K", help="show the K best labels of each file"
     )
