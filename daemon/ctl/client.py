@@ -25,6 +25,7 @@ import msgspec
 from tailord.daemon.api import bodies
 from tailord.daemon.api.routes import BY_NAME
 from tailord.daemon.ctl.transport import Answer, Connection, StaleConnection
+from tailord.daemon.errors import TailordError
 from tailord.daemon.paths import SYSTEM_SOCKET, default_socket
 
 T = TypeVar("T")
@@ -33,22 +34,24 @@ _ERROR = msgspec.json.Decoder(bodies.ErrorBody)
 _EVENT = msgspec.json.Decoder(bodies.Event)
 
 
-class ClientError(Exception):
-    """The daemon answered with an error, or could not be reached."""
+class ClientError(TailordError):
+    """tailord answered with an error; its message says what to do (see `tailorctl status`)."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str = "error") -> None:
+    def __init__(
+        self, message: str | None = None, *, status: int | None = None, code: str = "error"
+    ) -> None:
         super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
+        self.message = str(self)
+        self.status = status  # the HTTP status, when the daemon answered
+        self.code = code  # the error body's code, for programs
 
 
 class DaemonUnavailable(ClientError):
-    """Nothing answers on the socket."""
+    """tailord is not answering on its socket; start it (`tailord serve`) or pass --socket."""
 
 
 class Forbidden(ClientError):
-    """The daemon refused this user (its peer check: ``[api] allowed_users``)."""
+    """tailord refused this user; ask to be added to its [api] allowed_users (or a group)."""
 
 
 def find_socket(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -82,7 +85,7 @@ class Client:
     def close(self) -> None:
         self._conn.close()
 
-    # -- the routes, one method each (tests/daemon/test_ctl_client.py checks the table) -----
+    # -- the routes, one method each (tests/daemon/test_ctl.py checks the table) -----
 
     def version(self) -> bodies.CurrentVersion:
         return self._call("version", bodies.CurrentVersion)

@@ -222,7 +222,8 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
         else:
             result = client.predict(request.inputs, top=args.top)
     except ClientError as exc:
-        raise ClientError(_name_inputs(exc.message, paths), status=exc.status) from exc
+        message = _name_inputs(exc.message, paths)
+        raise ClientError(message, status=exc.status, code=exc.code) from exc
     if args.json:
         print_json(result)
         return 0

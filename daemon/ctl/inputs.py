@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tailord.daemon.errors import TailordError
+
 # The media type that stands for each suffix in a raw body (the daemon's RAW_TYPES).
 RAW_TYPES = {
     ".npy": "application/x-npy",
@@ -34,8 +36,8 @@ _NPY_CODES = {
 JsonInput = list[float] | str | dict[str, str]
 
 
-class InputError(ValueError):
-    """A file tailorctl cannot send; the message names the file and what to do."""
+class InputError(TailordError):
+    """A file tailorctl cannot send; give .npy or .json vectors, .txt texts, .png or .jpg images."""
 
 
 @dataclass(frozen=True)

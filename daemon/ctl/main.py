@@ -148,14 +148,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _message(exc: Exception) -> str:
-    """What to tell the user: our own errors say what to do; anything else is a bug."""
-    from tailord.daemon.ctl.client import ClientError
-    from tailord.daemon.ctl.inputs import InputError
-    from tailord.daemon.ctl.plot import PlotError
+    """What to tell the user: tailord's errors say what to do; anything else is a bug."""
+    from tailord.daemon.errors import TailordError
 
-    if isinstance(exc, ClientError):
-        return exc.message
-    if isinstance(exc, InputError | PlotError):
+    if isinstance(exc, TailordError):
         return str(exc)
     if isinstance(exc, OSError):
         return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)

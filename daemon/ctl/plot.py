@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from tailord.daemon.errors import TailordError
+
 WIDTH, HEIGHT, MARGIN = 640, 360, 48
 LOSS_COLOR, ACCURACY_COLOR = "#1f77b4", "#d62728"
 
 
-class PlotError(ValueError):
+class PlotError(TailordError):
     """The manifest has no curve to draw; only versions made by a trained update have one."""
 
 
