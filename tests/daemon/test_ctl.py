@@ -93,6 +93,12 @@ def test_version_flags_print_the_release(capsys: pytest.CaptureFixture[str]) -> 
         assert capsys.readouterr().out == f"{prog} {version('tailord')}\n"
 
 
+def test_tailord_answers_help_and_version_without_torch() -> None:
+    code = "import sys, tailord.daemon.cli; print('torch' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
+
+
 def test_usage_errors_are_one_line_and_exit_2() -> None:
     code = "import sys; from tailord.daemon.ctl.main import main; sys.exit(main())"
     for args in (["bogus"], ["samples", "--state", "lost"], ["pin"], []):
