@@ -171,7 +171,7 @@ def during_update(sock: Path, seconds: float) -> tuple[dict[str, float], bool]:
 
     with Client(sock) as client:
         update = client.update()
-        _wait(lambda: client.update_info(update["id"])["state"] == "running", 30)
+        _wait(lambda: client.update_info(update.id).state == "running", 30)
     time.sleep(0.5)  # past the worker's start (imports), into the training loop
     finished = threading.Event()
     measured = threading.Event()
@@ -218,7 +218,7 @@ def measure(root: Path, seconds: float, samples: int) -> dict[str, dict[str, flo
                 results[f"{side}_{clients}"] = sorted(runs, key=lambda r: r["rps"])[ROUNDS // 2]
         drop_samples(root / "inbox", samples)
         with Client(sock) as client:
-            _wait(lambda: client.status()["queued"] == samples, 120)
+            _wait(lambda: client.status().queued == samples, 120)
         results["idle"] = load(sock, 1, seconds)  # idle again, after the ingest burst
         results["training"], throughout = during_update(sock, seconds)
         results["training"]["throughout"] = float(throughout)

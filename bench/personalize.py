@@ -55,16 +55,16 @@ def drop_all(daemon: DaemonProcess, x: np.ndarray, y: np.ndarray, ids: list[int]
 def last_state(daemon: DaemonProcess) -> str:
     try:
         with daemon.client() as client:
-            last = client.status()["last_update"] or {}
+            last = client.status().last_update
     except ClientError:  # right after start-up /v1/status may fail for a moment
         return ""
-    return str(last.get("state", ""))
+    return "" if last is None else last.state
 
 
 def gate_reason(daemon: DaemonProcess) -> str:
     with daemon.client() as client:
-        last = client.status()["last_update"] or {}
-    return str((last.get("gate") or {}).get("reason", ""))
+        last = client.status().last_update
+    return "" if last is None or last.gate is None else last.gate.reason
 
 
 def accuracy(truth: np.ndarray, predicted: list[str], classes: list[int]) -> float:
@@ -106,7 +106,7 @@ def run_head(head: str, root: Path, x: np.ndarray, y: np.ndarray) -> dict[str, o
         with copy.client() as client:
             answer = client.predict([x[i].tolist() for i in test])
         copy.stop(signal.SIGTERM)
-        predicted = [p["label"] for p in answer["predictions"]]
+        predicted = [str(p.label) for p in answer.predictions]
         knn = KNeighborsClassifier(n_neighbors=5, weights="distance")
         knn.fit(x[base_ids + shots], y[base_ids + shots])
         reference = [str(v) for v in knn.predict(x[test])]

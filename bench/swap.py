@@ -86,10 +86,10 @@ class Clients:
                     t0 = time.perf_counter()
                     try:
                         if call == "version":
-                            number = client.version()["version"]
+                            number = client.version().version
                         else:
                             x = rng.normal(size=(1, DIM)).tolist()
-                            number = client.predict(x)["version"]
+                            number = client.predict(x).version
                     except ClientError as exc:
                         errors.append(f"{call} at {time.perf_counter() - t0:.3f}s: {exc.message}")
                         continue
@@ -181,7 +181,7 @@ def measure(sock: Path, n_clients: int, swaps: int) -> dict[str, object]:
     swapping.join()
     swap_lat, errors, backwards = clients.latencies, clients.errors + swap_errors, clients.backwards
     with Client(sock) as client:
-        final = client.version()["version"]
+        final = client.version().version
 
     clients.reset()
     ceiling_elapsed = clients.run_for(elapsed)

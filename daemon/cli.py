@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tailord.daemon.config import load_config
 from tailord.daemon.errors import TailordError
+from tailord.daemon.release import VersionAction
 
 logger = logging.getLogger("tailord")
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tailord", description="Personalize a model on this machine, in the background."
     )
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the daemon in the foreground (logs to stderr)")
     serve.add_argument("--config", type=Path, help="TOML configuration file")
@@ -47,6 +48,9 @@ def tailord_main(argv: Sequence[str] | None = None) -> int:
     # APScheduler logs every job run at INFO; our own wake-ups are not news.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
+        # The configuration's types import torch: only `serve` pays for it, not --help.
+        from tailord.daemon.config import load_config
+
         config = load_config(
             args.config,
             data_dir=args.data_dir,

@@ -5,7 +5,6 @@ Defaults are documented in docs/configuration.md; keep the two in step.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -13,11 +12,10 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 
 from tailord.daemon.errors import ConfigError
+from tailord.daemon.paths import default_data_dir, default_socket
 from tailord.trainer.errors import ModelError
 from tailord.trainer.spec import GateParams, ModelSpec, UpdateParams
 from tailord.trainer.structs import convert
-
-SOCKET_NAME = "tailord.sock"
 
 # The bounds each key takes; a value outside makes a ConfigError that names the key.
 Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -121,30 +119,6 @@ class Config(_Section, frozen=True):
     @property
     def database(self) -> Path:
         return self.data_dir / "tailord.db"
-
-
-def default_data_dir() -> Path:
-    """``$STATE_DIRECTORY`` under systemd, else the XDG data home."""
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return Path(state.split(":")[0])
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "tailord"
-
-
-def default_socket() -> Path:
-    """``$TAILORD_SOCKET``, else ``$RUNTIME_DIRECTORY`` under systemd, else the XDG runtime
-    dir, else a private folder in /tmp."""
-    explicit = os.environ.get("TAILORD_SOCKET")
-    if explicit:
-        return Path(explicit)
-    runtime = os.environ.get("RUNTIME_DIRECTORY")
-    if runtime:
-        return Path(runtime.split(":")[0]) / SOCKET_NAME
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "tailord" / SOCKET_NAME
-    return Path(f"/tmp/tailord-{os.getuid()}") / SOCKET_NAME  # noqa: S108 (created 0700, owned)
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> Config:

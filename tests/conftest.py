@@ -101,7 +101,7 @@ class DaemonProcess:
 
     def version(self) -> int:
         with self.client() as client:
-            return int(client.version()["version"])
+            return client.version().version
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.process is not None

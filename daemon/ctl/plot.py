@@ -6,22 +6,31 @@ image samples. Loss is drawn against the left scale, accuracy (0..1) against the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 from xml.sax.saxutils import escape
+
+from tailord.daemon.errors import TailordError
 
 WIDTH, HEIGHT, MARGIN = 640, 360, 48
 LOSS_COLOR, ACCURACY_COLOR = "#1f77b4", "#d62728"
 
 
-class PlotError(ValueError):
+class PlotError(TailordError):
     """The manifest has no curve to draw; only versions made by a trained update have one."""
 
 
-def render_curve(manifest: dict[str, Any], path: Path) -> None:
+def render_curve(manifest: Mapping[str, object], path: Path) -> None:
     """Write the epoch loss/accuracy curve of ``manifest`` to ``path`` (.svg or .png)."""
-    curve = (manifest.get("metrics") or {}).get("curve") or []
-    points = [p for p in curve if isinstance(p, dict) and p.get("loss") is not None]
+    metrics = manifest.get("metrics")
+    curve = metrics.get("curve") if isinstance(metrics, dict) else None
+    # A manifest is plain JSON: a point counts when it has a number for its epoch and loss.
+    points = [
+        p
+        for p in (curve if isinstance(curve, list) else [])
+        if isinstance(p, dict) and _number(p.get("epoch")) is not None
+        if _number(p.get("loss")) is not None
+    ]
     if not points:
         raise PlotError(
             f"version {manifest.get('version', '?')} has no loss curve (a k-NN update or the "
@@ -30,9 +39,9 @@ def render_curve(manifest: dict[str, Any], path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".svg", ".png"):
         raise PlotError(f"cannot write {path.name}: name the file .svg or .png")
-    epochs = [float(p["epoch"]) for p in points]
-    losses = [float(p["loss"]) for p in points]
-    accuracy = [float(p["accuracy"]) for p in points if p.get("accuracy") is not None]
+    epochs = [_number(p["epoch"]) or 0.0 for p in points]
+    losses = [_number(p["loss"]) or 0.0 for p in points]
+    accuracy = [a for p in points if (a := _number(p.get("accuracy"))) is not None]
     top = max(losses) * 1.05 or 1.0
     lo_e, hi_e = min(epochs), max(epochs)
 
@@ -103,3 +112,9 @@ def _png(
     for x, y, text in labels:
         draw.text((x, y - 10), text, fill="black")
     image.save(path, "PNG")
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tailord.daemon.ctl.client import UnixHTTPConnection
+from tailord.daemon.ctl.unixhttp import UnixHTTPConnection
 from tests.conftest import DaemonProcess
 
 

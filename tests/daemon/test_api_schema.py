@@ -25,7 +25,7 @@ from openapi_spec_validator import validate
 
 from tailord.daemon.api.openapi import openapi_document
 from tailord.daemon.api.routes import ROUTES
-from tailord.daemon.ctl.client import UnixHTTPConnection
+from tailord.daemon.ctl.unixhttp import UnixHTTPConnection
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
 
 DOC = openapi_document()
@@ -51,8 +51,8 @@ def _learned_daemon() -> Iterator[DaemonProcess]:
         for i, vector in enumerate(vectors):
             proc.drop(label, f"{i}.npy", npy_bytes(vector))
     with proc.client() as client:
-        wait_for(lambda: client.status()["queued"] == 6)
-        assert client.update(wait=True, timeout=120)["state"] == "succeeded"
+        wait_for(lambda: client.status().queued == 6)
+        assert client.update(wait=True, timeout=120).state == "succeeded"
     yield proc
     if proc.process is not None:
         proc.stop(signal.SIGKILL)

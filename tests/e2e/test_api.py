@@ -12,11 +12,11 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from tailord.daemon.api.bodies import Event
 from tailord.daemon.ctl.client import Client, ClientError, DaemonUnavailable
 from tailord.daemon.ctl.main import main as tailorctl
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
@@ -38,22 +38,20 @@ class Collector:
 
     def __init__(self, client: Client) -> None:
         self.stream = client.subscribe(timeout=60)
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.seen: list[Event] = []
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for event in self.stream:
             self.events.put(event)
 
-    def wait(self, type_: str, **match: object) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
+    def wait(self, type_: str, **match: object) -> Event:
+        def found() -> Event | None:
             while not self.events.empty():
                 self.seen.append(self.events.get())
             for event in self.seen:
-                if event["type"] == type_ and all(
-                    event["data"].get(k) == v for k, v in match.items()
-                ):
+                if event.type == type_ and all(event.data.get(k) == v for k, v in match.items()):
                     return event
             return None
 
@@ -67,7 +65,7 @@ def _drop(live: DaemonProcess, n: int, seed: int, prefix: str) -> None:
 
 
 def _queued(client: Client) -> int:
-    return sum(client.samples(state="queued", limit=1)["counts"].get("queued", {}).values())
+    return sum(client.samples(state="queued", limit=1).counts.get("queued", {}).values())
 
 
 def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
@@ -87,73 +85,80 @@ def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
 
         # Samples: counts and pages that cover every sample once.
         first = client.samples(limit=5)
-        assert first["counts"] == {"queued": {"cat": 6, "dog": 6}}
-        assert len(first["samples"]) == 5
-        ids = [s["id"] for s in first["samples"]]
-        after = first["next_after"]
+        assert first.counts == {"queued": {"cat": 6, "dog": 6}}
+        assert len(first.samples) == 5
+        ids = [s.id for s in first.samples]
+        after = first.next_after
         while after is not None:
             page = client.samples(limit=5, after=after)
-            ids += [s["id"] for s in page["samples"]]
-            after = page["next_after"]
+            ids += [s.id for s in page.samples]
+            after = page.next_after
         assert len(ids) == len(set(ids)) == 12
         assert ids == sorted(ids)
-        cats = client.samples(label="cat")["samples"]
-        assert {s["label"] for s in cats} == {"cat"}
+        cats = client.samples(label="cat").samples
+        assert {s.label for s in cats} == {"cat"}
         assert len(cats) == 6
-        assert client.samples(state="learned")["samples"] == []
+        assert client.samples(state="learned").samples == []
 
         # An update with ?wait=true: answered once it has ended, by then served.
         done = client.update(wait=True, timeout=120)
-        assert done["state"] == "succeeded", done
-        assert done["version"] == 1
-        assert done["samples"] == 12
-        assert client.update_info(done["id"]) == done
-        assert client.version()["version"] == 1
+        assert done.state == "succeeded", done
+        assert done.version == 1
+        assert done.samples == 12
+        assert client.update_info(done.id) == done
+        assert client.version().version == 1
         changed = events.wait("version.changed", version=1)
-        assert changed["data"]["parent"] == 0
-        events.wait("update.began", update=done["id"])
-        progress = events.wait("update.progress", update=done["id"], kind="epoch")
-        assert progress["data"]["loss"] is not None
-        judged = events.wait("update.judged", update=done["id"])
-        assert judged["data"]["promote"] is True
-        assert "enabled" in judged["data"]["gate"]
-        events.wait("update.finished", update=done["id"], state="succeeded")
+        assert changed.data["parent"] == 0
+        events.wait("update.began", update=done.id)
+        progress = events.wait("update.progress", update=done.id, kind="epoch")
+        assert progress.data["loss"] is not None
+        judged = events.wait("update.judged", update=done.id)
+        assert judged.data["promote"] is True
+        assert "enabled" in judged.data["gate"]  # type: ignore[operator]
+        events.wait("update.finished", update=done.id, state="succeeded")
 
         # An update without waiting: 202 and an id to follow.
         _drop(live, 2, seed=1, prefix="b")
         wait_for(lambda: _queued(client) == 4)
         accepted = client.update()
-        assert accepted["state"] in ("pending", "running")
-        assert accepted["id"] == done["id"] + 1
-        wait_for(lambda: client.update_info(accepted["id"])["state"] == "succeeded", timeout=120)
-        assert client.update_info(accepted["id"])["version"] == 2
+        assert accepted.state in ("pending", "running")
+        assert accepted.id == done.id + 1
+        wait_for(lambda: client.update_info(accepted.id).state == "succeeded", timeout=120)
+        assert client.update_info(accepted.id).version == 2
 
-        versions = client.versions()
-        assert [v["number"] for v in versions] == [0, 1, 2]
-        assert [v["current"] for v in versions] == [False, False, True]
-        assert versions[2]["parent"] == 1
+        versions = client.versions().versions
+        assert [v.number for v in versions] == [0, 1, 2]
+        assert [v.current for v in versions] == [False, False, True]
+        assert [v.pinned or v.removed for v in versions] == [False, False, False]
+        assert versions[2].parent == 1
         detail = client.version_info(2)
-        assert detail["manifest"]["version"] == 2
-        assert sorted(detail["manifest"]["labels"]) == ["cat", "dog"]
-        assert detail["update"] == accepted["id"]
+        assert detail.manifest["version"] == 2
+        assert sorted(detail.manifest["labels"]) == ["cat", "dog"]  # type: ignore[call-overload]
+        assert detail.update == accepted.id
 
         status = client.status()
-        assert status["version"] == 2
-        assert status["state"] == "idle"
-        assert status["last_update"]["id"] == accepted["id"]
-        assert status["policy"]
-        assert status["queue"] == {}
+        assert status.version == 2
+        assert status.state == "idle"
+        assert status.last_update is not None
+        assert status.last_update.id == accepted.id
+        assert status.policy
+        assert status.queue == {}
 
         unseen = clusters(np.random.default_rng(5), 2)
         answer = client.predict([v.tolist() for v in unseen["cat"] + unseen["dog"]])
-        assert answer["version"] == 2
-        assert [p["label"] for p in answer["predictions"]] == ["cat", "cat", "dog", "dog"]
+        assert answer.version == 2
+        assert [p.label for p in answer.predictions] == ["cat", "cat", "dog", "dog"]
         raw = client.predict_file(npy_bytes(unseen["dog"][0]), "application/x-npy")
-        assert raw["predictions"][0]["label"] == "dog"
-        ranked = client.predict([unseen["dog"][0].tolist()], top=5)["predictions"][0]
-        assert [p["label"] for p in ranked["top"]] == ["dog", "cat"]  # only two are known
-        assert ranked["top"][0] == {"label": ranked["label"], "score": ranked["score"]}
-        assert ranked["top"][0]["score"] >= ranked["top"][1]["score"]
+        assert raw.predictions[0].label == "dog"
+        ranked = client.predict([unseen["dog"][0].tolist()], top=5).predictions[0]
+        assert isinstance(ranked.top, list)
+        assert [p.label for p in ranked.top] == ["dog", "cat"]  # only two are known
+        assert (ranked.top[0].label, ranked.top[0].score) == (ranked.label, ranked.score)
+        assert ranked.top[0].score >= ranked.top[1].score
+        # The wire format itself: exactly these keys.
+        body = json.dumps({"inputs": [unseen["dog"][0].tolist()]}).encode()
+        wire = client.request("POST", "/v1/predict?top=5", body)["predictions"][0]
+        assert wire["top"][0] == {"label": wire["label"], "score": wire["score"]}
         with pytest.raises(ClientError, match="top"):
             client.predict([unseen["dog"][0].tolist()], top=0)
 
@@ -166,7 +171,7 @@ def test_the_whole_api_through_an_update(live: DaemonProcess) -> None:
         assert 'route="/v1/update",status="409"' in metrics
         assert "tailord_queue_samples" in metrics
 
-        assert client.openapi()["openapi"].startswith("3.1")
+        assert str(client.openapi()["openapi"]).startswith("3.1")
         events.stream.close()
 
 
@@ -225,6 +230,7 @@ def test_tailorctl_events_follows_the_stream(live: DaemonProcess) -> None:
         ctl.terminate()
     assert event["type"] == "sample.queued"
     assert event["data"]["count"] == 1
+    assert set(event) == {"id", "type", "time", "data"}
 
 
 def _subscriptions(client: Client) -> float:

@@ -38,7 +38,7 @@ def test_readme_curl_examples_work_as_written(daemon: DaemonProcess) -> None:
             vector = np.asarray(center, dtype=np.float32) + np.float32(0.01 * i)
             daemon.drop(label, f"{i}.npy", npy_bytes(vector))
     with daemon.client() as client:
-        wait_for(lambda: client.status()["queued"] == 6)
+        wait_for(lambda: client.status().queued == 6)
     (daemon.root / "sample.npy").write_bytes(npy_bytes(np.asarray([0.9, 0.1, 0.0], np.float32)))
 
     sock_line, curls = readme_curl_block()

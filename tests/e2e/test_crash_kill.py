@@ -139,4 +139,4 @@ def _wait_for_update(log: Path, offset: int, timeout: float) -> None:
 def _idle_and_learned(daemon: DaemonProcess) -> bool:
     with daemon.client() as client:
         status = client.status()
-    return status["state"] == "idle" and status["queued"] == 0 and status["ingest"]["waiting"] == 0
+    return status.state == "idle" and status.queued == 0 and status.ingest.waiting == 0

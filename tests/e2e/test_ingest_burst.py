@@ -67,9 +67,9 @@ def run_burst(daemon: DaemonProcess, write: str) -> None:
     assert not (daemon.inbox / ".rejected").exists()
     with daemon.client() as client:
         status = client.status()
-    assert status["queued"] == FILES
-    assert status["ingest"]["ingested"] == FILES
-    assert status["ingest"]["error"] is None
+    assert status.queued == FILES
+    assert status.ingest.ingested == FILES
+    assert status.ingest.error is None
     # Reported in the test output (-rA or the log): the figure the issue asks for.
     log = daemon.log.read_text()
     message = (

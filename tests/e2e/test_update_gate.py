@@ -35,7 +35,7 @@ min_queued = {min_queued}  # every dropped sample in one update
 def last_update(daemon: DaemonProcess) -> dict[str, object]:
     try:
         with daemon.client() as client:
-            return dict(client.status()["last_update"] or {})
+            return dict(client.request("GET", "/v1/status")["last_update"] or {})
     except ClientError:
         # /v1/status can fail for a moment right after start-up (the server answers before
         # the ingestor exists); polls retry.
@@ -78,8 +78,8 @@ def test_gate_promotes_sound_samples_and_rejects_mislabelled_ones(
     assert str(last["error"]).startswith("gate: ")
     with daemon.client() as client:
         status = client.status()
-    assert status["samples"]["rejected"] == {"cat": 40}
-    assert status["queued"] == 0
+    assert status.samples["rejected"] == {"cat": 40}
+    assert status.queued == 0
     assert not list((daemon.data_dir / "staging").iterdir())
     assert not (daemon.data_dir / "versions" / "2").exists()
     daemon.stop()

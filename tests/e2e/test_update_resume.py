@@ -41,7 +41,7 @@ def test_update_stopped_with_the_daemon_resumes_from_its_checkpoint(
     def epochs_done() -> int:
         try:
             with daemon.client() as client:
-                update = client.status()["update"]
+                update = client.request("GET", "/v1/status")["update"]
         except ClientError:  # right after start-up /v1/status may fail for a moment
             return 0
         progress = (update or {}).get("progress") or {}

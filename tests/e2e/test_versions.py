@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tailord.daemon.api.bodies import Status
 from tailord.daemon.ctl.client import ClientError
 from tailord.daemon.ctl.main import main as tailorctl
 from tailord.trainer.model import Model
@@ -25,12 +26,12 @@ def _learn(daemon: DaemonProcess) -> int:
     for label, vectors in clusters(np.random.default_rng(5), 4).items():
         for i, vector in enumerate(vectors):
             daemon.drop(label, f"{i}.npy", npy_bytes(vector))
-    wait_for(lambda: _status(daemon)["queued"] == 0 and daemon.version() >= 1, timeout=90)
-    wait_for(lambda: _status(daemon)["state"] == "idle", timeout=90)
+    wait_for(lambda: _status(daemon).queued == 0 and daemon.version() >= 1, timeout=90)
+    wait_for(lambda: _status(daemon).state == "idle", timeout=90)
     return daemon.version()
 
 
-def _status(daemon: DaemonProcess) -> dict[str, object]:
+def _status(daemon: DaemonProcess) -> Status:
     with daemon.client() as client:
         return client.status()
 
@@ -60,8 +61,8 @@ def test_rollback_pin_and_import_base(
     assert _ctl(daemon, capsys, "import-base", str(model)) == {"version": v + 1, "parent": v}
     with daemon.client() as client:
         answer = client.predict([[3.0] * 8, [-3.0] * 8])
-    assert answer["version"] == v + 1
-    assert [p["label"] for p in answer["predictions"]] == ["north", "south"]
+    assert answer.version == v + 1
+    assert [p.label for p in answer.predictions] == ["north", "south"]
 
     assert _ctl(daemon, capsys, "rollback") == {"version": v, "previous": v + 1, "changed": True}
     assert daemon.version() == v
@@ -107,8 +108,10 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(daemon: DaemonP
         assert info.value.status == 409
         assert info.value.code == "load_failed"
         assert "sha256" in info.value.message
-        assert client.version()["version"] == 1
-        assert client.status()["load_error"]["version"] == 0
+        assert client.version().version == 1
+        load_error = client.status().load_error
+        assert load_error is not None
+        assert load_error.version == 0
     assert check_current(daemon.data_dir) == 1
 
 
@@ -128,7 +131,7 @@ def test_a_flipped_byte_in_current_falls_back_to_the_previous_version(
     daemon.start("--quiet-seconds", "3600")
     assert daemon.version() == v - 1  # its parent
     assert f"FALLING BACK to version {v - 1}" in daemon.log.read_text()
-    assert _status(daemon)["queued"] == lost[0] > 0  # what version v learned is queued again
+    assert _status(daemon).queued == lost[0] > 0  # what version v learned is queued again
     assert daemon.stop() == 0
     assert check_current(daemon.data_dir) == v - 1
 
@@ -140,5 +143,5 @@ def test_a_configured_base_file_becomes_version_0(daemon: DaemonProcess) -> None
     daemon.start("--config", str(config))
     with daemon.client() as client:
         answer = client.predict([[-3.0] * 8])
-    assert answer["version"] == 0
-    assert [p["label"] for p in answer["predictions"]] == ["west"]
+    assert answer.version == 0
+    assert [p.label for p in answer.predictions] == ["west"]

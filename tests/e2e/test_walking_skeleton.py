@@ -30,9 +30,9 @@ def test_samples_become_a_version_that_predicts(daemon: DaemonProcess, head: str
     unseen = clusters(np.random.default_rng(1), 5)
     with daemon.client() as client:
         answer = client.predict([v.tolist() for v in unseen["cat"] + unseen["dog"]])
-    assert answer["version"] >= 1
-    assert [p["label"] for p in answer["predictions"]] == ["cat"] * 5 + ["dog"] * 5
-    assert all(0.0 <= p["score"] <= 1.0 for p in answer["predictions"])
+    assert answer.version >= 1
+    assert [p.label for p in answer.predictions] == ["cat"] * 5 + ["dog"] * 5
+    assert all(0.0 <= p.score <= 1.0 for p in answer.predictions)  # type: ignore[operator]
     # Acknowledged means removed from the inbox.
     assert not list(daemon.inbox.glob("*/*.npy"))
 
@@ -112,16 +112,16 @@ def _pickled_npy() -> bytes:
 
 def _queued(daemon: DaemonProcess) -> int:
     with daemon.client() as client:
-        return int(client.status()["queued"])
+        return client.status().queued
 
 
 def _learned(daemon: DaemonProcess) -> int:
     with daemon.client() as client:
-        return sum(client.status()["samples"].get("learned", {}).values())
+        return sum(client.status().samples.get("learned", {}).values())
 
 
 def _idle(daemon: DaemonProcess) -> bool:
     # Samples are marked learned in the commit just before the new version is swapped in:
     # "idle" is the moment both have happened.
     with daemon.client() as client:
-        return bool(client.status()["state"] == "idle")
+        return client.status().state == "idle"
