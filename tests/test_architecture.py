@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -9,12 +10,19 @@ ROOT = Path(__file__).resolve().parent.parent
 ROOMS = ("errors", "daemon", "storage", "trainer")
 
 
+def _defines_something(path: Path) -> bool:
+    """A package's ``__init__.py`` counts as a module when it defines a class or function
+    (``errors/``'s does); one that only documents or re-exports does not."""
+    tree = ast.parse(path.read_text())
+    return any(isinstance(node, ast.ClassDef | ast.FunctionDef) for node in tree.body)
+
+
 def _modules() -> set[str]:
     return {
         str(path.relative_to(ROOT))
         for room in ROOMS
         for path in (ROOT / room).rglob("*.py")
-        if path.name != "__init__.py"
+        if path.name != "__init__.py" or _defines_something(path)
     }
 
 
