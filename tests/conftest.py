@@ -111,6 +111,16 @@ class DaemonProcess:
         self.process = None
         return code
 
+    def close(self) -> None:
+        """Stop it as systemd would, so that its coverage data is written (a SIGKILLed
+        process writes none); kill it if it does not stop in time."""
+        if self.process is None:
+            return
+        try:
+            self.stop(signal.SIGTERM, timeout=10)
+        except subprocess.TimeoutExpired:
+            self.stop(signal.SIGKILL)
+
     def drop(self, label: str, name: str, data: bytes) -> Path:
         """Write a sample the Maildir way: a dot-file first, then a rename into place."""
         folder = self.inbox / label
@@ -134,8 +144,7 @@ def short_tmp() -> Iterator[Path]:
 def daemon(short_tmp: Path) -> Iterator[DaemonProcess]:
     proc = DaemonProcess(short_tmp)
     yield proc
-    if proc.process is not None:
-        proc.stop(signal.SIGKILL)
+    proc.close()
 
 
 def npy_bytes(vector: np.ndarray) -> bytes:

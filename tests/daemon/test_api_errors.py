@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ def live() -> Iterator[DaemonProcess]:
     proc = DaemonProcess(root).start("--quiet-seconds", "3600")
     yield proc
     if proc.process is not None:
-        proc.stop(signal.SIGKILL)
+        proc.close()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +54,7 @@ def _learned_daemon() -> Iterator[DaemonProcess]:
         assert client.update(wait=True, timeout=120).state == "succeeded"
     yield proc
     if proc.process is not None:
-        proc.stop(signal.SIGKILL)
+        proc.close()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -110,7 +109,7 @@ def shared_daemon() -> Iterator[DaemonProcess]:
     os.chown(proc.socket.parent, -1, NOGROUP.gr_gid)
     yield proc
     if proc.process is not None:
-        proc.stop(signal.SIGKILL)
+        proc.close()
     shutil.rmtree(root, ignore_errors=True)
 
 

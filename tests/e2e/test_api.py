@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ def live() -> Iterator[DaemonProcess]:
     proc = DaemonProcess(root).start("--quiet-seconds", "3600", "--head", "linear")
     yield proc
     if proc.process is not None:
-        proc.stop(signal.SIGKILL)
+        proc.close()
     shutil.rmtree(root, ignore_errors=True)
 
 
