@@ -1,9 +1,10 @@
 """The daemon: start-up, the main loop, and shutdown in a fixed order.
 
-Threads: the API server (one thread per connection), the watchdog observer (records paths
-only), the ingestor (commits samples), APScheduler (only wakes the main loop). The main
-thread decides, from the database, whether an update may run, and supervises its worker
-process. Signal handlers only set a flag, which the main loop polls.
+Threads: the API server (an event loop, and worker threads for the routes that block), the
+watchdog observer (records paths only), the ingestor (commits samples), APScheduler (only
+wakes the main loop). The main thread decides, from the database, whether an update may
+run, and supervises its worker process. Signal handlers only set a flag, which the main
+loop polls.
 
 Shutdown order: stop accepting API connections → stop the scheduler → stop the watcher →
 let the ingestor finish its batch → (an update in progress was already cancelled by the main
