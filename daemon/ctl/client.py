@@ -294,6 +294,14 @@ class EventStream:
         self._conn.close()
 
     def __iter__(self) -> Iterator[bodies.Event]:
+        try:
+            yield from self._events()
+        finally:
+            # Ended (the daemon stopped, or the caller stopped iterating): nothing more comes
+            # on this connection, so it is closed here rather than left to the collector.
+            self.close()
+
+    def _events(self) -> Iterator[bodies.Event]:
         data: list[bytes] = []
         while True:
             try:

@@ -100,8 +100,8 @@ def base_url() -> Iterator[str]:
             for i, vector in enumerate(vectors):
                 proc.drop(label, f"{i}.npy", npy_bytes(vector))
         with proc.client() as client:
-            wait_for(lambda: client.status()["queued"] == 6)
-            assert client.update(wait=True, timeout=120)["state"] == "succeeded"
+            wait_for(lambda: client.status().queued == 6)
+            assert client.update(wait=True, timeout=120).state == "succeeded"
         with TcpBridge(proc.socket) as bridge:
             yield f"http://127.0.0.1:{bridge.port}"
     finally:
