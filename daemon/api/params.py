@@ -9,12 +9,13 @@ from typing import TypeVar
 import msgspec
 import msgspec.inspect as mi
 
+from tailord.daemon.errors import TailordError
 from tailord.daemon.http.wire import Request
 
 Q = TypeVar("Q", bound=msgspec.Struct)
 
 
-class ApiError(Exception):
+class ApiError(TailordError):
     """A request the API refuses: answered as ``{"error": {"code", "message"}}`` with
     ``status``; the message says what to do instead."""
 
