@@ -9,15 +9,17 @@ from typing import TypeVar
 import msgspec
 import msgspec.inspect as mi
 
-from tailord.daemon.errors import TailordError
 from tailord.daemon.http.wire import Request
 
 Q = TypeVar("Q", bound=msgspec.Struct)
 
 
-class ApiError(TailordError):
+class ApiError(Exception):
     """A request the API refuses: answered as ``{"error": {"code", "message"}}`` with
-    ``status``; the message says what to do instead."""
+    ``status``; the message says what to do instead.
+
+    Not a :class:`TailordError`: it is an answer the router sends, never an error that
+    reaches a person as tailord's own, and it needs its status and code to be one."""
 
     def __init__(self, status: int, code: str, message: str, *, allow: str = "") -> None:
         super().__init__(message)
