@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tailord.daemon.config import IngestConfig
 from tailord.daemon.inbox.entry import Unsettled, check_unchanged, open_entry, read_entry
 from tailord.daemon.inbox.layout import Refused, check_label, is_batch, label_of, relative, scan
-from tailord.daemon.inbox.rejected import reject, reject_lines
+from tailord.daemon.inbox.rejected import RefusedLines, reject
 from tailord.daemon.inbox.settling import Settling
 from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.storage.db import Database
@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 BURST_QUIET_SECONDS = 0.5  # events quiet this long after a burst: rescan for dropped ones
 TOTALS_SECONDS = 1.0  # how stale the queued totals used for back-pressure may be
-MAX_LISTED_LINES = 5  # refused .jsonl lines named in the one-line reason
 MAX_CHECKED_LABELS = 1024  # labels of one .jsonl file remembered as already checked
 # Disk full, I/O error, read-only or locked database: the files stay, the commit is retried.
 _COMMIT_ERRORS = (
@@ -82,10 +81,9 @@ class _LinesRun:
     """Where the reading of one .jsonl batch stands."""
 
     source: str
+    refused: RefusedLines
     added: int = 0
     total: int = 0
-    bad: list[tuple[int, str]] = field(default_factory=list)
-    bad_lines: list[bytes] = field(default_factory=list)
     chunk: list[NewSample] = field(default_factory=list)
 
 
@@ -378,7 +376,13 @@ class Ingestor:
         if opened is None:
             return 0
         fd, st = opened
-        run = _LinesRun(source=relative(self.inbox, path))
+        run = _LinesRun(relative(self.inbox, path), RefusedLines(self.inbox, path))
+        try:
+            return self._ingest_lines(path, fd, st, run)
+        finally:
+            run.refused.discard()  # read again later (or published): the lines go
+
+    def _ingest_lines(self, path: Path, fd: int, st: os.stat_result, run: _LinesRun) -> int:
         with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
             if not self._read_lines(stream, run):
                 self.pending.add(path)  # back-pressure or a failed commit: later
@@ -395,9 +399,9 @@ class Ingestor:
             self._reject(path, "the file is empty; write one JSON object a line")
             return max(0, self._commit([], []))
         reason = ""
-        if run.bad:
-            self.stats.rejected += len(run.bad)
-            reason = self._lines_reason(run.bad, run.total)
+        if run.refused.count:
+            self.stats.rejected += run.refused.count
+            reason = run.refused.reason(run.total)
             self._rejections.append(
                 NewRejection(run.source, st.st_size, st.st_mtime_ns, reason, moved=True)
             )
@@ -405,9 +409,9 @@ class Ingestor:
         if n < 0:
             self.pending.add(path)
             return run.added
-        if run.bad:
+        if run.refused.count:
             try:
-                reject_lines(self.inbox, path, b"".join(run.bad_lines), reason)
+                run.refused.publish(reason)
             except OSError as exc:
                 logger.error("cannot write the refused lines of %s: %s (%s)", path, exc, reason)
         self._remove(path)
@@ -438,7 +442,9 @@ class Ingestor:
         for run.total, line in enumerate(self._lines(stream), start=1):
             if line is None:
                 cap = self.options.max_line_bytes
-                run.bad.append((run.total, f"is over the {cap}-byte line cap; split the sample"))
+                run.refused.add(
+                    run.total, f"is over the {cap}-byte line cap; split the sample", None
+                )
                 continue
             if line.isspace():  # not strip(): that copies every line
                 continue
@@ -450,8 +456,7 @@ class Ingestor:
                         labels.add(label)
                 self._check_dim(decoded)
             except (DecodeError, Refused) as exc:
-                run.bad.append((run.total, str(exc)))
-                run.bad_lines.append(line if line.endswith(b"\n") else line + b"\n")
+                run.refused.add(run.total, str(exc), line)
                 continue
             run.chunk.append(self._sample(label, decoded, f"{run.source}:{run.total}", len(line)))
             if (
@@ -485,12 +490,3 @@ class Ingestor:
                 yield None
             else:
                 yield line
-
-    @staticmethod
-    def _lines_reason(bad: list[tuple[int, str]], total: int) -> str:
-        shown = "; ".join(f"line {n}: {why}" for n, why in bad[:MAX_LISTED_LINES])
-        more = f" (and {len(bad) - MAX_LISTED_LINES} more)" if len(bad) > MAX_LISTED_LINES else ""
-        return (
-            f"{len(bad)} of {total} lines refused, the others were ingested: {shown}{more}; "
-            "fix these lines (they are in the .rejected file) and drop them in again"
-        )
