@@ -29,6 +29,7 @@ from tailord.daemon.inbox.layout import Refused, check_label, is_batch, label_of
 from tailord.daemon.inbox.rejected import RefusedLines, reject
 from tailord.daemon.inbox.settling import Settling
 from tailord.daemon.inbox.watcher import PendingPaths
+from tailord.daemon.text import escape
 from tailord.storage.db import Database
 from tailord.storage.samples import (
     Added,
@@ -237,7 +238,7 @@ class Ingestor:
             return
         except OSError as exc:  # an I/O error: the file may be fine, so keep it and retry
             self.stats.last_error = f"could not read {path.name}: {exc}"
-            logger.error("%s; retrying later", self.stats.last_error)
+            logger.error("%s; retrying later", escape(self.stats.last_error))
             self._settling.defer(path)
             return
         batch.samples.append(self._sample(label, decoded, relative(self.inbox, path), st.st_size))
@@ -278,7 +279,10 @@ class Ingestor:
         except OSError as exc:
             # A read-only inbox: keep the reason in the database and leave the file alone
             # until it changes, instead of refusing it again at every scan.
-            logger.error("rejected %s (%s) but cannot move it to .rejected: %s", path, reason, exc)
+            logger.error(
+                "rejected %s (%s) but cannot move it to .rejected: %s",
+                *map(escape, (path, reason, exc)),
+            )
             record = NewRejection(
                 record.source, record.size, record.mtime_ns, record.reason, moved=False
             )
@@ -328,7 +332,9 @@ class Ingestor:
             "they stay in the inbox and ingest resumes by itself once the disk has room "
             "and the database is writable"
         )
-        logger.error("%s; retrying in %.0fs", self.stats.last_error, self.options.retry_seconds)
+        logger.error(
+            "%s; retrying in %.0fs", escape(self.stats.last_error), self.options.retry_seconds
+        )
         self._stop.wait(self.options.retry_seconds)
         for path in files:
             self.pending.add(path)
@@ -364,7 +370,7 @@ class Ingestor:
         except OSError as exc:
             # Committed already, so not taken again while the daemon runs; after a restart a
             # scan finds it and dedupes it by sha256.
-            logger.warning("ingested %s but could not remove it: %s", path, exc)
+            logger.warning("ingested %s but could not remove it: %s", escape(path), escape(exc))
             self._settling.unmovable(path)
 
     # -- a .jsonl batch --------------------------------------------------------------------
@@ -413,7 +419,10 @@ class Ingestor:
             try:
                 run.refused.publish(reason)
             except OSError as exc:
-                logger.error("cannot write the refused lines of %s: %s (%s)", path, exc, reason)
+                logger.error(
+                    "cannot write the refused lines of %s: %s (%s)",
+                    *map(escape, (path, exc, reason)),
+                )
         self._remove(path)
         return run.added + n
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tailord.daemon.inbox.layout import REJECTED
+from tailord.daemon.text import escape
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def reject(inbox: Path, path: Path, reason: str) -> Path:
     target = _free_name(rejected, source.name)
     os.rename(source, target)
     _write_reason(target, rel, reason)
-    logger.warning("rejected %s: %s", rel, reason)
+    logger.warning("rejected %s: %s", escape(rel), escape(reason))
     return target
 
 
@@ -112,7 +113,7 @@ class RefusedLines:
                 self._tmp.unlink()
             raise
         _write_reason(target, self.path.relative_to(self.inbox), reason)
-        logger.warning("rejected lines of %s: %s", self.path.name, reason)
+        logger.warning("rejected lines of %s: %s", escape(self.path.name), escape(reason))
         return target
 
     def discard(self) -> None:
