@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tailord.daemon.errors import TailordError
 from tailord.daemon.release import VersionAction
+from tailord.daemon.text import escape
 
 logger = logging.getLogger("tailord")
 
@@ -67,5 +68,5 @@ def tailord_main(argv: Sequence[str] | None = None) -> int:
     except TailordError as exc:
         # Every tailord error (config, storage, trainer) says what to do: one line in the
         # journal, not a traceback, and exit code 2 so systemd does not restart in a loop.
-        logger.error("%s", " ".join(str(exc).split()))
+        logger.error("%s", escape(" ".join(str(exc).split())))
         return 2

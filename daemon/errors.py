@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tailord.errors import TailordError
 
-__all__ = ["AlreadyRunning", "ConfigError", "TailordError"]
+__all__ = ["AlreadyRunning", "ConfigError", "DataDirLocked", "TailordError"]
 
 
 class ConfigError(TailordError):
@@ -17,3 +17,7 @@ class ConfigError(TailordError):
 
 class AlreadyRunning(TailordError):
     """Another tailord is already serving on this socket; stop it or pass another --socket."""
+
+
+class DataDirLocked(TailordError):
+    """Another tailord is using this data directory; stop it or pass another --data-dir."""

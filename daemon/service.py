@@ -32,6 +32,7 @@ from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.inbox.ingest import Ingestor
 from tailord.daemon.inbox.watcher import PendingPaths, Watcher
+from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.updates.updater import Updater
@@ -88,6 +89,9 @@ class Daemon:
         cfg = self.config
         stack = self._stack
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything reads or repairs the data directory: a second daemon must leave
+        # the first one's update and staging alone. Released last, after the database.
+        stack.callback(lock_data_dir(cfg.data_dir).release)
         cfg.inbox.mkdir(parents=True, exist_ok=True)
         db = open_database(cfg.database)
         stack.callback(_stopping("database", db.close))

@@ -4,7 +4,8 @@ Labels, file names, reasons and error messages come from the daemon or the user.
 ``[...]`` as a style tag (``[versions]`` vanished from messages) and a terminal obeys escape
 sequences (a label holding ``\\x1b[2J`` cleared the screen), so each such string goes through
 :func:`safe` (control characters spelled out, then markup escaped) before rich renders it, or
-:func:`plain` before it is written without rich.
+:func:`plain` before it is written without rich. The spelling is the daemon's log lines' own
+(``daemon/text.py``).
 
 rich costs tens of milliseconds to import: the consoles are made on first use, so commands
 that print a line (``version``, errors) never load it.
@@ -17,18 +18,15 @@ import sys
 from functools import cache
 from typing import TYPE_CHECKING
 
+from tailord.daemon.text import escape
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-_SPELLED = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-# C0 and C1 control characters, and the bidirectional overrides that reorder what follows.
-_CONTROL = [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_TRANSLATION = {c: _SPELLED.get(c, f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _CONTROL}
 
 
 def plain(value: object) -> str:
     """``value`` as text with its control characters written as escapes (``\\x1b``)."""
-    return str(value).translate(_TRANSLATION)
+    return escape(value)
 
 
 def safe(value: object) -> str:

@@ -28,6 +28,7 @@ import httptools
 
 from tailord.daemon.http.auth import Authorizer, peer_of
 from tailord.daemon.http.wire import App, Request, Response, error_response
+from tailord.daemon.text import escape
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +224,9 @@ class Connection(asyncio.Protocol):
         try:
             return self.context.app(turn.request)
         except Exception:
-            logger.exception("error while serving %s %s", turn.request.method, turn.request.path)
+            logger.exception(
+                "error while serving %s %s", escape(turn.request.method), escape(turn.request.path)
+            )
             return error_response(
                 500, "internal", "tailord failed to answer; its log (journalctl) says why"
             )

@@ -26,9 +26,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from tailord.daemon.config import IngestConfig
 from tailord.daemon.inbox.entry import Unsettled, check_unchanged, open_entry, read_entry
 from tailord.daemon.inbox.layout import Refused, check_label, is_batch, label_of, relative, scan
-from tailord.daemon.inbox.rejected import reject, reject_lines
+from tailord.daemon.inbox.rejected import RefusedLines, reject
 from tailord.daemon.inbox.settling import Settling
 from tailord.daemon.inbox.watcher import PendingPaths
+from tailord.daemon.text import escape
 from tailord.storage.db import Database
 from tailord.storage.samples import (
     Added,
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 BURST_QUIET_SECONDS = 0.5  # events quiet this long after a burst: rescan for dropped ones
 TOTALS_SECONDS = 1.0  # how stale the queued totals used for back-pressure may be
-MAX_LISTED_LINES = 5  # refused .jsonl lines named in the one-line reason
 MAX_CHECKED_LABELS = 1024  # labels of one .jsonl file remembered as already checked
 # Disk full, I/O error, read-only or locked database: the files stay, the commit is retried.
 _COMMIT_ERRORS = (
@@ -82,10 +82,9 @@ class _LinesRun:
     """Where the reading of one .jsonl batch stands."""
 
     source: str
+    refused: RefusedLines
     added: int = 0
     total: int = 0
-    bad: list[tuple[int, str]] = field(default_factory=list)
-    bad_lines: list[bytes] = field(default_factory=list)
     chunk: list[NewSample] = field(default_factory=list)
 
 
@@ -239,7 +238,7 @@ class Ingestor:
             return
         except OSError as exc:  # an I/O error: the file may be fine, so keep it and retry
             self.stats.last_error = f"could not read {path.name}: {exc}"
-            logger.error("%s; retrying later", self.stats.last_error)
+            logger.error("%s; retrying later", escape(self.stats.last_error))
             self._settling.defer(path)
             return
         batch.samples.append(self._sample(label, decoded, relative(self.inbox, path), st.st_size))
@@ -280,7 +279,10 @@ class Ingestor:
         except OSError as exc:
             # A read-only inbox: keep the reason in the database and leave the file alone
             # until it changes, instead of refusing it again at every scan.
-            logger.error("rejected %s (%s) but cannot move it to .rejected: %s", path, reason, exc)
+            logger.error(
+                "rejected %s (%s) but cannot move it to .rejected: %s",
+                *map(escape, (path, reason, exc)),
+            )
             record = NewRejection(
                 record.source, record.size, record.mtime_ns, record.reason, moved=False
             )
@@ -330,7 +332,9 @@ class Ingestor:
             "they stay in the inbox and ingest resumes by itself once the disk has room "
             "and the database is writable"
         )
-        logger.error("%s; retrying in %.0fs", self.stats.last_error, self.options.retry_seconds)
+        logger.error(
+            "%s; retrying in %.0fs", escape(self.stats.last_error), self.options.retry_seconds
+        )
         self._stop.wait(self.options.retry_seconds)
         for path in files:
             self.pending.add(path)
@@ -366,7 +370,7 @@ class Ingestor:
         except OSError as exc:
             # Committed already, so not taken again while the daemon runs; after a restart a
             # scan finds it and dedupes it by sha256.
-            logger.warning("ingested %s but could not remove it: %s", path, exc)
+            logger.warning("ingested %s but could not remove it: %s", escape(path), escape(exc))
             self._settling.unmovable(path)
 
     # -- a .jsonl batch --------------------------------------------------------------------
@@ -378,7 +382,13 @@ class Ingestor:
         if opened is None:
             return 0
         fd, st = opened
-        run = _LinesRun(source=relative(self.inbox, path))
+        run = _LinesRun(relative(self.inbox, path), RefusedLines(self.inbox, path))
+        try:
+            return self._ingest_lines(path, fd, st, run)
+        finally:
+            run.refused.discard()  # read again later (or published): the lines go
+
+    def _ingest_lines(self, path: Path, fd: int, st: os.stat_result, run: _LinesRun) -> int:
         with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
             if not self._read_lines(stream, run):
                 self.pending.add(path)  # back-pressure or a failed commit: later
@@ -395,9 +405,9 @@ class Ingestor:
             self._reject(path, "the file is empty; write one JSON object a line")
             return max(0, self._commit([], []))
         reason = ""
-        if run.bad:
-            self.stats.rejected += len(run.bad)
-            reason = self._lines_reason(run.bad, run.total)
+        if run.refused.count:
+            self.stats.rejected += run.refused.count
+            reason = run.refused.reason(run.total)
             self._rejections.append(
                 NewRejection(run.source, st.st_size, st.st_mtime_ns, reason, moved=True)
             )
@@ -405,11 +415,14 @@ class Ingestor:
         if n < 0:
             self.pending.add(path)
             return run.added
-        if run.bad:
+        if run.refused.count:
             try:
-                reject_lines(self.inbox, path, b"".join(run.bad_lines), reason)
+                run.refused.publish(reason)
             except OSError as exc:
-                logger.error("cannot write the refused lines of %s: %s (%s)", path, exc, reason)
+                logger.error(
+                    "cannot write the refused lines of %s: %s (%s)",
+                    *map(escape, (path, exc, reason)),
+                )
         self._remove(path)
         return run.added + n
 
@@ -438,7 +451,9 @@ class Ingestor:
         for run.total, line in enumerate(self._lines(stream), start=1):
             if line is None:
                 cap = self.options.max_line_bytes
-                run.bad.append((run.total, f"is over the {cap}-byte line cap; split the sample"))
+                run.refused.add(
+                    run.total, f"is over the {cap}-byte line cap; split the sample", None
+                )
                 continue
             if line.isspace():  # not strip(): that copies every line
                 continue
@@ -450,8 +465,7 @@ class Ingestor:
                         labels.add(label)
                 self._check_dim(decoded)
             except (DecodeError, Refused) as exc:
-                run.bad.append((run.total, str(exc)))
-                run.bad_lines.append(line if line.endswith(b"\n") else line + b"\n")
+                run.refused.add(run.total, str(exc), line)
                 continue
             run.chunk.append(self._sample(label, decoded, f"{run.source}:{run.total}", len(line)))
             if (
@@ -485,12 +499,3 @@ class Ingestor:
                 yield None
             else:
                 yield line
-
-    @staticmethod
-    def _lines_reason(bad: list[tuple[int, str]], total: int) -> str:
-        shown = "; ".join(f"line {n}: {why}" for n, why in bad[:MAX_LISTED_LINES])
-        more = f" (and {len(bad) - MAX_LISTED_LINES} more)" if len(bad) > MAX_LISTED_LINES else ""
-        return (
-            f"{len(bad)} of {total} lines refused, the others were ingested: {shown}{more}; "
-            "fix these lines (they are in the .rejected file) and drop them in again"
-        )

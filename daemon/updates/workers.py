@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -28,6 +29,7 @@ from tailord.daemon.updates.worker import main
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2  # how often a running job looks at should_stop
+DIED_JOIN_SECONDS = 5.0  # how long a worker whose pipe closed may take to exit
 
 
 class Workers:
@@ -109,8 +111,34 @@ class Workers:
 
 
 def _died(process: BaseProcess) -> Failure:
-    process.join(timeout=1)  # the exit code is set only once it is reaped
-    return Failure(f"the worker process exited with code {process.exitcode}")
+    # The exit code is set only once the process is reaped; its pipe may close a moment
+    # before it exits (a kill while it unmaps torch).
+    process.join(timeout=DIED_JOIN_SECONDS)
+    return Failure(exit_reason(process.exitcode))
+
+
+def exit_reason(code: int | None) -> str:
+    """Why a worker ended without a result, from its exit code (``-N``: killed by signal N)."""
+    if code is None:
+        return (
+            "the worker process closed its pipe without a result and did not exit; it is "
+            "being stopped, and the next update starts a fresh one"
+        )
+    if code >= 0:
+        return f"the worker process exited with code {code} without a result; see the log"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "an unknown signal"
+    killed = f"the worker process was killed by {name} (signal {-code})"
+    if -code == signal.SIGKILL:
+        # Nobody else sends SIGKILL to a worker: tailord stops one with SIGTERM.
+        return (
+            f"{killed}, perhaps by the kernel's out-of-memory killer (look for 'Out of "
+            "memory' in journalctl -k); free memory or lower [update] batch_size, and the "
+            "next update tries again"
+        )
+    return f"{killed}; the next update tries again"
 
 
 def _spawn() -> tuple[BaseProcess, Connection]:

@@ -26,7 +26,7 @@ from tailord.daemon.updates.messages import (
     send,
 )
 from tailord.daemon.updates.worker import encode, main
-from tailord.daemon.updates.workers import Workers
+from tailord.daemon.updates.workers import Workers, exit_reason
 from tailord.daemon.versions.publish import ManifestFields, ensure_base, publish
 from tailord.storage.db import Database, open_database
 from tailord.storage.embeddings import cached
@@ -246,3 +246,44 @@ def test_the_pipe_refuses_a_message_that_does_not_fit_its_struct() -> None:
     there.send_bytes(msgspec.msgpack.encode({"type": "error", "message": "old shape"}))
     with pytest.raises(msgspec.ValidationError, match="type"):
         receive(here)
+
+
+def spawned_children() -> set[int]:
+    pid = os.getpid()
+    found = set()
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            if b"multiprocessing.spawn" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(int(child))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def test_a_worker_killed_by_sigkill_is_named_with_the_oom_killer(tmp_path: Path) -> None:
+    setup_data(tmp_path, vector_samples(300, 16, seed=3)).close()
+    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when killed
+    workers = Workers(prewarm=False, should_stop=lambda: False)
+    killed: list[int] = []
+
+    def kill_on_first_event(event: bodies.Progress) -> None:
+        if not killed:
+            killed.extend(spawned_children())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    outcome = workers.run(job_for(tmp_path, "killed", params), kill_on_first_event)
+    workers.reap()
+
+    assert len(killed) == 1
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.message.startswith("the worker process was killed by SIGKILL (signal 9), ")
+    assert "out-of-memory killer" in outcome.message
+    assert "code" not in outcome.message
+
+
+def test_exit_reasons_name_the_signal() -> None:
+    assert exit_reason(-signal.SIGTERM).startswith("the worker process was killed by SIGTERM (")
+    assert "out-of-memory" not in exit_reason(-signal.SIGSEGV)
+    assert exit_reason(3).startswith("the worker process exited with code 3")
+    assert "did not exit" in exit_reason(None)
