@@ -67,9 +67,11 @@ class PendingPaths:
             self._cond.notify()
 
     def add_created(self, path: Path) -> None:
+        # No wake-up: such a file waits settle_seconds anyway, and waking the ingestor for
+        # each one would cut its batches short in a burst written in place (whose files are
+        # all created first, and taken at their close).
         with self._cond:
             self._created[path] = None
-            self._cond.notify()
 
     def take_created(self) -> list[Path]:
         """The created files not queued meanwhile by their close (or a rename)."""
@@ -79,12 +81,11 @@ class PendingPaths:
             return taken
 
     def take(self, limit: int, timeout: float) -> list[Path]:
-        """Up to ``limit`` paths; waits at most ``timeout`` seconds for the first one (or
-        for a created file, which the caller takes with :meth:`take_created`)."""
+        """Up to ``limit`` paths; waits at most ``timeout`` seconds for the first one."""
         if limit <= 0:
             return []
         with self._cond:
-            if not self._paths and not self._created:
+            if not self._paths:
                 self._cond.wait(timeout)
             taken = list(self._paths)[:limit]
             for path in taken:
