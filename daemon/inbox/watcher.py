@@ -138,7 +138,7 @@ class _Handler(FileSystemEventHandler):
         # here so they are refused at once rather than at the next rescan. A regular file
         # may be one that open() created and is still writing: the ingestor takes it once it
         # has settled (or at its close), never cut short. The files of a label folder moved
-        # in arrive here too (synthetic events), and take the same way.
+        # in arrive here too (synthetic events), and are taken the same way.
         path = Path(os.fsdecode(event.src_path))
         if event.is_directory:
             if is_candidate(self.inbox, path):
