@@ -31,7 +31,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class IngestConfig(_Section, frozen=True):
     rescan_seconds: Interval = 30.0  # a periodic scan catches events inotify dropped
-    settle_seconds: Seconds = 1.0  # a scanned file must be this long unchanged before ingest
+    settle_seconds: Seconds = 1.0  # a scanned (or only created) file: this long unchanged first
     max_file_bytes: Positive = 64 * 1024 * 1024
     batch_files: Positive = 512  # files committed in one transaction, at most
     batch_seconds: Seconds = 0.2  # how long a batch waits for more files

@@ -24,7 +24,10 @@ def decide(
     failures: int = 0,
     last_failure_at: float | None = None,
 ) -> Decision:
-    """``failures`` counts the updates that failed in a row; after one, automatic updates
+    """``last_queued_at`` (when the newest queued sample arrived), ``last_failure_at`` and
+    ``now`` are read on one clock, the caller's: the daemon passes the monotonic clock.
+
+    ``failures`` counts the updates that failed in a row; after one, automatic updates
     back off exponentially (``retry_seconds`` doubling up to ``max_retry_seconds``) so a
     broken sample or a full disk does not start a failing update every few seconds."""
     if queued == 0:
@@ -43,7 +46,7 @@ def decide(
             )
     if queued < policy.min_queued:
         return Decision(False, f"{queued} queued, waiting for {policy.min_queued} (min_queued)")
-    quiet_until = (last_queued_at or now) + policy.quiet_seconds
+    quiet_until = (now if last_queued_at is None else last_queued_at) + policy.quiet_seconds
     if now < quiet_until:
         wait = quiet_until - now
         return Decision(False, f"{queued} queued, quiet period ends in {wait:.0f}s", wait)

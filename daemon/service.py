@@ -6,6 +6,11 @@ wakes the main loop). The main thread decides, from the database, whether an upd
 run, and supervises its worker process. Signal handlers only set a flag, which the main
 loop polls.
 
+The quiet period is timed on the monotonic clock from the moment the ingestor's commit
+returned (the database's ``created_at`` is wall-clock time, and is only used for samples
+queued before this start-up). When it will end, a one-off APScheduler job is set for that
+moment and wakes the main loop, which starts the update at once.
+
 Shutdown order: stop accepting API connections → stop the scheduler → stop the watcher →
 let the ingestor finish its batch → (an update in progress was already cancelled by the main
 loop, its staging folder removed) → close the database.
@@ -47,6 +52,8 @@ from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 
+# How often the main loop looks at the signal flag while nothing wakes it. Not a delay on
+# the update: every wake-up (ingest, timer, request) sets the event and ends the wait.
 POLL_SECONDS = 0.2
 
 
@@ -64,7 +71,10 @@ class Daemon:
         self._wake = threading.Event()
         self._manual = False
         self._failures = 0  # updates failed in a row: automatic ones back off
-        self._last_failure_at: float | None = None
+        self._last_failure_at: float | None = None  # monotonic
+        # When the newest sample this process queued was committed (monotonic): the quiet
+        # period counts from it. Set by the ingestor's thread; a float assignment is atomic.
+        self._last_queued: float | None = None
         self._policy_reason = "starting"
         self._stack = contextlib.ExitStack()
         self.events = EventBus()
@@ -218,11 +228,17 @@ class Daemon:
         with self._ctx.db.read() as session:
             by_label = counts(session).get(SampleState.QUEUED, {})
             last = last_queued_at(session)
+        now = time.monotonic()
+        arrived = self._last_queued
+        if arrived is None and last is not None:
+            # Only samples queued before this start-up: their wall-clock time is all there
+            # is, carried over to the monotonic clock (a clock set back counts as no time).
+            arrived = now - max(0.0, time.time() - last)
         return decide(
             self.config.policy,
             queued=sum(by_label.values()),
-            last_queued_at=last,
-            now=time.time(),
+            last_queued_at=arrived,
+            now=now,
             manual=manual,
             failures=self._failures,
             last_failure_at=self._last_failure_at,
@@ -232,15 +248,18 @@ class Daemon:
         last = self.updater.last_update()
         if last is not None and UpdateState(last.state) is UpdateState.FAILED:
             self._failures += 1
-            self._last_failure_at = time.time()
+            self._last_failure_at = time.monotonic()
         else:
             self._failures = 0
 
     def _wake_in(self, seconds: float) -> None:
+        # No slack added: APScheduler waits on a monotonic timeout, and a wake-up that comes
+        # a hair early (the wall clock slewed meanwhile) only finds a few milliseconds left
+        # and sets the timer again.
         self.scheduler.add_job(
             self.wake,
             "date",
-            run_date=datetime.now(UTC) + timedelta(seconds=seconds + 0.05),
+            run_date=datetime.now(UTC) + timedelta(seconds=seconds),
             id="quiet",
             replace_existing=True,
             misfire_grace_time=None,
@@ -256,6 +275,7 @@ class Daemon:
         self.events.publish(SampleRejected(source.rsplit("/", 1)[-1], source, reason))
 
     def _on_ingested(self, added: int) -> None:
+        self._last_queued = time.monotonic()  # committed just now: the quiet period restarts
         self.events.publish(SampleQueued(added))
         self.wake()
 

@@ -152,6 +152,9 @@ class Ingestor:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                # Files only announced as created may still be being written: settle first.
+                for path in self.pending.take_created():
+                    self._settling.queue_when_settled(path)
                 self._settling.recheck()
                 if self.pending.burst_over(self.options.burst_events, BURST_QUIET_SECONDS):
                     logger.info("a burst of inbox events is over; rescanning for dropped ones")

@@ -19,7 +19,7 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
+from watchdog.observers.inotify import InotifyObserver
 
 from tailord.daemon.inbox.layout import is_candidate
 
@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 class PendingPaths:
     """Paths waiting for the ingestor: an ordered set the watcher thread only adds to.
 
+    Beside it, the files only announced as *created*: one created by ``open()`` may still be
+    being written, so the ingestor takes those through the settle rules (its close, if
+    it comes, queues it at once anyway).
+
     It also counts the watcher's events since the last scan: inotify drops events silently
     when its queue (``fs.inotify.max_queued_events``, 16384 by default) overflows, which a
     burst of a few thousand files does, so a burst is followed by a rescan once it is over.
@@ -36,6 +40,7 @@ class PendingPaths:
 
     def __init__(self) -> None:
         self._paths: dict[Path, None] = {}
+        self._created: dict[Path, None] = {}
         self._cond = threading.Condition()
         self._events = 0
         self._last_event = 0.0
@@ -60,6 +65,20 @@ class PendingPaths:
         with self._cond:
             self._paths[path] = None
             self._cond.notify()
+
+    def add_created(self, path: Path) -> None:
+        # No wake-up: such a file waits settle_seconds anyway, and waking the ingestor for
+        # each one would cut its batches short in a burst written in place (whose files are
+        # all created first, and taken at their close).
+        with self._cond:
+            self._created[path] = None
+
+    def take_created(self) -> list[Path]:
+        """The created files not queued meanwhile by their close (or a rename)."""
+        with self._cond:
+            taken = [path for path in self._created if path not in self._paths]
+            self._created.clear()
+            return taken
 
     def take(self, limit: int, timeout: float) -> list[Path]:
         """Up to ``limit`` paths; waits at most ``timeout`` seconds for the first one."""
@@ -98,7 +117,12 @@ class _Handler(FileSystemEventHandler):
             self._record(event.src_path)
 
     def on_moved(self, event: FileSystemEvent) -> None:
-        # Renamed into place (the Maildir way), or a whole label folder moved in.
+        # Renamed into place (the Maildir way), or a whole label folder moved in: from inside
+        # the inbox, or from outside it (the observer reports a rename from a folder it does
+        # not watch as a move with no source, not as a created file). A rename is atomic, so
+        # the file is whole: recorded at once, like a file closed after writing.
+        if not event.dest_path:
+            return  # moved out of the inbox
         dest = Path(os.fsdecode(event.dest_path))
         if event.is_directory:
             # The ingestor looks inside it, with the settle check (see on_created).
@@ -111,7 +135,10 @@ class _Handler(FileSystemEventHandler):
         # A new label folder: files renamed into it before its inotify watch existed raise
         # no event, so the ingestor is asked to look inside it (with the settle check).
         # Files made by link() or mknod() are never "closed after write": they are recorded
-        # here so they are refused at once rather than at the next rescan.
+        # here so they are refused at once rather than at the next rescan. A regular file
+        # may be one that open() created and is still writing: the ingestor takes it once it
+        # has settled (or at its close), never cut short. The files of a label folder moved
+        # in arrive here too (synthetic events), and are taken the same way.
         path = Path(os.fsdecode(event.src_path))
         if event.is_directory:
             if is_candidate(self.inbox, path):
@@ -121,6 +148,8 @@ class _Handler(FileSystemEventHandler):
             st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
                 self._record(event.src_path)
+            elif is_candidate(self.inbox, path):
+                self.pending.add_created(path)
 
 
 class Watcher:
@@ -128,7 +157,10 @@ class Watcher:
 
     def __init__(self, inbox: Path, pending: PendingPaths) -> None:
         self.inbox = inbox
-        self._observer = Observer()
+        # Full events: a file renamed in from a folder outside the inbox (inotify's
+        # IN_MOVED_TO with no IN_MOVED_FROM in the watched tree) is then a move with an
+        # empty source, rather than a created file indistinguishable from one open() made.
+        self._observer = InotifyObserver(generate_full_events=True)
         # Only the events acted on: inotify is then not even asked for modify, open, delete
         # or attribute events, which would fill its queue (and overflow it) in a burst.
         self._observer.schedule(
