@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Literal
 
-from msgspec import Struct
+from msgspec import Struct, field
 
 from tailord.daemon.api import bodies
 
@@ -27,9 +26,9 @@ BAD_PARAMETER = "A parameter is not valid; the message says which."
 NO_SUCH_ID = "No such id."
 
 
-@dataclass(frozen=True)
-class Route:
-    """One endpoint.
+class Route(Struct, frozen=True):
+    """One endpoint (a msgspec struct rather than a dataclass: the client loads msgspec
+    anyway, and ``dataclasses`` would add to every ``tailorctl`` start).
 
     ``name`` is the handler's method name on ``Api`` and the client's method name.
     ``response`` is the body type of every status in ``statuses`` (a ``bodies`` struct, or

@@ -7,7 +7,6 @@ to rich (see :mod:`tailord.daemon.ctl.show`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +23,8 @@ Command = Callable[[Client, argparse.Namespace], int]
 
 def print_json(payload: object) -> None:
     """``payload`` (a body struct or plain data) as indented JSON, keys sorted."""
+    import json  # here: the table commands and `version` do without it
+
     data = msgspec.to_builtins(payload)
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
