@@ -22,6 +22,8 @@ class UpdateState(enum.StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     REJECTED = "rejected"  # the gate refused the candidate; no version was made
+    CANCELLED = "cancelled"  # stopped on request; its samples stay queued, it is not retried
+    EXPIRED = "expired"  # stopped when a policy condition ceased to hold; the next one resumes it
 
     @property
     def active(self) -> bool:

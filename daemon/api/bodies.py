@@ -24,7 +24,9 @@ Id = Annotated[int, Meta(ge=1)]  # a row id
 Seconds = Annotated[float, Meta(description="Unix seconds")]
 Share = Annotated[float, Meta(ge=0, le=1)]
 
-UpdateState = Literal["pending", "running", "succeeded", "failed", "interrupted", "rejected"]
+UpdateState = Literal[
+    "pending", "running", "succeeded", "failed", "interrupted", "rejected", "cancelled", "expired"
+]
 SampleState = Literal["queued", "learned", "rejected"]
 # The database stores these as the enums of ``tailord.storage.states`` (kept out of here: the
 # client must not import storage); tests/storage/test_states.py pins both to the same values.

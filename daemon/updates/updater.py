@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -30,6 +31,14 @@ logger = logging.getLogger(__name__)
 
 _ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
 CHECKPOINTS = "checkpoints"  # under the data dir: survives restarts, unlike staging/
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Why a running update is asked to stop (a cancel, an expiry), and what it leaves."""
+
+    ending: Ending  # how the update's row records the stop
+    keep_checkpoint: bool = True  # False: the next update starts over rather than resumes
 
 
 class NothingQueued(TailordError):
@@ -56,7 +65,10 @@ class Updater:
         self.should_stop = should_stop
         self.running: int | None = None
         self._progress_log: ProgressLog | None = None  # the running update's
-        self.workers = Workers(config.worker.prewarm, should_stop)
+        self._stop_as: StopRequest | None = None  # why the running update is being stopped
+        self.workers = Workers(
+            config.worker.prewarm, lambda: should_stop() or self._stop_as is not None
+        )
 
     def run(self, reason: str) -> int | None:
         """Run one update now; returns the new version number, or None if none was made."""
@@ -116,9 +128,7 @@ class Updater:
         try:
             result = self._supervise(job)
             if result is None:
-                self._finish(
-                    update_id, Ending(UpdateState.INTERRUPTED, error="cancelled at shutdown")
-                )
+                self._stopped(update_id)
                 return None
             if isinstance(result, Failure):
                 logger.error("update %d failed: %s", update_id, result.message)
@@ -140,9 +150,18 @@ class Updater:
             return None
         finally:
             self.running = None
+            self._stop_as = None
             self._progress_log = None
             self.store.clear_staging()
             self.workers.reap()
+
+    def _stopped(self, update_id: int) -> None:
+        stop = self._stop_as or StopRequest(
+            Ending(UpdateState.INTERRUPTED, error="cancelled at shutdown")
+        )
+        self._finish(update_id, stop.ending)
+        if not stop.keep_checkpoint:
+            self._drop_checkpoints()
 
     def _publish(
         self, update_id: int, staging_name: str, base: int, read_at: float, result: Result
@@ -192,6 +211,17 @@ class Updater:
     def _announce(self, update_id: int, ending: Ending) -> None:
         # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
         self.events.publish(UpdateFinished(update_id, ending.state, ending.version, ending.error))
+
+    def stop_running(self, update_id: int, stop: StopRequest) -> bool:
+        """Ask the running update ``update_id`` to stop; it ends as ``stop.ending`` says.
+
+        The worker stops at its next mini-batch (having checkpointed the epochs it finished).
+        False when ``update_id`` is not the one running. Callable from any thread.
+        """
+        if self.running != update_id:
+            return False
+        self._stop_as = stop
+        return True
 
     def last_update(self) -> bodies.UpdateInfo | None:
         with self.db.read() as session:
