@@ -134,6 +134,10 @@ class Ingestor:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        """Whether the ingestor's thread runs (systemd's watchdog is pinged only then)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Finish the batch in hand, then return; what is left stays in the inbox."""
         self._stop.set()
