@@ -33,15 +33,16 @@ def test_under_journald_lines_carry_priorities_and_no_time(
 
 
 def test_a_journal_stream_that_is_not_stderr_keeps_the_terminal_format(
-    daemon: DaemonProcess, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    other = daemon.root / "other"
+    """Inherited from a service, while stderr was redirected elsewhere: the terminal's format."""
+    other = tmp_path / "other"
     other.touch()
-    monkeypatch.setenv("JOURNAL_STREAM", _stream_id(other))  # inherited, stderr redirected
-    daemon.start()
-    daemon.stop()
-    first = daemon.log.read_text().splitlines()[0]
-    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO tailord\.", first), first
+    with (tmp_path / "stderr").open("w") as stream:
+        monkeypatch.setenv("JOURNAL_STREAM", _stream_id(other))
+        assert not journal_stream(stream)
+        monkeypatch.setenv("JOURNAL_STREAM", _stream_id(tmp_path / "stderr"))
+        assert journal_stream(stream)
 
 
 def test_priorities_follow_sd_daemon_and_tracebacks_keep_theirs(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ fi
 # procps: ExecReload's /bin/kill; libpam-systemd: pam_systemd, which gives `systemd --user`
 # its $XDG_RUNTIME_DIR. Added to a root cached before they were in the list above.
 wanted=(procps libpam-systemd)
-if ! chroot "$root" dpkg-query -W "${wanted[@]}" >/dev/null 2>&1; then
+installed=$(chroot "$root" dpkg-query -W -f='${db:Status-Status}\n' "${wanted[@]}" 2>/dev/null || true)
+if [ "$(grep -cx installed <<<"$installed")" != "${#wanted[@]}" ]; then
     systemd-nspawn --quiet --register=no --keep-unit --directory="$root" \
         apt-get install -y -q "${wanted[@]}"
 fi
