@@ -33,3 +33,6 @@ class ApiContext:
     policy_reason: Callable[[], str]
     requested: Callable[[], None]
     metrics: Metrics | None = None
+    # Samples were queued by the API (requeued, added): n of them; the lifecycle restarts
+    # the quiet period, ends a hold after a cancel and wakes its loop, as for the inbox.
+    queued: Callable[[int], None] = lambda n: None

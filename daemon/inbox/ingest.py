@@ -31,6 +31,7 @@ from tailord.daemon.inbox.settling import Settling
 from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.text import escape
 from tailord.storage.db import Database
+from tailord.storage.requeue import rejected_among
 from tailord.storage.samples import (
     Added,
     NewRejection,
@@ -346,8 +347,12 @@ class Ingestor:
         """What follows a durable commit: remove the files, count, wake the daemon."""
         self.stats.last_error = None
         self.stats.last_commit_at = time.time()
-        for path in files:
-            self._remove(path)
+        refused = self._still_rejected(samples) if result.duplicates else {}
+        for sample, path in zip(samples, files, strict=False):  # files: one per sample, or none
+            if sample.sha256 in refused:
+                self._say_rejected(path, refused[sample.sha256])
+            else:
+                self._remove(path)
         self.stats.ingested += result.added
         self.stats.duplicates += result.duplicates
         self.stats.relabeled += result.relabeled
@@ -364,6 +369,31 @@ class Ingestor:
         if fresh:
             self.on_ingested(fresh)
         return result.added
+
+    def _still_rejected(self, samples: list[NewSample]) -> dict[str, int]:
+        """Samples dropped again that the gate had rejected: ``{sha256: id}``."""
+        with self.db.read() as session:
+            found = rejected_among(session, (s.sha256 for s in samples))
+        if found:
+            logger.warning(
+                "%d of the samples just dropped were rejected by an earlier update's gate and "
+                "stay rejected; `tailorctl requeue ID...` (or --state rejected) queues them again",
+                len(found),
+            )
+        return found
+
+    def _say_rejected(self, path: Path, sample_id: int) -> None:
+        # Not "already known": the person dropping it again wants it learned, and it stays
+        # rejected until requeued. The file goes to .rejected/ with that reason.
+        reason = (
+            f"is sample {sample_id}, which an earlier update's gate rejected: it stays "
+            f"rejected; `tailorctl requeue {sample_id}` puts it back in the queue"
+        )
+        try:
+            reject(self.inbox, path, reason)
+        except OSError as exc:
+            logger.warning("%s %s (%s)", escape(path), escape(reason), escape(exc))
+            self._remove(path)
 
     def _remove(self, path: Path) -> None:
         try:
