@@ -162,6 +162,7 @@ class Daemon:
             requested=self._on_requested,
             queued=self._on_ingested,
             metrics=self.metrics,
+            ingestor=ingestor,
         )
         # The socket opens last: a client that can connect finds every part ready.
         api = Api(ctx)

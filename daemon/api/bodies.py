@@ -260,6 +260,40 @@ class SamplePage(Struct, frozen=True):
     ]
 
 
+class AddRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/samples`` as JSON: samples, each an object as a line of an inbox ``.jsonl``
+    file is (``label`` or, for a regress model, ``target``, and one of ``vector``, ``text``,
+    ``image``); checked the same way."""
+
+    samples: Annotated[list[JsonObject], Meta(min_length=1)]
+
+
+class AddedSample(Struct, frozen=True):
+    """One sample as it is stored now: a duplicate keeps its id (and its state: a sample
+    the gate rejected stays rejected until requeued)."""
+
+    id: Id
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+    label: str
+    state: SampleState
+
+
+class AddedSamples(Struct, frozen=True):
+    """``POST /v1/samples``: what became of each sample sent, in order."""
+
+    added: Annotated[Count, Meta(description="new samples")]
+    duplicates: Annotated[Count, Meta(description="stored already under the same label")]
+    relabeled: Annotated[Count, Meta(description="stored already, now under this label")]
+    samples: list[AddedSample]
+
+
+class AddQuery(Struct, frozen=True):
+    label: Annotated[
+        str | None,
+        Meta(description="the label (a regress model: the target) of a raw sample body"),
+    ] = None
+
+
 class RequeueRequest(Struct, frozen=True, forbid_unknown_fields=True):
     """``POST /v1/samples/requeue``: the samples to queue again, matching every key given
     (at least one): ids, a label, a state (``{"state": "rejected"}``: all the gate refused)."""

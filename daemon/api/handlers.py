@@ -16,6 +16,7 @@ from typing import TypeVar
 import msgspec
 
 from tailord.daemon.api import bodies, reads, steer
+from tailord.daemon.api.add import add_samples
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.openapi import openapi_document
 from tailord.daemon.api.params import ApiError, read_query
@@ -184,6 +185,9 @@ class Api:
 
     def samples(self, request: Request) -> bodies.SamplePage:
         return reads.samples(self.ctx, read_query(request, bodies.SamplesQuery))
+
+    def add_samples(self, request: Request) -> bodies.AddedSamples:
+        return add_samples(self.ctx, request)
 
     def requeue(self, request: Request) -> bodies.RequeueResult:
         return steer.requeue(self.ctx, request)

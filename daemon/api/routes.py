@@ -236,6 +236,32 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
+        "/v1/samples",
+        "add_samples",
+        "Add samples: one raw file with ?label=, or a JSON or JSONL batch; checked, "
+        "deduplicated and capped as inbox files are",
+        bodies.AddedSamples,
+        "Stored (or found stored already): each sample's id and state.",
+        statuses=(201,),
+        request=bodies.AddRequest,
+        raw_request=(
+            "application/x-npy",
+            "text/plain",
+            "image/png",
+            "image/jpeg",
+            "application/x-ndjson",
+        ),
+        query=bodies.AddQuery,
+        errors={
+            400: "The body is not valid JSON, or ?label= is missing for a raw sample.",
+            413: "Too large a sample, or too many in one request.",
+            415: "The model cannot take a body of this Content-Type.",
+            422: "A sample or its label is not valid; the message says which.",
+            503: "The queue is at its cap, or the database cannot be written; try again later.",
+        },
+    ),
+    Route(
+        "POST",
         "/v1/samples/requeue",
         "requeue",
         "Put samples back in the queue (by ids, label or state), with their current label",

@@ -169,6 +169,20 @@ class Client:
         query = {"state": state, "label": label, "after": after, "limit": limit}
         return self._call("samples", bodies.SamplePage, query=query)
 
+    def add_samples(self, samples: list[bodies.JsonObject]) -> bodies.AddedSamples:
+        """Add samples, each ``{"label": ..., "vector" | "text" | "image": ...}`` (a regress
+        model: ``"target"``), all or none."""
+        body = msgspec.json.encode(bodies.AddRequest(samples))
+        return self._call("add_samples", bodies.AddedSamples, body=body)
+
+    def add_file(self, data: bytes, content_type: str, label: str | None) -> bodies.AddedSamples:
+        """Add one sample file (``content_type`` standing for its kind) under ``label``, or a
+        JSONL batch (``application/x-ndjson``, labels inside: ``label`` None)."""
+        query = {"label": label}
+        return self._call(
+            "add_samples", bodies.AddedSamples, query=query, body=data, content_type=content_type
+        )
+
     def requeue(
         self,
         ids: list[int] | None = None,

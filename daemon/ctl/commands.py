@@ -314,4 +314,5 @@ COMMANDS: dict[str, Command] = {
     "unpin": cmd_pin,
     "import-base": cmd_import_base,
     "requeue": steer.cmd_requeue,
+    "add": steer.cmd_add,
 }

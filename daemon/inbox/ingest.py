@@ -24,6 +24,7 @@ from typing import BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from tailord.daemon.config import IngestConfig
+from tailord.daemon.errors import TailordError
 from tailord.daemon.inbox.entry import Unsettled, check_unchanged, open_entry, read_entry
 from tailord.daemon.inbox.layout import Refused, check_label, is_batch, label_of, relative, scan
 from tailord.daemon.inbox.rejected import RefusedLines, reject
@@ -57,6 +58,11 @@ _COMMIT_ERRORS = (
     sqlite3.Error,
     OSError,
 )
+
+
+class QueueFull(TailordError):
+    """The queue is at its cap ([ingest] max_queued_samples / max_queued_bytes); try again
+    once an update has learned it."""
 
 
 @dataclass
@@ -294,6 +300,26 @@ class Ingestor:
         self._rejections.append(record)
         if self.on_rejected is not None:
             self.on_rejected(record.source, reason)
+
+    # -- samples from the socket (``POST /v1/samples``) -------------------------------------
+
+    def checked(self, label: str, decoded: Decoded, source: str, size: int) -> NewSample:
+        """A sample that came over the socket, checked as an inbox file's is (its label, its
+        vector's size); raises :class:`Refused`."""
+        check_label(label)
+        self._check_dim(decoded)
+        return self._sample(label, decoded, source, size)
+
+    def commit_offered(self, samples: list[NewSample]) -> Added:
+        """Commit samples that came over the socket under the inbox's queue cap: the same
+        transaction, counters and wake-up as the inbox's. Raises :class:`QueueFull`, or the
+        commit's error (nothing is stored then)."""
+        self._totals_at = -TOTALS_SECONDS  # read the queue afresh: an answer depends on it
+        if self._room() < len(samples):
+            raise QueueFull(self.stats.backpressure or "the queue is full")
+        result = self._write(samples, [])
+        self._account(result, samples, [])
+        return result
 
     # -- committing ------------------------------------------------------------------------
 

@@ -1,11 +1,16 @@
-"""Steering over the real socket: an update's own parameters, and cancelling one."""
+"""Steering over the real socket: an update's own parameters, cancelling one, requeueing
+samples, and adding them over the socket (also as another uid, a member of its group)."""
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -214,3 +219,125 @@ def test_rejected_samples_are_requeued_and_learned(
         assert client.status().samples.get("rejected", {}) == {}
         assert client.status().samples["learned"] == {"bird": 20, "cat": 20, "dog": 20}
         assert client.predict([[float(v) for v in birds[1]]]).predictions[0].label == "bird"
+
+
+def test_samples_are_added_over_the_socket(
+    manual: DaemonProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vectors = clusters(np.random.default_rng(3), 3)
+    with manual.client() as client:
+        one = client.add_file(npy_bytes(vectors["cat"][0]), "application/x-npy", "cat")
+        assert (one.added, one.duplicates, one.relabeled) == (1, 0, 0)
+        (stored,) = one.samples
+        assert (stored.label, stored.state) == ("cat", "queued")
+        again = client.add_file(npy_bytes(vectors["cat"][0]), "application/x-npy", "cat")
+        assert again.duplicates == 1
+        assert again.samples == [stored], "a duplicate answers its row"
+        relabeled = client.add_samples([{"label": "dog", "vector": vectors["cat"][0].tolist()}])
+        assert relabeled.relabeled == 1
+        assert relabeled.samples[0].id == stored.id
+
+        lines = b"".join(
+            json.dumps({"label": "dog", "vector": v.tolist()}).encode() + b"\n"
+            for v in vectors["dog"]
+        )
+        batch = client.add_file(lines, "application/x-ndjson", None)
+        assert batch.added == 3
+        assert [s.label for s in batch.samples] == ["dog"] * 3
+
+        # All or nothing, and the inbox's own checks: the message names the sample.
+        bad = [{"label": "cat", "vector": v.tolist()} for v in vectors["cat"][1:]]
+        bad.append({"label": "cat", "vector": [1.0, 2.0]})
+        with pytest.raises(ClientError) as refused:
+            client.add_samples(bad)
+        assert refused.value.status == 422
+        assert "sample 3" in refused.value.message
+        assert "this model takes 8" in refused.value.message
+        for args, status in (
+            ((npy_bytes(vectors["cat"][1]), "application/x-npy", None), 400),
+            ((b"hello", "text/plain", "cat"), 415),
+            ((b"not npy", "application/x-npy", "cat"), 422),
+            ((npy_bytes(vectors["cat"][1]), "application/x-npy", "\x1b[31m"), 422),
+        ):
+            with pytest.raises(ClientError) as wrong:
+                client.add_file(*args)
+            assert wrong.value.status == status, (args[1:], wrong.value.message)
+        assert _queued(client) == 4, "nothing refused was stored"
+
+        path = manual.root / "one.npy"
+        path.write_bytes(npy_bytes(vectors["cat"][2]))
+        capsys.readouterr()
+        assert tailorctl(["--socket", str(manual.socket), "add", str(path), "--label", "cat"]) == 0
+        assert "1 added" in capsys.readouterr().out
+        assert _queued(client) == 5
+        page = client.samples(label="cat").samples
+        assert [s.source for s in page] == ["socket:uid-0"]
+        done = client.update(wait=True, timeout=120)
+        assert done.state == "succeeded", done
+        assert done.samples == 5
+
+
+def _add_as(socket: Path, uid: int, gid: int, sample: list[float]) -> dict[str, object]:
+    """``POST /v1/samples`` from a forked process that is ``uid`` in group ``gid`` only."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                with Client(socket, timeout=30) as client:
+                    answer = client.add_samples([{"label": "cat", "vector": sample}])
+                payload = {"uid": os.getuid(), "answer": msgspec.to_builtins(answer)}
+            except ClientError as exc:
+                payload = {"uid": os.getuid(), "status": exc.status, "error": exc.message}
+            os.write(write, json.dumps(payload).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, data
+    return dict(json.loads(data))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_a_member_of_the_sockets_group_adds_a_sample(short_tmp: Path) -> None:
+    try:
+        group = grp.getgrnam("nogroup")
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no nobody / nogroup here")
+    # The socket's folder belongs to the group (setgid: the socket inherits it), as with
+    # systemd's RuntimeDirectory and a SocketGroup; the daemon admits the group's members.
+    os.chmod(short_tmp, 0o755)
+    run = short_tmp / "run"
+    run.mkdir()
+    os.chown(run, 0, group.gr_gid)
+    os.chmod(run, 0o2750)
+    config = short_tmp / "tailord.toml"
+    config.write_text(f'[api]\nallowed_groups = ["{group.gr_name}"]\n')
+    proc = DaemonProcess(short_tmp).start("--config", str(config), "--quiet-seconds", "3600")
+    try:
+        assert proc.socket.stat().st_gid == group.gr_gid
+        sample = [2.0] * 8
+        member = _add_as(proc.socket, nobody.pw_uid, group.gr_gid, sample)
+        assert member["uid"] == nobody.pw_uid != 0
+        answer = member["answer"]
+        assert isinstance(answer, dict)
+        assert answer["added"] == 1
+        assert answer["samples"][0]["state"] == "queued"
+        with proc.client() as client:
+            (stored,) = client.samples().samples
+        assert stored.source == f"socket:uid-{nobody.pw_uid}:1"  # the first of its batch
+
+        # The same uid outside the group is refused: the group is what admits it.
+        outsider = _add_as(proc.socket, nobody.pw_uid, nobody.pw_uid - 1, sample)
+        assert "answer" not in outsider
+    finally:
+        proc.close()
