@@ -153,5 +153,7 @@ def _stored(ctx: ApiContext, samples: list[NewSample]) -> list[bodies.AddedSampl
                 )
             )
             for sample_id, sha, label, state in found:
-                rows[sha] = bodies.AddedSample(sample_id, sha, label, str(state))  # type: ignore[arg-type]
+                rows[sha] = bodies.AddedSample(
+                    sample_id, sha, label, msgspec.convert(str(state), bodies.SampleState)
+                )
     return [rows[sha] for sha in digests if sha in rows]

@@ -65,15 +65,13 @@ def requeue(ctx: ApiContext, request: Request) -> bodies.RequeueResult:
         raise ApiError(422, "bad_input", f"{exc}; {_REQUEUE_HINT}") from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON ({exc})") from exc
-    if not any(v is not msgspec.UNSET for v in (asked.ids, asked.label, asked.state)):
+    ids = None if asked.ids is msgspec.UNSET else asked.ids
+    label = None if asked.label is msgspec.UNSET else asked.label
+    state = None if asked.state is msgspec.UNSET else SampleState(asked.state)
+    if ids is None and label is None and state is None:
         raise ApiError(422, "bad_input", f"name the samples: {_REQUEUE_HINT}")
     with ctx.db.write() as session:
-        done = storage_requeue(
-            session,
-            ids=asked.ids or None,
-            label=asked.label or None,
-            state=None if not asked.state else SampleState(asked.state),
-        )
+        done = storage_requeue(session, ids=ids, label=label, state=state)
     logger.info("requeued %d samples (%d were queued already)", done.requeued, done.already_queued)
     if done.requeued:
         ctx.queued(done.requeued)
