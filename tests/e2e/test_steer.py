@@ -122,6 +122,16 @@ def test_a_cancelled_update_keeps_its_samples_and_is_not_retried(
             running = wait_for(lambda: _running(client), timeout=60)
             assert isinstance(running, bodies.UpdateInfo)
             assert running.reason != "requested", "started by the policy"
+            # A request joins the running update, unless it asks for other parameters.
+            assert client.update().id == running.id
+            same = bodies.UpdateRequest(epochs=100000, batch_size=1)
+            assert client.update(same).id == running.id
+            with pytest.raises(ClientError) as differs:
+                client.update(bodies.UpdateRequest(epochs=2))
+            assert differs.value.status == 409
+            assert differs.value.code == "parameters_differ"
+            assert "epochs 100000, not 2" in differs.value.message
+            assert f"tailorctl update --cancel {running.id}" in differs.value.message
 
             capsys.readouterr()
             assert tailorctl(["--socket", str(proc.socket), "update", "--cancel", "--json"]) == 0
@@ -339,5 +349,38 @@ def test_a_member_of_the_sockets_group_adds_a_sample(short_tmp: Path) -> None:
         # The same uid outside the group is refused: the group is what admits it.
         outsider = _add_as(proc.socket, nobody.pw_uid, nobody.pw_uid - 1, sample)
         assert "answer" not in outsider
+    finally:
+        proc.close()
+
+
+def test_a_knn_update_votes_with_its_own_k(short_tmp: Path) -> None:
+    proc = DaemonProcess(short_tmp).start("--quiet-seconds", "3600")  # a k-NN head
+    try:
+        with proc.client() as client:
+            vectors = clusters(np.random.default_rng(4), 4)
+            client.add_samples(
+                [
+                    {"label": label, "vector": v.tolist()}
+                    for label, vs in vectors.items()
+                    for v in vs
+                ]
+            )
+            done = client.update(bodies.UpdateRequest(k=1), wait=True, timeout=120)
+            assert done.state == "succeeded", done
+            assert done.params is not bodies.UNSET
+            assert done.params.k == 1
+            manifest = client.version_info(done.version or 0).manifest
+            assert isinstance(manifest["spec"], dict)
+            assert manifest["spec"]["k"] == 1, "the version votes with the update's k"
+
+            # The next update, with the configured k: the memory is kept, not relearned.
+            client.add_samples([{"label": "cat", "vector": [2.0] * 8}])
+            later = client.update(wait=True, timeout=120)
+            assert later.state == "succeeded", later
+            assert later.params is not bodies.UNSET
+            assert later.params.k == 5
+            after = client.version_info(later.version or 0)
+            assert after.manifest["spec"]["k"] == 5  # type: ignore[index]
+            assert after.sample_count == 9, "eight kept rows and the new one"
     finally:
         proc.close()
