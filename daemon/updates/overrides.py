@@ -39,12 +39,12 @@ def given(request: bodies.UpdateRequest) -> dict[str, object]:
 def resolve(config: Config, request: bodies.UpdateRequest) -> bodies.UpdateRequest:
     """Every parameter of one update: ``request``'s keys over the configured ones."""
     keys = given(request)
-    k = keys.pop("k", config.model.k)
-    if "k" in given(request) and config.model.head not in KNN_HEADS:
+    if "k" in keys and config.model.head not in KNN_HEADS:
         raise BadParameters(
-            f'k = {k}: k applies to a k-NN head, and this model\'s head is "{config.model.head}" '
-            "([model] head); leave k out"
+            f"k = {keys['k']}: k applies to a k-NN head, and this model's head is "
+            f'"{config.model.head}" ([model] head); leave k out'
         )
+    k = keys.pop("k", config.model.k)
     params = convert(
         UpdateParams, {**config.update.to_dict(), **keys}, "update", error=BadParameters
     )
