@@ -170,7 +170,9 @@ class Daemon:
             pending=self.pending,
             policy_reason=lambda: self._policy_reason,
             requested=self._on_requested,
+            queued=self._on_ingested,
             metrics=self.metrics,
+            ingestor=ingestor,
         )
         # The socket opens last: a client that can connect finds every part ready.
         api = Api(ctx)
@@ -271,6 +273,13 @@ class Daemon:
 
     def _decide(self, manual: bool) -> Decision:
         assert self._ctx is not None
+        held = self.updater.held_by
+        if held is not None and not manual:
+            return Decision(
+                False,
+                f"update {held} was cancelled; automatic updates wait for a new sample "
+                "(`tailorctl update` starts one now)",
+            )
         with self._ctx.db.read() as session:
             by_label = counts(session).get(SampleState.QUEUED, {})
             last = last_queued_at(session)
@@ -322,6 +331,7 @@ class Daemon:
 
     def _on_ingested(self, added: int) -> None:
         self._last_queued = time.monotonic()  # committed just now: the quiet period restarts
+        self.updater.release()  # a new sample: the hold after a cancel ends
         self.events.publish(SampleQueued(added))
         self.wake()
 
