@@ -79,6 +79,14 @@ class ApiConfig(_Section, frozen=True):
     # A keep-alive connection that sends nothing this long, while nothing is being answered
     # on it, is closed (the client reconnects): idle clients cannot pile up descriptors.
     idle_timeout: Interval = 60.0
+    # What one client may hold (docs/reliability.md, "The socket"): connections at once (at
+    # the cap the longest-idle one is closed, else a newcomer gets 503), seconds for a
+    # request's headers and for its body (bytes do not extend them), and the bytes of bodies
+    # still arriving over all connections (beyond: 503).
+    max_connections: Positive = 512
+    header_timeout: Interval = 10.0
+    body_timeout: Interval = 30.0
+    max_pending_body_bytes: Positive = 64 * 1024 * 1024
 
     examples: ClassVar[dict[str, str]] = {
         "allowed_users": '["alice", "1001"]',

@@ -21,6 +21,7 @@ from tailord.daemon.api.openapi import openapi_document
 from tailord.daemon.api.params import ApiError, read_query
 from tailord.daemon.api.predict import predict
 from tailord.daemon.api.routes import ROUTES, Route
+from tailord.daemon.api.waits import UpdateWait
 from tailord.daemon.http.wire import Request, Response
 from tailord.daemon.updates.updater import NothingQueued
 from tailord.daemon.versions.history import HistoryError
@@ -141,20 +142,34 @@ class Api:
         self.ctx.requested()
         if not query.wait:
             return accepted
-        finished = updater.wait(accepted.id, query.timeout)
-        if finished is None:  # cannot happen: rows are never deleted
-            raise ApiError(404, "not_found", f"update {accepted.id} vanished")
-        if finished.active:
-            return finished  # still running after ``timeout``: 202, as without waiting
-        return Response(200, bodies.encode(finished))
 
-    def update_info(self, request: Request, update_id: int) -> bodies.UpdateInfo:
+        def respond(info: bodies.UpdateInfo) -> Response:
+            # Still running after ``timeout``: 202, as without waiting.
+            return Response(202 if info.active else 200, bodies.encode(info))
+
+        return self._wait(accepted.id, query.timeout, respond)
+
+    def update_info(self, request: Request, update_id: int) -> Answer:
+        query = read_query(request, bodies.UpdateQuery)
         info = self.ctx.updater.describe(update_id)
         if info is None:
             raise ApiError(
                 404, "not_found", f"there is no update {update_id}; see /v1/status for the last one"
             )
-        return info
+        if not query.wait or not info.active:
+            return info
+        return self._wait(update_id, query.timeout, lambda info: Response(200, bodies.encode(info)))
+
+    def _wait(
+        self, update_id: int, timeout: float, respond: Callable[[bodies.UpdateInfo], Response]
+    ) -> Response:
+        """The update's end, waited for on the server's loop (``waits.py``), not here."""
+        waiter = UpdateWait(self.ctx.updater, self.ctx.events, update_id, timeout, respond)
+        info = self.ctx.updater.describe(update_id)  # after listening: no end slips between
+        if info is not None and not info.active:
+            waiter.close()
+            return respond(info)
+        return Response(202, b"", deferred=waiter)
 
     def versions(self, request: Request) -> bodies.VersionList:
         return bodies.VersionList(self.ctx.history.listing())
