@@ -70,7 +70,8 @@ def _operation(route: Route, schemas: dict[object, Schema]) -> Schema:
             "in": "path",
             "required": True,
             "description": description,
-            "schema": {"type": "integer", "minimum": 0},
+            # handlers._whole_number: ids have at most 18 digits (below MAX_ID)
+            "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
         }
         for name, description in route.path_params.items()
     ]
