@@ -42,6 +42,7 @@ class IngestConfig(_Section, frozen=True):
     max_image_pixels: Positive = 40_000_000  # width times height of one image, at most
     max_queued_samples: Positive = 1_000_000  # back-pressure: above this, files wait in the inbox
     max_queued_bytes: Positive = 4 * 1024 * 1024 * 1024  # same, for the queued payload bytes
+    max_labels: Positive = 1000  # distinct labels (classify); a sample of one more is refused
     retry_seconds: Interval = 5.0  # pause before retrying a commit that failed (disk full, I/O)
     burst_events: Positive = (
         4096  # after this many events, rescan once they stop (inotify overflow)
