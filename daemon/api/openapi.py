@@ -61,7 +61,7 @@ def _operation(route: Route, schemas: dict[object, Schema]) -> Schema:
     responses: dict[str, Schema] = {
         str(status): {"description": route.answer, "content": answer} for status in route.statuses
     }
-    for status, description in {**route.errors, **COMMON_ERRORS}.items():
+    for status, description in {**COMMON_ERRORS, **route.errors}.items():
         responses[str(status)] = {"description": description, "content": error}
     operation: Schema = {"summary": route.summary, "operationId": route.name}
     parameters = [
