@@ -79,7 +79,9 @@ def _operation(route: Route, schemas: dict[object, Schema]) -> Schema:
         parameters += _query_parameters(route.query)
     if parameters:
         operation["parameters"] = parameters
-    content: dict[str, Schema] = {media: {"schema": {}} for media in route.raw_request}
+    # A raw body is one file, as is: any bytes, but at least one (an empty body is refused).
+    raw: Schema = {"type": "string", "format": "binary", "minLength": 1}
+    content: dict[str, Schema] = {media: {"schema": dict(raw)} for media in route.raw_request}
     if route.request is not None:
         content = {"application/json": {"schema": schemas[route.request]}, **content}
     if content:
