@@ -360,6 +360,8 @@ class Connection(asyncio.Protocol):
             self.context.loop.call_soon_threadsafe(self._sent_off_loop, turn, response)
         except RuntimeError:  # the loop has closed: the server stopped meanwhile
             _close_stream(response.stream)
+            if response.deferred is not None:
+                response.deferred.close()
 
     def _sent_off_loop(self, turn: _Turn, response: Response) -> None:
         if self.closed:
