@@ -42,6 +42,7 @@ class IngestConfig(_Section, frozen=True):
     max_image_pixels: Positive = 40_000_000  # width times height of one image, at most
     max_queued_samples: Positive = 1_000_000  # back-pressure: above this, files wait in the inbox
     max_queued_bytes: Positive = 4 * 1024 * 1024 * 1024  # same, for the queued payload bytes
+    max_labels: Positive = 1000  # distinct labels (classify); a sample of one more is refused
     retry_seconds: Interval = 5.0  # pause before retrying a commit that failed (disk full, I/O)
     burst_events: Positive = (
         4096  # after this many events, rescan once they stop (inotify overflow)
@@ -79,6 +80,14 @@ class ApiConfig(_Section, frozen=True):
     # A keep-alive connection that sends nothing this long, while nothing is being answered
     # on it, is closed (the client reconnects): idle clients cannot pile up descriptors.
     idle_timeout: Interval = 60.0
+    # What one client may hold (docs/reliability.md, "The socket"): connections at once (at
+    # the cap the longest-idle one is closed, else a newcomer gets 503), seconds for a
+    # request's headers and for its body (bytes do not extend them), and the bytes of bodies
+    # still arriving over all connections (beyond: 503).
+    max_connections: Positive = 512
+    header_timeout: Interval = 10.0
+    body_timeout: Interval = 30.0
+    max_pending_body_bytes: Positive = 64 * 1024 * 1024
 
     examples: ClassVar[dict[str, str]] = {
         "allowed_users": '["alice", "1001"]',

@@ -229,6 +229,12 @@ class EventBus:
         with self._lock:
             self._listeners.append(callback)
 
+    def unlisten(self, callback: Callable[[Event], None]) -> None:
+        """Stop calling ``callback`` (a ``?wait=true`` whose client has gone, say)."""
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
     def close(self) -> None:
         """End every subscription (at shutdown): their ``get`` returns None from now on."""
         with self._lock:

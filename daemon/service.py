@@ -35,6 +35,7 @@ from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
+from tailord.daemon.http.limits import Limits
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.inbox.ingest import Ingestor
 from tailord.daemon.inbox.watcher import PendingPaths, Watcher
@@ -184,6 +185,12 @@ class Daemon:
             listener=inherited_socket(),
             quick=api.quick,
             idle_timeout=cfg.api.idle_timeout,
+            limits=Limits(
+                max_connections=cfg.api.max_connections,
+                header_timeout=cfg.api.header_timeout,
+                body_timeout=cfg.api.body_timeout,
+                max_pending_body_bytes=cfg.api.max_pending_body_bytes,
+            ),
         )
         server.start()
         stack.callback(_stopping("server", server.stop))

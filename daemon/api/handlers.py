@@ -19,10 +19,11 @@ from tailord.daemon.api import bodies, reads, steer
 from tailord.daemon.api.add import add_samples
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.openapi import openapi_document
-from tailord.daemon.api.params import ApiError, read_query
+from tailord.daemon.api.params import ApiError, read_query, whole_number
 from tailord.daemon.api.predict import predict
 from tailord.daemon.api.routes import ROUTES, Route
 from tailord.daemon.api.steer import update_request, who
+from tailord.daemon.api.waits import UpdateWait
 from tailord.daemon.http.wire import Request, Response
 from tailord.daemon.updates.cancel import NoSuchUpdate, NotCancellable, cancel
 from tailord.daemon.updates.overrides import BadParameters
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often finds clients that went away
 MAX_ID = 10**18  # SQLite integers are 64-bit: a longer id names no row
+METHODS = frozenset({"GET", "HEAD", "POST", "DELETE"})  # metric label values, with "other"
 
 Answer = msgspec.Struct | Response
 Handler = Callable[..., Answer]
@@ -68,7 +70,10 @@ class Api:
         metrics = self.ctx.metrics
         if metrics is not None:
             seconds = time.perf_counter() - started
-            metrics.observe_request(request.method, template, response.status, seconds)
+            # The parser takes any of ~35 method names; a label per name would let clients
+            # grow /metrics: the API's own four, else "other".
+            method = request.method if request.method in METHODS else "other"
+            metrics.observe_request(method, template, response.status, seconds)
         return response
 
     def _route(self, request: Request) -> tuple[str, Response]:
@@ -149,20 +154,34 @@ class Api:
         self.ctx.requested()
         if not query.wait:
             return accepted
-        finished = updater.wait(accepted.id, query.timeout)
-        if finished is None:  # cannot happen: rows are never deleted
-            raise ApiError(404, "not_found", f"update {accepted.id} vanished")
-        if finished.active:
-            return finished  # still running after ``timeout``: 202, as without waiting
-        return Response(200, bodies.encode(finished))
 
-    def update_info(self, request: Request, update_id: int) -> bodies.UpdateInfo:
+        def respond(info: bodies.UpdateInfo) -> Response:
+            # Still running after ``timeout``: 202, as without waiting.
+            return Response(202 if info.active else 200, bodies.encode(info))
+
+        return self._wait(accepted.id, query.timeout, respond)
+
+    def update_info(self, request: Request, update_id: int) -> Answer:
+        query = read_query(request, bodies.UpdateQuery)
         info = self.ctx.updater.describe(update_id)
         if info is None:
             raise ApiError(
                 404, "not_found", f"there is no update {update_id}; see /v1/status for the last one"
             )
-        return info
+        if not query.wait or not info.active:
+            return info
+        return self._wait(update_id, query.timeout, lambda info: Response(200, bodies.encode(info)))
+
+    def _wait(
+        self, update_id: int, timeout: float, respond: Callable[[bodies.UpdateInfo], Response]
+    ) -> Response:
+        """The update's end, waited for on the server's loop (``waits.py``), not here."""
+        waiter = UpdateWait(self.ctx.updater, self.ctx.events, update_id, timeout, respond)
+        info = self.ctx.updater.describe(update_id)  # after listening: no end slips between
+        if info is not None and not info.active:
+            waiter.close()
+            return respond(info)
+        return Response(202, b"", deferred=waiter)
 
     def cancel(self, request: Request, update_id: int) -> bodies.UpdateInfo:
         try:
@@ -263,11 +282,12 @@ def _respond(route: Route, answer: Answer) -> Response:
 
 
 def _whole_number(template: str, value: str) -> int:
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
+    number = whole_number(value, digits=18)  # below MAX_ID, as the document says
+    if number is None:
         raise ApiError(
             400, "bad_parameter", f"{template}: {value!r} is not an id; ids are whole numbers"
         )
-    return int(value)
+    return number
 
 
 def _body(request: Request, kind: type[S], empty: S | None = None) -> S:
@@ -275,11 +295,23 @@ def _body(request: Request, kind: type[S], empty: S | None = None) -> S:
     if empty is not None and not request.body.strip():
         return empty
     try:
-        return msgspec.json.decode(request.body, type=kind)
+        # JSON Schema's integer includes 3.0, so the document allows {"version": 3.0}: whole
+        # floats become integers before the struct is checked (strictly otherwise).
+        return msgspec.convert(_whole_floats(msgspec.json.decode(request.body)), kind)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "bad_input", 'send {"version": N} with N a version number') from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
+
+
+def _whole_floats(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats(v) for v in value]
+    return value
 
 
 def _history_call(call: Callable[[], T]) -> T:

@@ -61,7 +61,7 @@ def _operation(route: Route, schemas: dict[object, Schema]) -> Schema:
     responses: dict[str, Schema] = {
         str(status): {"description": route.answer, "content": answer} for status in route.statuses
     }
-    for status, description in {**route.errors, **COMMON_ERRORS}.items():
+    for status, description in {**COMMON_ERRORS, **route.errors}.items():
         responses[str(status)] = {"description": description, "content": error}
     operation: Schema = {"summary": route.summary, "operationId": route.name}
     parameters = [
@@ -70,7 +70,8 @@ def _operation(route: Route, schemas: dict[object, Schema]) -> Schema:
             "in": "path",
             "required": True,
             "description": description,
-            "schema": {"type": "integer", "minimum": 0},
+            # handlers._whole_number: ids have at most 18 digits (below MAX_ID)
+            "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
         }
         for name, description in route.path_params.items()
     ]
@@ -78,7 +79,9 @@ def _operation(route: Route, schemas: dict[object, Schema]) -> Schema:
         parameters += _query_parameters(route.query)
     if parameters:
         operation["parameters"] = parameters
-    content: dict[str, Schema] = {media: {"schema": {}} for media in route.raw_request}
+    # A raw body is one file, as is: any bytes, but at least one (an empty body is refused).
+    raw: Schema = {"type": "string", "format": "binary", "minLength": 1}
+    content: dict[str, Schema] = {media: {"schema": dict(raw)} for media in route.raw_request}
     if route.request is not None:
         content = {"application/json": {"schema": schemas[route.request]}, **content}
     if content:

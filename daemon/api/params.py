@@ -44,11 +44,23 @@ def int_param(
     text = text_param(request, name)
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or not minimum <= int(text) <= maximum:
+    value = whole_number(text)
+    if value is None or not minimum <= value <= maximum:
         raise ApiError(
             400, "bad_parameter", f"?{name}= takes a whole number from {minimum} to {maximum}"
         )
-    return int(text)
+    return value
+
+
+def whole_number(text: str, digits: int = 19) -> int | None:
+    """``text`` as a whole number (``129`` or, as JSON Schema's integer allows, ``129.0``),
+    of at most ``digits`` digits; None if it is not one."""
+    whole, dot, fraction = text.partition(".")
+    if dot and (not fraction or fraction.strip("0")):
+        return None
+    if not whole.isascii() or not whole.isdigit() or len(whole) > digits:
+        return None
+    return int(whole)
 
 
 def number_param(

@@ -16,11 +16,15 @@ from msgspec import Struct, field
 
 from tailord.daemon.api import bodies
 
-# Answers any operation can give: the peer check, the body cap, a chunked body.
+# Answers any operation can give: the peer check, the body cap, a chunked body, the socket's
+# limits (docs/reliability.md); a route's own description of a status wins.
 COMMON_ERRORS: Mapping[int, str] = {
     403: "This user may not use tailord ([api] allowed_users / allowed_groups).",
+    408: "The request did not arrive within [api] header_timeout or body_timeout.",
     411: "The body came without a Content-Length.",
     413: "The body is larger than [api] max_body_bytes.",
+    503: "The daemon is at a socket limit ([api] max_connections or max_pending_body_bytes); "
+    "send it again after Retry-After.",
 }
 BAD_PARAMETER = "A parameter is not valid; the message says which."
 NO_SUCH_ID = "No such id."
@@ -127,7 +131,8 @@ ROUTES: tuple[Route, ...] = (
         "update_info",
         "One update: state, progress, result",
         bodies.UpdateInfo,
-        "The update.",
+        "The update (with ?wait=true: once it has ended, or at the timeout).",
+        query=bodies.UpdateQuery,
         path_params={"id": "the update id"},
         errors={400: BAD_PARAMETER, 404: NO_SUCH_ID},
     ),

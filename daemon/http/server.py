@@ -6,9 +6,10 @@ loop, as uvicorn runs on) with httptools (llhttp, uvicorn's parser) for the wire
 about five times as many requests a second under 16 concurrent clients as the standard
 library's thread-per-connection server did, whose threads spent their time handing the
 interpreter lock to each other (bench/api.py; docs/api.md). Routes that may block (the
-database, a prediction, an update waited for) run on worker threads, so a slow one never
-holds up ``/v1/version``. Each connection's peer uid is checked (SO_PEERCRED) before any
-request on it is served.
+database) run on worker threads, so a slow one never holds up ``/v1/version``; an update
+waited for (``?wait=true``) holds no thread while it waits (``wire.Deferred``). Each
+connection's peer uid is checked (SO_PEERCRED) before any request on it is served. What
+clients may hold (connections, time, body memory) is bounded (``limits.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import uvloop
 
 from tailord.daemon.errors import AlreadyRunning, ConfigError
 from tailord.daemon.http.auth import Authorizer
+from tailord.daemon.http.limits import Limits, connection_cap, raise_fd_limit
 from tailord.daemon.http.protocol import Connection
 from tailord.daemon.http.wire import App, Request
 
@@ -92,6 +94,7 @@ class UnixHTTPServer:
         quick: Callable[[Request], bool] = lambda request: False,
         max_threads: int = 256,
         idle_timeout: float = 60.0,
+        limits: Limits | None = None,
     ) -> None:
         self.app = app
         self.authorizer = authorizer
@@ -101,6 +104,9 @@ class UnixHTTPServer:
         self.path = path
         self.owns_path = listener is None
         self.connections: set[Connection] = set()
+        self.limits = limits or Limits()
+        self.max_connections = self.limits.max_connections
+        self.pending_body_bytes = 0
         self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
         self._pool = _DaemonPool(max_threads)
         self._thread: threading.Thread | None = None
@@ -130,6 +136,7 @@ class UnixHTTPServer:
         # the default 5 ms switch interval p99 while an update trained was 16x idle; at
         # 0.5 ms it is within 2x (bench/api.py). Process-wide, and meant to be.
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
+        self.max_connections = connection_cap(self.limits, raise_fd_limit())
         self.socket.setblocking(False)
         self._server = self.loop.run_until_complete(
             self.loop.create_unix_server(lambda: Connection(self), sock=self.socket)

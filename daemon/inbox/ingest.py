@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tailord.daemon.config import IngestConfig
 from tailord.daemon.errors import TailordError
 from tailord.daemon.inbox.entry import Unsettled, check_unchanged, open_entry, read_entry
+from tailord.daemon.inbox.labels import LabelCap
 from tailord.daemon.inbox.layout import Refused, check_label, is_batch, label_of, relative, scan
 from tailord.daemon.inbox.rejected import RefusedLines, reject
 from tailord.daemon.inbox.settling import Settling
@@ -131,6 +132,8 @@ class Ingestor:
             self._dim = dim or vector_dim(session)
             skip = unmoved_rejections(session)
         self._settling = Settling(inbox, options.settle_seconds, pending, skip)
+        # A regression's targets are numbers, not classes: they need no cap.
+        self._labels = LabelCap(options.max_labels, db) if task == "classify" else None
         self._stop = threading.Event()
         self._rejections: list[NewRejection] = []  # recorded with the next commit
         self._totals = (0, 0)
@@ -238,7 +241,7 @@ class Ingestor:
                 label = folder_target(label)
             data, st = read_entry(self.inbox, path, self.options.max_file_bytes)
             decoded = decode_sample(data, path.suffix, self.input_kind, self.limits)
-            self._check_dim(decoded)
+            self._check(label, decoded)
         except Unsettled:
             self._settling.defer(path)
             return
@@ -263,6 +266,11 @@ class Ingestor:
         return NewSample(
             hashlib.sha256(payload).hexdigest(), label, decoded.kind, payload, source, size
         )
+
+    def _check(self, label: str, decoded: Decoded) -> None:
+        self._check_dim(decoded)
+        if self._labels is not None:
+            self._labels.check(label)
 
     def _check_dim(self, decoded: Decoded) -> None:
         if decoded.kind != "vector":
@@ -526,7 +534,7 @@ class Ingestor:
                     check_label(label)
                     if len(labels) < MAX_CHECKED_LABELS:
                         labels.add(label)
-                self._check_dim(decoded)
+                self._check(label, decoded)
             except (DecodeError, Refused) as exc:
                 run.refused.add(run.total, str(exc), line)
                 continue
