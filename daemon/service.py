@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -40,6 +41,7 @@ from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
+from tailord.daemon.privacy import apply_umask, make_inbox, make_private_dir, modes_for, tighten
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
@@ -98,11 +100,16 @@ class Daemon:
     def startup(self) -> None:
         cfg = self.config
         stack = self._stack
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # First of all, before any thread, file or worker: what is made from now on is private.
+        modes = modes_for(cfg.group)
+        old_umask = apply_umask(modes)
+        stack.callback(os.umask, old_umask)
+        make_private_dir(cfg.data_dir, modes)
         # Before anything reads or repairs the data directory: a second daemon must leave
         # the first one's update and staging alone. Released last, after the database.
         stack.callback(lock_data_dir(cfg.data_dir).release)
-        cfg.inbox.mkdir(parents=True, exist_ok=True)
+        make_inbox(cfg.inbox, modes)
+        tighten(cfg.data_dir, modes, skip=(cfg.inbox, cfg.socket))
         db = open_database(cfg.database)
         stack.callback(_stopping("database", db.close))
         store = VersionStore(cfg.data_dir)
