@@ -28,6 +28,7 @@ UpdateState = Literal[
     "pending", "running", "succeeded", "failed", "interrupted", "rejected", "cancelled", "expired"
 ]
 SampleState = Literal["queued", "learned", "rejected"]
+UpdateFrom = Literal["current", "base"]  # which version an update's head starts from
 # The database stores these as the enums of ``tailord.storage.states`` (kept out of here: the
 # client must not import storage); tests/storage/test_states.py pins both to the same values.
 ACTIVE_UPDATE_STATES: tuple[UpdateState, ...] = ("pending", "running")
@@ -132,6 +133,9 @@ class UpdateInfo(Struct, frozen=True):
     metrics: UpdateMetrics
     gate: Gate | None
     progress: Annotated[Progress | None, Meta(description="while running")]
+    from_: Annotated[
+        UpdateFrom, Meta(description="base: relearned every learned sample from version 0")
+    ] = msgspec.field(default="current", name="from")
 
     @property
     def active(self) -> bool:
@@ -176,6 +180,10 @@ class Status(Struct, frozen=True):
     last_update: UpdateInfo | None
     load_error: LoadError | None
     ingest: IngestInfo
+    spec_change: Annotated[
+        str | None,
+        Meta(description="[model] differs from the current version's; says what retrains it"),
+    ] = None
 
 
 class VersionInfo(Struct, frozen=True):
@@ -304,6 +312,19 @@ class ImportResult(Struct, frozen=True):
 
 
 # -- query parameters: one struct per route that takes any ----------------------------------
+
+
+class UpdateRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/update``'s optional JSON body: how the update runs."""
+
+    from_: Annotated[
+        UpdateFrom,
+        Meta(
+            description="current: learn the queue on top of the current version; base: "
+            "retrain the head from version 0 on every learned sample plus the queue (what "
+            "a changed [model] needs)"
+        ),
+    ] = msgspec.field(default="current", name="from")
 
 
 class UpdateQuery(Struct, frozen=True):
