@@ -42,6 +42,7 @@ from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.privacy import apply_umask, make_inbox, make_private_dir, modes_for, tighten
+from tailord.daemon.updates.selection import spec_change
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
@@ -117,6 +118,10 @@ class Daemon:
         if current is None:
             current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
         self.serving.load(store, current)
+        with db.read() as session:
+            change = spec_change(session, current, cfg.model)
+        if change is not None:
+            logger.warning("%s", change)
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
         history.start()
         self.updater = updater = Updater(

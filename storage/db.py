@@ -58,6 +58,31 @@ class Database:
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Add the columns a newer release declares to a database made by an older one.
+
+        ``create_all`` only makes missing tables. A new column on an old table must be
+        nullable or have a server default (SQLite's ``ADD COLUMN`` rule), which is the only
+        kind of schema change made so far: no migration tool is needed for it.
+        """
+        with self.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                have = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+                for column in table.columns:
+                    if column.name in have:
+                        continue
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    default = column.server_default
+                    clause = ""
+                    if default is not None:
+                        text = default.arg.compile(dialect=self.engine.dialect)  # type: ignore[attr-defined]
+                        clause = f" NOT NULL DEFAULT {text}"
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{clause}"
+                    )
+                    logger.info("added column %s.%s to the database", table.name, column.name)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

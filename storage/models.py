@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import time
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, MetaData, String
+from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, MetaData, String, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tailord.storage.states import SampleState, UpdateState
@@ -131,6 +131,9 @@ class Update(Base):
     error: Mapped[str | None] = mapped_column(String(4096))
     metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     gate: Mapped[dict[str, object] | None] = mapped_column(JSON)  # decision and its figures
+    # Retrains the head from version 0 on every learned sample plus the queue. A server
+    # default, so that a database made before the column gets it added (db.py).
+    from_base: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class UpdateEvent(Base):

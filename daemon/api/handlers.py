@@ -133,9 +133,10 @@ class Api:
 
     def update(self, request: Request) -> Answer:
         query = read_query(request, bodies.UpdateQuery)
+        asked = _update_request(request)
         updater = self.ctx.updater
         try:
-            accepted = updater.request()
+            accepted = updater.request(from_base=asked.from_ == "base")
         except NothingQueued as exc:
             raise ApiError(409, "nothing_queued", str(exc)) from exc
         self.ctx.requested()
@@ -256,6 +257,17 @@ def _body(request: Request, kind: type[S], empty: S | None = None) -> S:
         return msgspec.json.decode(request.body, type=kind)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "bad_input", 'send {"version": N} with N a version number') from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
+
+
+def _update_request(request: Request) -> bodies.UpdateRequest:
+    if not request.body.strip():
+        return bodies.UpdateRequest()
+    try:
+        return msgspec.json.decode(request.body, type=bodies.UpdateRequest)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "bad_input", f"{exc}; see POST /v1/update in docs/api.md") from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
 

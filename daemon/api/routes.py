@@ -111,8 +111,14 @@ ROUTES: tuple[Route, ...] = (
         bodies.UpdateInfo,
         "202: accepted, the update's id and state; 200 (with ?wait=true): the update has ended.",
         statuses=(202, 200),
+        request=bodies.UpdateRequest,
+        request_required=False,
         query=bodies.UpdateQuery,
-        errors={400: BAD_PARAMETER, 409: "Nothing is queued, so there is nothing to learn."},
+        errors={
+            400: BAD_PARAMETER,
+            409: "Nothing is queued (or, from base, learned), so there is nothing to learn.",
+            422: "The body is not an update request; the message says which field.",
+        },
     ),
     Route(
         "GET",

@@ -99,7 +99,13 @@ class Client:
     def version_info(self, number: int) -> bodies.VersionDetail:
         return self._call("version_info", bodies.VersionDetail, n=number)
 
-    def update(self, *, wait: bool = False, timeout: float | None = None) -> bodies.UpdateInfo:
+    def update(
+        self,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        request: bodies.UpdateRequest | None = None,
+    ) -> bodies.UpdateInfo:
         """Ask for an update now: the update (id, state); with ``wait``, once it has ended
         (or ``timeout`` seconds have passed: then it is still pending or running)."""
         query: dict[str, object] = {}
@@ -107,7 +113,8 @@ class Client:
             query["wait"] = "true"
         if timeout is not None:
             query["timeout"] = f"{timeout:g}"
-        return self._call("update", bodies.UpdateInfo, query=query, body=b"{}")
+        body = b"{}" if request is None else msgspec.json.encode(request)
+        return self._call("update", bodies.UpdateInfo, query=query, body=body)
 
     def update_info(self, update_id: int) -> bodies.UpdateInfo:
         return self._call("update_info", bodies.UpdateInfo, id=update_id)

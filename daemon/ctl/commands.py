@@ -66,6 +66,8 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     for problem in (ingest.error, ingest.backpressure):
         if problem:
             console.print(f"[red]{safe(problem)}[/]")
+    if status.spec_change is not None:
+        console.print(f"[yellow]{safe(status.spec_change)}[/]")
     if status.load_error is not None:
         console.print(
             f"[red]version {status.load_error.version}: {safe(status.load_error.message)}[/]"
@@ -78,8 +80,9 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
         info = client.update_info(args.show)
         print_json(info) if args.json else _print_update(info)
         return 0
+    request = bodies.UpdateRequest(from_=args.from_)
     if not args.wait:
-        accepted = client.update()
+        accepted = client.update(request=request)
         if args.json:
             print_json(accepted)
         else:
@@ -89,13 +92,13 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
             )
         return 0
     if args.json:  # scripts get the end state only; the daemon does the waiting
-        info = client.update(wait=True, timeout=args.timeout)
+        info = client.update(wait=True, timeout=args.timeout, request=request)
         print_json(info)
         return 0 if info.state == "succeeded" else 1
     from tailord.daemon.ctl.follow import follow
 
     with client.subscribe(timeout=60) as stream:  # subscribed before asking: nothing missed
-        accepted = client.update()
+        accepted = client.update(request=request)
         final = follow(client, stream, accepted.id, time.monotonic() + args.timeout)
     if final is None:
         raise ClientError("timed out waiting for the update; see `tailorctl status`")

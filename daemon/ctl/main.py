@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--wait", action="store_true", help="wait until it has finished")
     update.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
     update.add_argument("--show", type=int, metavar="ID", help="show update ID instead")
+    update.add_argument(
+        "--from",
+        dest="from_",
+        choices=["current", "base"],
+        default="current",
+        help="base: retrain from version 0 on every learned sample plus the queue",
+    )
     predict = command(
         "predict", "predict the label (or value) of samples: .npy, .json, .txt, .png, .jpg files"
     )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy import update as sa_update
 
 from tailord.daemon.api import bodies
@@ -20,6 +20,7 @@ from tailord.daemon.events import EventBus, UpdateBegan, UpdateFinished, UpdateJ
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
 from tailord.daemon.updates.rows import Ending, describe, record
+from tailord.daemon.updates.selection import choose, spec_change
 from tailord.daemon.updates.workers import Workers
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ManifestFields
@@ -70,31 +71,46 @@ class Updater:
             config.worker.prewarm, lambda: should_stop() or self._stop_as is not None
         )
 
-    def run(self, reason: str) -> int | None:
-        """Run one update now; returns the new version number, or None if none was made."""
+    def run(self, reason: str, *, from_base: bool = False, learn_queue: bool = True) -> int | None:
+        """Run one update now; returns the new version number, or None if none was made.
+
+        ``from_base`` retrains from version 0 on every learned sample (a request's row may
+        ask it too, and a changed model spec implies it); without ``learn_queue`` (forget)
+        the queue is left for a later update and no pending request is taken over.
+        """
         base = self.store.current_number()
         assert base is not None, "reconcile() runs before any update"
         # Before the worker reads the queue: a sample relabeled from now on may be learned
         # under its old label, so publishing leaves it queued (see mark_learned).
         read_at = time.time()
         with self.db.write() as session:
-            up_to_id = session.scalar(
-                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
-            )
             # A request accepted through the API already has its row (and id): run that one.
-            row = session.scalar(
-                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+            row = (
+                session.scalar(
+                    select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+                )
+                if learn_queue
+                else None
             )
-            if up_to_id is not None and row is not None:
+            relearn = (
+                from_base
+                or (row is not None and row.from_base)
+                or spec_change(session, base, self.config.model) is not None
+            )
+            selection = choose(
+                session, base_version=base, from_base=relearn, learn_queue=learn_queue
+            )
+            if selection is not None and row is not None:
                 row.state = UpdateState.RUNNING
                 row.started_at = time.time()
                 row.base_version = base
-            elif up_to_id is not None:
-                row = Update(reason=reason, base_version=base)
+                row.from_base = relearn
+            elif selection is not None:
+                row = Update(reason=reason, base_version=base, from_base=relearn)
                 session.add(row)
                 session.flush()
             update_id = None if row is None else row.id
-        if up_to_id is None:
+        if selection is None:
             if update_id is not None:  # a request whose samples were learned meanwhile
                 self._finish(
                     update_id,
@@ -113,7 +129,8 @@ class Updater:
             data_dir=self.config.data_dir,
             staging=staging,
             base_version=base,
-            up_to_id=up_to_id,
+            up_to_id=selection.up_to_id,
+            relearn=selection.relearn,
             spec=self.config.model,
             params=self.config.update,
             threads=self.config.worker.threads,
@@ -122,7 +139,12 @@ class Updater:
             gate=self.config.gate,
             checkpoints=self.checkpoints,
         )
-        logger.info("update %d started (%s), from version %d", update_id, reason, base)
+        logger.info(
+            "update %d started (%s), from version %d",
+            update_id,
+            reason,
+            0 if selection.relearn else base,
+        )
         self.running = update_id
         self.events.publish(UpdateBegan(update_id, base, reason, self.config.update.epochs))
         try:
@@ -141,7 +163,9 @@ class Updater:
             if not result.promote:
                 self._reject(update_id, result)
                 return None
-            return self._publish(update_id, staging_name, base, read_at, result)
+            return self._publish(
+                update_id, staging_name, base, read_at, result, from_base=selection.relearn
+            )
         except Exception as exc:
             logger.exception("update %d failed while publishing", update_id)
             self._finish(
@@ -164,7 +188,14 @@ class Updater:
             self._drop_checkpoints()
 
     def _publish(
-        self, update_id: int, staging_name: str, base: int, read_at: float, result: Result
+        self,
+        update_id: int,
+        staging_name: str,
+        base: int,
+        read_at: float,
+        result: Result,
+        *,
+        from_base: bool,
     ) -> int:
         number = self.history.publish(
             staging_name=staging_name,
@@ -177,6 +208,7 @@ class Updater:
                 update=update_id,
                 metrics=result.metrics,
                 gate=result.gate,
+                from_base=from_base,
             ),
             sample_ids=result.sample_ids,
             read_at=read_at,
@@ -230,29 +262,42 @@ class Updater:
 
     # -- what the API asks -----------------------------------------------------------------
 
-    def request(self) -> bodies.UpdateInfo:
+    def request(self, *, from_base: bool = False) -> bodies.UpdateInfo:
         """Accept a manual request: the update that will serve it, pending or running.
 
         A request while one is pending or running joins it rather than queueing another:
-        the main loop re-checks the policy after every update anyway. Raises
-        :class:`NothingQueued` when there is nothing to learn.
+        the main loop re-checks the policy after every update anyway. One from base joins
+        a pending one (which then runs from base) but not a running one from the current
+        version: it waits behind it. Raises :class:`NothingQueued` when there is nothing
+        to learn.
         """
         with self.db.write() as session:
             active = session.scalar(
                 select(Update).where(Update.state.in_(_ACTIVE)).order_by(Update.id).limit(1)
             )
+            if from_base and active is not None and not active.from_base:
+                if active.state == UpdateState.PENDING:
+                    active.from_base = True
+                else:
+                    active = session.scalar(
+                        select(Update).where(Update.state == UpdateState.PENDING).limit(1)
+                    )
+                    if active is not None:
+                        active.from_base = True
             if active is None:
-                queued = session.scalar(
-                    select(func.count())
-                    .select_from(Sample)
-                    .where(Sample.state == SampleState.QUEUED)
-                )
-                if not queued:
-                    raise NothingQueued()
+                current = self.store.current_number() or 0
+                if choose(session, base_version=current, from_base=from_base) is None:
+                    raise NothingQueued(
+                        "nothing is learned or queued, so retraining from base would learn "
+                        "nothing; drop samples into the inbox first"
+                        if from_base
+                        else None
+                    )
                 active = Update(
-                    reason="requested",
-                    base_version=self.store.current_number() or 0,
+                    reason="requested from base" if from_base else "requested",
+                    base_version=current,
                     state=UpdateState.PENDING,
+                    from_base=from_base,
                 )
                 session.add(active)
                 session.flush()
