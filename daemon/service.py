@@ -21,18 +21,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
+from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
@@ -42,6 +46,7 @@ from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.privacy import apply_umask, make_inbox, make_private_dir, modes_for, tighten
+from tailord.daemon.updates.forget import Forgetter
 from tailord.daemon.updates.selection import spec_change
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
@@ -86,6 +91,10 @@ class Daemon:
         self.events.listen(self.metrics.on_event)
         self.pending = PendingPaths()
         self._ctx: ApiContext | None = None  # once started: what the API and metrics read
+        # Forget requests from API threads, run by the main loop between updates.
+        self._forgets: queue.SimpleQueue[tuple[bodies.ForgetRequest, Future[bodies.ForgetResult]]]
+        self._forgets = queue.SimpleQueue()
+        self._forgetter: Forgetter | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -129,6 +138,7 @@ class Daemon:
         )
         if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
+        self._forgetter = Forgetter(db, store, history, updater, self.events, cfg.model)
 
         ingestor = Ingestor(
             cfg.inbox,
@@ -173,6 +183,7 @@ class Daemon:
             policy_reason=lambda: self._policy_reason,
             requested=self._on_requested,
             metrics=self.metrics,
+            forget=self._forget,
         )
         # The socket opens last: a client that can connect finds every part ready.
         api = Api(ctx)
@@ -199,6 +210,9 @@ class Daemon:
 
     def shutdown(self) -> None:
         logger.info("shutting down")
+        while not self._forgets.empty():  # asked too late: the caller hears so, not nothing
+            _, future = self._forgets.get_nowait()
+            future.set_exception(TailordError("tailord is stopping; forget again once it runs"))
         self.events.close()  # ends /v1/events streams, so their connections close
         self._stack.close()
         logger.info("stopped")
@@ -223,6 +237,7 @@ class Daemon:
             if not self._wake.wait(POLL_SECONDS):
                 continue
             self._wake.clear()
+            self._run_forgets()
             manual, self._manual = self._manual, False
             decision = self._decide(manual)
             self._policy_reason = decision.reason
@@ -276,6 +291,24 @@ class Daemon:
             replace_existing=True,
             misfire_grace_time=None,
         )
+
+    def _forget(self, request: bodies.ForgetRequest) -> bodies.ForgetResult:
+        """From an API thread: have the main loop forget, between updates, and wait."""
+        future: Future[bodies.ForgetResult] = Future()
+        self._forgets.put((request, future))
+        self.wake()
+        return future.result()
+
+    def _run_forgets(self) -> None:
+        while not self._forgets.empty():
+            request, future = self._forgets.get_nowait()
+            assert self._forgetter is not None
+            try:
+                future.set_result(self._forgetter.forget(request))
+            except Exception as exc:
+                if not isinstance(exc, TailordError):  # ours say what to do; others need a trace
+                    logger.exception("forget failed")
+                future.set_exception(exc)
 
     def _on_requested(self) -> None:
         # The API accepted a manual update (its row exists): run it even below the threshold.

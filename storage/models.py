@@ -21,6 +21,7 @@ __all__ = [
     "Rejection",
     "Sample",
     "SampleState",
+    "Tombstone",
     "Update",
     "UpdateEvent",
     "UpdateState",
@@ -162,6 +163,17 @@ class Embedding(Base):
     dim: Mapped[int]
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(default=now)
+
+
+class Tombstone(Base):
+    """The sha256 of a forgotten sample: the same content dropped again is not learned again
+    (a trigger, made in db.py, skips its insert) unless it is dropped as ``NAME.relearn.EXT``
+    (docs/inbox.md). Only the hash is kept: nothing of the content."""
+
+    __tablename__ = "tombstones"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    forgotten_at: Mapped[float] = mapped_column(default=now)
 
 
 class VersionEvent(Base):

@@ -36,6 +36,7 @@ class Added:
     added: int = 0  # new samples
     duplicates: int = 0  # content already stored under the same label
     relabeled: int = 0  # content already stored under another label, now queued again
+    forgotten: int = 0  # content forgotten before (a tombstone): skipped, not learned again
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,13 @@ def add_samples(
         result.added = _insert(cursor, list(latest.values()), when)
         if result.added < len(latest):
             # Some were already stored: only now is it worth looking up which, and how.
+            before = result.duplicates
             relabels = _relabels(cursor, latest, last_id, result)
             if relabels:
                 cursor.executemany(_RELABEL, [(label, when, sha) for sha, label in relabels])
+            # Neither inserted nor found: the tombstone trigger (db.py) skipped them.
+            found = result.duplicates - before + result.relabeled
+            result.forgotten = len(latest) - result.added - found
     finally:
         cursor.close()
     return result

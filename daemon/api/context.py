@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tailord.daemon.api import bodies
 from tailord.daemon.events import EventBus
 from tailord.daemon.inbox.ingest import IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
@@ -33,3 +34,5 @@ class ApiContext:
     policy_reason: Callable[[], str]
     requested: Callable[[], None]
     metrics: Metrics | None = None
+    # Runs a forget on the main loop's thread and waits for it (None: forget is not offered).
+    forget: Callable[[bodies.ForgetRequest], bodies.ForgetResult] | None = None

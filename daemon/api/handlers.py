@@ -22,6 +22,7 @@ from tailord.daemon.api.params import ApiError, read_query
 from tailord.daemon.api.predict import predict
 from tailord.daemon.api.routes import ROUTES, Route
 from tailord.daemon.http.wire import Request, Response
+from tailord.daemon.updates.forget import ForgetFailed, ForgetRefused, NothingToForget
 from tailord.daemon.updates.updater import NothingQueued
 from tailord.daemon.versions.history import HistoryError
 from tailord.daemon.versions.serving import LoadFailed, Served
@@ -149,6 +150,17 @@ class Api:
             return finished  # still running after ``timeout``: 202, as without waiting
         return Response(200, bodies.encode(finished))
 
+    def forget(self, request: Request) -> bodies.ForgetResult:
+        asked = _decoded(request, bodies.ForgetRequest, "POST /v1/forget")
+        if self.ctx.forget is None:
+            raise ApiError(409, "conflict", "this daemon cannot forget; restart it")
+        try:
+            return self.ctx.forget(asked)
+        except NothingToForget as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        except (ForgetRefused, ForgetFailed) as exc:
+            raise ApiError(409, "conflict", str(exc)) from exc
+
     def update_info(self, request: Request, update_id: int) -> bodies.UpdateInfo:
         info = self.ctx.updater.describe(update_id)
         if info is None:
@@ -264,10 +276,15 @@ def _body(request: Request, kind: type[S], empty: S | None = None) -> S:
 def _update_request(request: Request) -> bodies.UpdateRequest:
     if not request.body.strip():
         return bodies.UpdateRequest()
+    return _decoded(request, bodies.UpdateRequest, "POST /v1/update")
+
+
+def _decoded(request: Request, kind: type[S], route: str) -> S:
+    """The JSON body as ``kind``; a 422 names the field that does not fit."""
     try:
-        return msgspec.json.decode(request.body, type=bodies.UpdateRequest)
+        return msgspec.json.decode(request.body, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "bad_input", f"{exc}; see POST /v1/update in docs/api.md") from exc
+        raise ApiError(422, "bad_input", f"{exc}; see {route} in docs/api.md") from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
 

@@ -121,6 +121,22 @@ ROUTES: tuple[Route, ...] = (
         },
     ),
     Route(
+        "POST",
+        "/v1/forget",
+        "forget",
+        "Forget samples: out of the database, out of every version, off the disk",
+        bodies.ForgetResult,
+        "What was removed (samples, versions), the version now current, and how long it took.",
+        request=bodies.ForgetRequest,
+        errors={
+            400: "The body is not valid JSON.",
+            404: "No sample matches.",
+            409: "A pinned version learned them (send force), or no version without them "
+            "could be built.",
+            422: "The body is not a forget request; the message says which field.",
+        },
+    ),
+    Route(
         "GET",
         "/v1/updates/{id}",
         "update_info",
@@ -223,7 +239,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/events",
         "events",
         "Server-sent events: sample.queued, sample.rejected, update.began, update.progress, "
-        "update.judged, update.finished, version.changed",
+        "update.judged, update.finished, version.changed, samples.forgotten",
         str,
         'An endless stream; each `data:` line is one JSON event {"id", "type", "time", "data"}.',
         media="text/event-stream",

@@ -106,6 +106,22 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
     return 0 if final.state == "succeeded" else 1
 
 
+def cmd_forget(client: Client, args: argparse.Namespace) -> int:
+    request = bodies.ForgetRequest(
+        ids=args.id, sha256=args.sha256, label=args.label, force=args.force
+    )
+    done = client.forget(request)
+    if args.json:
+        print_json(done)
+        return 0
+    removed = ", ".join(map(str, done.versions_removed)) or "none"
+    line(
+        f"forgot {len(done.samples)} samples ({done.learned} learned); versions removed: "
+        f"{removed}; version {done.version} is current ({done.seconds:.1f}s)"
+    )
+    return 0
+
+
 def _print_update(info: bodies.UpdateInfo) -> None:
     outcome = {
         "succeeded": f"published version {info.version}",
@@ -301,6 +317,7 @@ COMMANDS: dict[str, Command] = {
     "version": cmd_version,
     "status": cmd_status,
     "update": cmd_update,
+    "forget": cmd_forget,
     "predict": cmd_predict,
     "versions": cmd_versions,
     "samples": cmd_samples,
