@@ -271,13 +271,21 @@ def mark_learned(
 
 
 def mark_learned_by_sha(session: Session, digests: Iterable[str], version: int) -> int:
-    """Mark samples learned by content hash (used when reconciling a published version)."""
+    """Mark samples learned by content hash (used when reconciling a published version).
+
+    One learned already keeps the version that first learned it: a version retrained from
+    base lists every sample it relearned, and forget finds the versions holding a sample
+    through the version that first learned it (daemon/updates/forget.py).
+    """
     digest_list = list(digests)
     changed = 0
     for start in range(0, len(digest_list), 500):
         result = session.execute(
             update(Sample)
-            .where(Sample.sha256.in_(digest_list[start : start + 500]))
+            .where(
+                Sample.sha256.in_(digest_list[start : start + 500]),
+                Sample.state != SampleState.LEARNED,
+            )
             .values(state=SampleState.LEARNED, learned_in=version)
         )
         changed += result.rowcount  # type: ignore[attr-defined]
