@@ -115,10 +115,19 @@ def _set(path: Path, mode: int, gid: int | None) -> int:
     if stat.S_ISLNK(info.st_mode):
         return 0  # a link's own mode means nothing; what it points at is handled as itself
     changed = 0
-    if gid is not None and info.st_gid != gid:
-        os.chown(path, -1, gid)
-        changed = 1
-    if stat.S_IMODE(info.st_mode) != mode:
-        os.chmod(path, mode)  # after chown, which clears the setgid bit on some systems
-        changed = 1
+    try:
+        if gid is not None and info.st_gid != gid:
+            os.chown(path, -1, gid)
+            changed = 1
+        if stat.S_IMODE(info.st_mode) != mode:
+            os.chmod(path, mode)  # after chown, which clears the setgid bit on some systems
+            changed = 1
+    except PermissionError as exc:
+        # Not ours (made by root, say): serving goes on, but the owner hears how to fix it.
+        logger.warning(
+            "cannot give %s the mode %o (%s); make it owned by the user tailord runs as",
+            path,
+            mode,
+            exc.strerror,
+        )
     return changed

@@ -328,12 +328,13 @@ class UpdateRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$", description="a sample's sha256, hex")]
+SampleId = Annotated[int, Meta(ge=1, le=2**62)]  # a sample's row id (SQLite integers: 64-bit)
 
 
 class ForgetRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/forget``: the samples to forget, by id, by sha256 or by label (any mix)."""
 
-    ids: Annotated[list[Id], Meta(max_length=100_000)] = []
+    ids: Annotated[list[SampleId], Meta(max_length=100_000)] = []
     sha256: Annotated[list[Sha256], Meta(max_length=100_000)] = []
     label: Annotated[str, Meta(min_length=1, description="every sample with it")] | None = None
     force: Annotated[bool, Meta(description="also remove pinned versions that learned them")] = (
@@ -344,7 +345,7 @@ class ForgetRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class ForgetResult(Struct, frozen=True):
     """What ``POST /v1/forget`` removed, and how long it took."""
 
-    samples: Annotated[list[Id], Meta(description="the ids of the samples forgotten")]
+    samples: Annotated[list[SampleId], Meta(description="the ids of the samples forgotten")]
     learned: Annotated[Count, Meta(description="of them, how many a version had learned")]
     versions_removed: Annotated[list[Number], Meta(description="versions that had learned them")]
     version: Annotated[Number | None, Meta(description="current now, built without them")]
