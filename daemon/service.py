@@ -102,6 +102,8 @@ class Daemon:
         self._install_signal_handlers()
         try:
             self.startup()
+            assert self._forgetter is not None
+            self._forgetter.finish_interrupted()  # on the main thread, as every forget runs
             self._main_loop()
         finally:
             self.shutdown()

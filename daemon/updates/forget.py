@@ -12,6 +12,10 @@ In order, on the main loop's thread (so no update runs meanwhile):
 4. remove the folders of the versions that learned them (their rows stay, marked removed),
    clear staging and checkpoints, and compact the database.
 
+Stopped between 2 and 4 (a SIGTERM during the rebuild, a crash), it is finished at the next
+start-up (:meth:`Forgetter.finish_interrupted`): the tombstones name the samples, and the
+versions' ``samples.txt`` the versions that learned them.
+
 It never takes longer than one full retrain plus a VACUUM.
 """
 
@@ -33,7 +37,7 @@ from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ManifestFields, publish
 from tailord.storage.db import Database
 from tailord.storage.forget import compact, erase, find
-from tailord.storage.models import Sample, SampleState, Version, VersionEvent
+from tailord.storage.models import Sample, SampleState, Tombstone, Version, VersionEvent
 from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec
@@ -121,13 +125,7 @@ class Forgetter:
             )
         with self.db.write() as session:
             erase(session, doomed)
-        current = self.store.current_number()
-        if current in holding:
-            current = self._rebuild()
-        removed = self._remove([n for n in holding if n != current])
-        self.store.clear_staging()
-        shutil.rmtree(self.updater.checkpoints, ignore_errors=True)
-        compact(self.db)
+        current, removed = self._purge(holding)
         seconds = time.monotonic() - started
         ids = [d.id for d in doomed]
         logger.warning(
@@ -146,6 +144,44 @@ class Forgetter:
             version=current,
             seconds=seconds,
         )
+
+    def finish_interrupted(self) -> None:
+        """At start-up: finish a forget that stopped after its samples were erased (the
+        daemon was stopped or killed during the rebuild), so that no kept version goes on
+        holding a forgotten sample. Found by the tombstones in the versions' samples.txt."""
+        with self.db.read() as session:
+            gone = set(session.scalars(select(Tombstone.sha256)))
+            if not gone:
+                return
+            direct = [n for n in self.store.numbers() if self._listed(n) & gone]
+            holding = holders(session, direct)
+        if not holding:
+            return
+        logger.warning(
+            "version(s) %s still hold forgotten samples (a forget was interrupted); "
+            "finishing it now",
+            holding,
+        )
+        current, removed = self._purge(holding)
+        self.events.publish(SamplesForgotten(0, removed, current, 0.0))
+
+    def _listed(self, number: int) -> set[str]:
+        try:
+            return set((self.store.versions_dir / str(number) / SAMPLES_FILE).read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def _purge(self, holding: list[int]) -> tuple[int | None, list[int]]:
+        """Current rebuilt without the erased samples if it held any, the other holders
+        removed, staging and checkpoints emptied, the database compacted."""
+        current = self.store.current_number()
+        if current in holding:
+            current = self._rebuild()
+        removed = self._remove([n for n in holding if n != current])
+        self.store.clear_staging()
+        shutil.rmtree(self.updater.checkpoints, ignore_errors=True)
+        compact(self.db)
+        return current, removed
 
     def _rebuild(self) -> int:
         """A new current version built from base on the remaining learned samples."""

@@ -152,3 +152,37 @@ def test_a_forgotten_file_is_learned_again_only_when_asked(daemon: DaemonProcess
 
         daemon.drop("cat", "again.relearn.npy", npy_bytes(vector))
         wait_for(lambda: client.status().queued == 1, timeout=60)
+
+
+def test_an_interrupted_forget_is_finished_at_start_up(daemon: DaemonProcess) -> None:
+    from tailord.storage.db import open_database
+    from tailord.storage.forget import erase, find
+
+    daemon.start()
+    learn(daemon, rows(9, seed=3))
+    assert daemon.version() == 1
+    assert daemon.stop() == 0
+    # Stopped after the erase's commit, before the rebuild: version 1 still holds them.
+    owls = [payload for _, _, payload in stored(daemon.data_dir, "label = 'owl'")]
+    assert len(owls) == 3
+    db = open_database(daemon.data_dir / "tailord.db")
+    with db.read() as session:
+        doomed = find(session, [], [], "owl")
+    with db.write() as session:
+        erase(session, doomed)
+    db.close()
+
+    daemon.start()
+    with daemon.client() as client:
+        # The main loop's first task: rebuild, then remove version 1.
+        wait_for(lambda: client.versions().versions[1].removed, timeout=120)
+        listing = {v.number: v for v in client.versions().versions}
+        status = client.status()
+    assert listing[2].current
+    assert sum(status.samples.get("learned", {}).values()) == 6
+    assert "a forget was interrupted" in daemon.log.read_text()
+    wait_for(lambda: "database compacted" in daemon.log.read_text(), timeout=60)
+    assert (daemon.data_dir / "versions" / "2" / "samples.txt").read_text().count("\n") == 6
+    for path in every_file(daemon.data_dir):
+        data = path.read_bytes()
+        assert not any(owl in data for owl in owls), path
