@@ -110,6 +110,9 @@ class Config(_Section, frozen=True):
     data_dir: Path
     inbox: Path
     socket: Path
+    # A group name or gid whose members may read the data folder (then 2750 and 0640, not
+    # 0700 and 0600); see daemon/privacy.py.
+    group: str = ""
     model: ModelSpec = msgspec.field(default_factory=ModelSpec)
     update: UpdateParams = msgspec.field(default_factory=UpdateParams)
     policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
@@ -123,6 +126,7 @@ class Config(_Section, frozen=True):
         "data_dir": '"/var/lib/tailord"',
         "inbox": '"/srv/inbox"',
         "socket": '"/run/tailord/tailord.sock"',
+        "group": '"tailord"',
     }
 
     @property

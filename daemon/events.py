@@ -108,6 +108,16 @@ class VersionLoadFailed(EventData, frozen=True):
     error: str
 
 
+class SamplesForgotten(EventData, frozen=True):
+    """Samples were forgotten: their rows, the versions that learned them, their bytes."""
+
+    type: ClassVar[str] = "samples.forgotten"
+    samples: int
+    versions_removed: list[int]
+    version: int | None  # the version now current, built without them
+    seconds: float
+
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.type: cls
     for cls in (
@@ -119,6 +129,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         UpdateFinished,
         VersionChanged,
         VersionLoadFailed,
+        SamplesForgotten,
     )
 }
 
@@ -262,6 +273,7 @@ __all__ = [
     "EventData",
     "SampleQueued",
     "SampleRejected",
+    "SamplesForgotten",
     "Subscription",
     "UpdateBegan",
     "UpdateFinished",

@@ -44,7 +44,8 @@ def lock_data_dir(data_dir: Path) -> DataDirLock:
     """Take the data directory's lock, or raise :class:`DataDirLocked` naming its holder."""
     path = data_dir / LOCK_NAME
     # Not O_TRUNC: the holder's pid must still be readable by the one that is refused.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    # 0640 at most: the process umask (daemon/privacy.py) makes it 0600 unless a group reads.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

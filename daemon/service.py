@@ -21,18 +21,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
+from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.limits import Limits
@@ -43,7 +47,10 @@ from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.notify import Notifier
 from tailord.daemon.policy import Decision, decide
+from tailord.daemon.privacy import apply_umask, make_inbox, make_private_dir, modes_for, tighten
 from tailord.daemon.reload import reload_and_log
+from tailord.daemon.updates.forget import Forgetter
+from tailord.daemon.updates.selection import spec_change
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
@@ -93,6 +100,10 @@ class Daemon:
         self.events.listen(self.metrics.on_event)
         self.pending = PendingPaths()
         self._ctx: ApiContext | None = None  # once started: what the API and metrics read
+        # Forget requests from API threads, run by the main loop between updates.
+        self._forgets: queue.SimpleQueue[tuple[bodies.ForgetRequest, Future[bodies.ForgetResult]]]
+        self._forgets = queue.SimpleQueue()
+        self._forgetter: Forgetter | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -100,6 +111,8 @@ class Daemon:
         self._install_signal_handlers()
         try:
             self.startup()
+            assert self._forgetter is not None
+            self._forgetter.finish_interrupted()  # on the main thread, as every forget runs
             self._main_loop()
         finally:
             self.shutdown()
@@ -108,11 +121,16 @@ class Daemon:
     def startup(self) -> None:
         cfg = self.config
         stack = self._stack
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # First of all, before any thread, file or worker: what is made from now on is private.
+        modes = modes_for(cfg.group)
+        old_umask = apply_umask(modes)
+        stack.callback(os.umask, old_umask)
+        make_private_dir(cfg.data_dir, modes)
         # Before anything reads or repairs the data directory: a second daemon must leave
         # the first one's update and staging alone. Released last, after the database.
         stack.callback(lock_data_dir(cfg.data_dir).release)
-        cfg.inbox.mkdir(parents=True, exist_ok=True)
+        make_inbox(cfg.inbox, modes)
+        tighten(cfg.data_dir, modes, skip=(cfg.inbox, cfg.socket))
         db = open_database(cfg.database)
         stack.callback(_stopping("database", db.close))
         store = VersionStore(cfg.data_dir)
@@ -120,11 +138,16 @@ class Daemon:
         if current is None:
             current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
         self.serving.load(store, current)
+        with db.read() as session:
+            change = spec_change(session, current, cfg.model)
+        if change is not None:
+            logger.warning("%s", change)
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
         history.start()
         self.updater = updater = Updater(cfg, db, store, history, self.events, self._tend)
         if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
+        self._forgetter = Forgetter(db, store, history, updater, self.events, cfg.model)
 
         ingestor = Ingestor(
             cfg.inbox,
@@ -174,6 +197,7 @@ class Daemon:
             queued=self._on_ingested,
             metrics=self.metrics,
             ingestor=ingestor,
+            forget=self._forget,
         )
         # The socket opens last: a client that can connect finds every part ready.
         api = Api(ctx)
@@ -210,6 +234,9 @@ class Daemon:
     def shutdown(self) -> None:
         self.notifier.stopping()
         logger.info("shutting down")
+        while not self._forgets.empty():  # asked too late: the caller hears so, not nothing
+            _, future = self._forgets.get_nowait()
+            future.set_exception(TailordError("tailord is stopping; forget again once it runs"))
         self.events.close()  # ends /v1/events streams, so their connections close
         self._stack.close()
         logger.info("stopped")
@@ -265,6 +292,7 @@ class Daemon:
             if not self._wake.wait(POLL_SECONDS):
                 continue
             self._wake.clear()
+            self._run_forgets()
             manual, self._manual = self._manual, False
             decision = self._decide(manual)
             self._policy_reason = decision.reason
@@ -326,6 +354,24 @@ class Daemon:
             replace_existing=True,
             misfire_grace_time=None,
         )
+
+    def _forget(self, request: bodies.ForgetRequest) -> bodies.ForgetResult:
+        """From an API thread: have the main loop forget, between updates, and wait."""
+        future: Future[bodies.ForgetResult] = Future()
+        self._forgets.put((request, future))
+        self.wake()
+        return future.result()
+
+    def _run_forgets(self) -> None:
+        while not self._forgets.empty():
+            request, future = self._forgets.get_nowait()
+            assert self._forgetter is not None
+            try:
+                future.set_result(self._forgetter.forget(request))
+            except Exception as exc:
+                if not isinstance(exc, TailordError):  # ours say what to do; others need a trace
+                    logger.exception("forget failed")
+                future.set_exception(exc)
 
     def _on_requested(self) -> None:
         # The API accepted a manual update (its row exists): run it even below the threshold.

@@ -22,6 +22,13 @@ from tailord.storage.models import Base
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+# A forgotten sample's content is not stored again: its insert is skipped, in the same
+# statement as every other insert (the ingestor's hot path pays nothing in Python for it).
+_NOT_FORGOTTEN = (
+    "CREATE TRIGGER IF NOT EXISTS samples_not_forgotten BEFORE INSERT ON samples"
+    " WHEN EXISTS (SELECT 1 FROM tombstones WHERE sha256 = NEW.sha256)"
+    " BEGIN SELECT RAISE(IGNORE); END"
+)
 _BEGIN_OPTION = "tailord_begin"
 
 
@@ -33,6 +40,9 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted content is overwritten with zeros, not only unlinked from the b-tree: a
+    # forgotten sample's bytes must not linger in free pages (storage/forget.py).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
@@ -60,6 +70,8 @@ class Database:
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine, Base.metadata)
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(_NOT_FORGOTTEN)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

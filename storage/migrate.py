@@ -1,8 +1,9 @@
 """Bringing a database made by an earlier release up to the models: columns added since.
 
 ``create_all`` makes missing tables but never alters an existing one. A column added to a
-model later is nullable (old rows have no value for it), so ``ALTER TABLE ... ADD COLUMN``
-is all an existing file needs; anything more would be a real migration, not this.
+model later is nullable or has a server default (SQLite's rule for ``ADD COLUMN``: old rows
+need a value), so ``ALTER TABLE ... ADD COLUMN`` is all an existing file needs; anything
+more would be a real migration, not this.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
-    """Add each nullable model column its table lacks; returns ``table.column`` of each."""
+    """Add each model column its table lacks (nullable, or with a server default); returns
+    ``table.column`` of each."""
     added: list[str] = []
     with engine.begin() as conn:
         inspector = inspect(conn)
@@ -27,10 +29,10 @@ def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
             for column in table.columns:
                 if column.name in have:
                     continue
-                if not column.nullable:
+                if not column.nullable and column.server_default is None:
                     raise StorageError(
-                        f"{table.name}.{column.name} is missing and NOT NULL: it needs a "
-                        "migration of its own"
+                        f"{table.name}.{column.name} is missing, NOT NULL and without a server "
+                        "default: it needs a migration of its own"
                     )
                 ddl = CreateColumn(column).compile(dialect=engine.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")

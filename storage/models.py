@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import time
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, MetaData, String
+from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, MetaData, String, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tailord.storage.states import SampleState, UpdateState
@@ -21,6 +21,7 @@ __all__ = [
     "Rejection",
     "Sample",
     "SampleState",
+    "Tombstone",
     "Update",
     "UpdateEvent",
     "UpdateState",
@@ -134,6 +135,9 @@ class Update(Base):
     # The parameters it runs with (``[update]`` and k, a request's own over the config's);
     # NULL in rows written before they were stored.
     params: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    # Retrains the head from version 0 on every learned sample plus the queue. A server
+    # default, so that a database made before the column gets it added (db.py).
+    from_base: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class UpdateEvent(Base):
@@ -162,6 +166,17 @@ class Embedding(Base):
     dim: Mapped[int]
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(default=now)
+
+
+class Tombstone(Base):
+    """The sha256 of a forgotten sample: the same content dropped again is not learned again
+    (a trigger, made in db.py, skips its insert) unless it is dropped as ``NAME.relearn.EXT``
+    (docs/inbox.md). Only the hash is kept: nothing of the content."""
+
+    __tablename__ = "tombstones"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    forgotten_at: Mapped[float] = mapped_column(default=now)
 
 
 class VersionEvent(Base):

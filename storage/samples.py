@@ -36,6 +36,7 @@ class Added:
     added: int = 0  # new samples
     duplicates: int = 0  # content already stored under the same label
     relabeled: int = 0  # content already stored under another label, now queued again
+    forgotten: int = 0  # content forgotten before (a tombstone): skipped, not learned again
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,13 @@ def add_samples(
         result.added = _insert(cursor, list(latest.values()), when)
         if result.added < len(latest):
             # Some were already stored: only now is it worth looking up which, and how.
+            before = result.duplicates
             relabels = _relabels(cursor, latest, last_id, result)
             if relabels:
                 cursor.executemany(_RELABEL, [(label, when, sha) for sha, label in relabels])
+            # Neither inserted nor found: the tombstone trigger (db.py) skipped them.
+            found = result.duplicates - before + result.relabeled
+            result.forgotten = len(latest) - result.added - found
     finally:
         cursor.close()
     return result
@@ -266,13 +271,21 @@ def mark_learned(
 
 
 def mark_learned_by_sha(session: Session, digests: Iterable[str], version: int) -> int:
-    """Mark samples learned by content hash (used when reconciling a published version)."""
+    """Mark samples learned by content hash (used when reconciling a published version).
+
+    One learned already keeps the version that first learned it: a version retrained from
+    base lists every sample it relearned, and forget finds the versions holding a sample
+    through the version that first learned it (daemon/updates/forget.py).
+    """
     digest_list = list(digests)
     changed = 0
     for start in range(0, len(digest_list), 500):
         result = session.execute(
             update(Sample)
-            .where(Sample.sha256.in_(digest_list[start : start + 500]))
+            .where(
+                Sample.sha256.in_(digest_list[start : start + 500]),
+                Sample.state != SampleState.LEARNED,
+            )
             .values(state=SampleState.LEARNED, learned_in=version)
         )
         changed += result.rowcount  # type: ignore[attr-defined]

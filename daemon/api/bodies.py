@@ -28,6 +28,7 @@ UpdateState = Literal[
     "pending", "running", "succeeded", "failed", "interrupted", "rejected", "cancelled", "expired"
 ]
 SampleState = Literal["queued", "learned", "rejected"]
+UpdateFrom = Literal["current", "base"]  # which version an update's head starts from
 # The database stores these as the enums of ``tailord.storage.states`` (kept out of here: the
 # client must not import storage); tests/storage/test_states.py pins both to the same values.
 ACTIVE_UPDATE_STATES: tuple[UpdateState, ...] = ("pending", "running")
@@ -140,6 +141,17 @@ class UpdateRequest(Struct, frozen=True, forbid_unknown_fields=True):
     shuffle: bool | UnsetType = UNSET
     device: Literal["auto", "cpu", "cuda"] | UnsetType = UNSET
     k: Annotated[int, Meta(description="neighbours that vote (k-NN heads)")] | UnsetType = UNSET
+    from_: (
+        Annotated[
+            UpdateFrom,
+            Meta(
+                description="current (the default): learn the queue on top of the current "
+                "version; base: retrain the head from version 0 on every learned sample plus "
+                "the queue (what a changed [model] needs)"
+            ),
+        ]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="from")
 
 
 class UpdateInfo(Struct, frozen=True):
@@ -157,6 +169,9 @@ class UpdateInfo(Struct, frozen=True):
     metrics: UpdateMetrics
     gate: Gate | None
     progress: Annotated[Progress | None, Meta(description="while running")]
+    from_: Annotated[
+        UpdateFrom, Meta(description="base: relearned every learned sample from version 0")
+    ] = msgspec.field(default="current", name="from")
     params: (
         Annotated[UpdateRequest, Meta(description="every parameter it runs with")] | UnsetType
     ) = UNSET  # left out for rows from before they were kept
@@ -204,6 +219,10 @@ class Status(Struct, frozen=True):
     last_update: UpdateInfo | None
     load_error: LoadError | None
     ingest: IngestInfo
+    spec_change: Annotated[
+        str | None,
+        Meta(description="[model] differs from the current version's; says what retrains it"),
+    ] = None
 
 
 class VersionInfo(Struct, frozen=True):
@@ -382,6 +401,31 @@ class ImportResult(Struct, frozen=True):
 
 
 # -- query parameters: one struct per route that takes any ----------------------------------
+
+
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$", description="a sample's sha256, hex")]
+SampleId = Annotated[int, Meta(ge=1, le=2**62)]  # a sample's row id (SQLite integers: 64-bit)
+
+
+class ForgetRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/forget``: the samples to forget, by id, by sha256 or by label (any mix)."""
+
+    ids: Annotated[list[SampleId], Meta(max_length=100_000)] = []
+    sha256: Annotated[list[Sha256], Meta(max_length=100_000)] = []
+    label: Annotated[str, Meta(min_length=1, description="every sample with it")] | None = None
+    force: Annotated[bool, Meta(description="also remove pinned versions that learned them")] = (
+        False
+    )
+
+
+class ForgetResult(Struct, frozen=True):
+    """What ``POST /v1/forget`` removed, and how long it took."""
+
+    samples: Annotated[list[SampleId], Meta(description="the ids of the samples forgotten")]
+    learned: Annotated[Count, Meta(description="of them, how many a version had learned")]
+    versions_removed: Annotated[list[Number], Meta(description="versions that had learned them")]
+    version: Annotated[Number | None, Meta(description="current now, built without them")]
+    seconds: Annotated[float, Meta(ge=0, description="wall time, retrain included")]
 
 
 class UpdateQuery(Struct, frozen=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tailord.daemon.api import bodies
 from tailord.daemon.events import EventBus
 from tailord.daemon.inbox.ingest import Ingestor, IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
@@ -37,3 +38,5 @@ class ApiContext:
     # the quiet period, ends a hold after a cancel and wakes its loop, as for the inbox.
     queued: Callable[[int], None] = lambda n: None
     ingestor: Ingestor | None = None  # POST /v1/samples goes through its checks and commit
+    # Runs a forget on the main loop's thread and waits for it (None: forget is not offered).
+    forget: Callable[[bodies.ForgetRequest], bodies.ForgetResult] | None = None

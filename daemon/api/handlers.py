@@ -26,6 +26,7 @@ from tailord.daemon.api.steer import update_request, who
 from tailord.daemon.api.waits import UpdateWait
 from tailord.daemon.http.wire import Request, Response
 from tailord.daemon.updates.cancel import NoSuchUpdate, NotCancellable, cancel
+from tailord.daemon.updates.forget import ForgetFailed, ForgetRefused, NothingToForget
 from tailord.daemon.updates.overrides import BadParameters
 from tailord.daemon.updates.updater import NothingQueued, ParametersDiffer
 from tailord.daemon.versions.history import HistoryError
@@ -142,9 +143,10 @@ class Api:
 
     def update(self, request: Request) -> Answer:
         query = read_query(request, bodies.UpdateQuery)
+        asked = update_request(request)
         updater = self.ctx.updater
         try:
-            accepted = updater.request(update_request(request))
+            accepted = updater.request(asked, from_base=asked.from_ == "base")
         except BadParameters as exc:
             raise ApiError(422, "bad_parameter", str(exc)) from exc
         except ParametersDiffer as exc:
@@ -160,6 +162,17 @@ class Api:
             return Response(202 if info.active else 200, bodies.encode(info))
 
         return self._wait(accepted.id, query.timeout, respond)
+
+    def forget(self, request: Request) -> bodies.ForgetResult:
+        asked = _decoded(request, bodies.ForgetRequest, "POST /v1/forget")
+        if self.ctx.forget is None:
+            raise ApiError(409, "conflict", "this daemon cannot forget; restart it")
+        try:
+            return self.ctx.forget(asked)
+        except NothingToForget as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        except (ForgetRefused, ForgetFailed) as exc:
+            raise ApiError(409, "conflict", str(exc)) from exc
 
     def update_info(self, request: Request, update_id: int) -> Answer:
         query = read_query(request, bodies.UpdateQuery)
@@ -312,6 +325,16 @@ def _whole_floats(value: object) -> object:
     if isinstance(value, list):
         return [_whole_floats(v) for v in value]
     return value
+
+
+def _decoded(request: Request, kind: type[S], route: str) -> S:
+    """The JSON body as ``kind``; a 422 names the field that does not fit."""
+    try:
+        return msgspec.convert(_whole_floats(msgspec.json.decode(request.body)), kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "bad_input", f"{exc}; see {route} in docs/api.md") from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
 
 
 def _history_call(call: Callable[[], T]) -> T:

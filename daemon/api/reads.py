@@ -9,14 +9,16 @@ import msgspec
 
 from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
+from tailord.daemon.updates.selection import spec_change
 from tailord.storage.samples import counts, list_samples
 from tailord.storage.states import SampleState
 
 
 def status(ctx: ApiContext) -> bodies.Status:
+    served = ctx.serving.current
     with ctx.db.read() as session:
         by_state = counts(session)
-    served = ctx.serving.current
+        change = None if served is None else spec_change(session, served.number, ctx.history.spec)
     updater = ctx.updater
     running = updater.running
     stats = ctx.ingest
@@ -41,6 +43,7 @@ def status(ctx: ApiContext) -> bodies.Status:
             backpressure=stats.backpressure,
             last_commit_at=stats.last_commit_at,
         ),
+        spec_change=change,
     )
 
 

@@ -121,8 +121,25 @@ ROUTES: tuple[Route, ...] = (
         errors={
             400: BAD_PARAMETER,
             409: "Nothing is queued, so there is nothing to learn; or an update is already "
-            "pending or running with other parameters.",
+            "pending or running with other parameters; or, from base, nothing is learned or "
+            "queued.",
             422: "An update parameter is unknown or out of bounds; the message names it.",
+        },
+    ),
+    Route(
+        "POST",
+        "/v1/forget",
+        "forget",
+        "Forget samples: out of the database, out of every version, off the disk",
+        bodies.ForgetResult,
+        "What was removed (samples, versions), the version now current, and how long it took.",
+        request=bodies.ForgetRequest,
+        errors={
+            400: "The body is not valid JSON.",
+            404: "No sample matches.",
+            409: "A pinned version learned them (send force), or no version without them "
+            "could be built.",
+            422: "The body is not a forget request; the message says which field.",
         },
     ),
     Route(
@@ -283,7 +300,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/events",
         "events",
         "Server-sent events: sample.queued, sample.rejected, update.began, update.progress, "
-        "update.judged, update.finished, version.changed",
+        "update.judged, update.finished, version.changed, samples.forgotten",
         str,
         'An endless stream; each `data:` line is one JSON event {"id", "type", "time", "data"}.',
         media="text/event-stream",

@@ -117,6 +117,10 @@ class Client:
         body = b"{}" if params is None else msgspec.json.encode(params)
         return self._call("update", bodies.UpdateInfo, query=query, body=body)
 
+    def forget(self, request: bodies.ForgetRequest) -> bodies.ForgetResult:
+        """Forget samples (by id, sha256 or label): what was removed and how long it took."""
+        return self._call("forget", bodies.ForgetResult, body=msgspec.json.encode(request))
+
     def update_info(self, update_id: int) -> bodies.UpdateInfo:
         return self._call("update_info", bodies.UpdateInfo, id=update_id)
 

@@ -68,6 +68,8 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     for problem in (ingest.error, ingest.backpressure):
         if problem:
             console.print(f"[red]{safe(problem)}[/]")
+    if status.spec_change is not None:
+        console.print(f"[yellow]{safe(status.spec_change)}[/]")
     if status.load_error is not None:
         console.print(
             f"[red]version {status.load_error.version}: {safe(status.load_error.message)}[/]"
@@ -83,6 +85,8 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
     if args.cancel is not None:
         return steer.cancel(client, args)
     params = steer.update_params(args)
+    if args.from_ == "base":
+        params = msgspec.structs.replace(params or bodies.UpdateRequest(), from_="base")
     if not args.wait:
         accepted = client.update(params)
         if args.json:
@@ -106,6 +110,22 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
         raise ClientError("timed out waiting for the update; see `tailorctl status`")
     _print_update(final)
     return 0 if final.state == "succeeded" else 1
+
+
+def cmd_forget(client: Client, args: argparse.Namespace) -> int:
+    request = bodies.ForgetRequest(
+        ids=args.id, sha256=args.sha256, label=args.label, force=args.force
+    )
+    done = client.forget(request)
+    if args.json:
+        print_json(done)
+        return 0
+    removed = ", ".join(map(str, done.versions_removed)) or "none"
+    line(
+        f"forgot {len(done.samples)} samples ({done.learned} learned); versions removed: "
+        f"{removed}; version {done.version} is current ({done.seconds:.1f}s)"
+    )
+    return 0
 
 
 def _print_update(info: bodies.UpdateInfo) -> None:
@@ -303,6 +323,7 @@ COMMANDS: dict[str, Command] = {
     "version": cmd_version,
     "status": cmd_status,
     "update": cmd_update,
+    "forget": cmd_forget,
     "predict": cmd_predict,
     "versions": cmd_versions,
     "samples": cmd_samples,

@@ -93,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
     update.add_argument("--show", type=int, metavar="ID", help="show update ID instead")
     _steering(update)
+    update.add_argument(
+        "--from",
+        dest="from_",
+        choices=["current", "base"],
+        default="current",
+        help="base: retrain from version 0 on every learned sample plus the queue",
+    )
+    forget = command(
+        "forget", "forget samples: out of the database and every version (retrains if needed)"
+    )
+    forget.add_argument("--id", type=int, action="append", default=[], metavar="ID")
+    forget.add_argument("--sha256", action="append", default=[], metavar="HASH")
+    forget.add_argument("--label", help="every sample with this label")
+    forget.add_argument(
+        "--force", action="store_true", help="also remove pinned versions that learned them"
+    )
     predict = command(
         "predict", "predict the label (or value) of samples: .npy, .json, .txt, .png, .jpg files"
     )

@@ -33,6 +33,7 @@ from tailord.daemon.inbox.settling import Settling
 from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.text import escape
 from tailord.storage.db import Database
+from tailord.storage.forget import RELEARN_MARK, release
 from tailord.storage.requeue import rejected_among
 from tailord.storage.samples import (
     Added,
@@ -364,6 +365,10 @@ class Ingestor:
     def _write(self, samples: list[NewSample], rejections: list[NewRejection]) -> Added:
         """The transaction itself; it touches no other state, so it may run on any thread."""
         with self.db.write() as session:
+            # Dropped as NAME.relearn.EXT: learned even if that content was forgotten before.
+            relearn = [s.sha256 for s in samples if RELEARN_MARK in s.source.rpartition("/")[2]]
+            if relearn:
+                release(session, relearn)
             result = add_samples(session, samples)
             add_rejections(session, rejections)
         return result
@@ -403,6 +408,13 @@ class Ingestor:
                 result.added,
                 result.duplicates,
                 result.relabeled,
+            )
+        if result.forgotten:
+            logger.warning(
+                "%d dropped samples were forgotten before and are not learned again; to learn "
+                "one again, drop it as NAME%sEXT",
+                result.forgotten,
+                RELEARN_MARK,
             )
         if fresh:
             self.on_ingested(fresh)

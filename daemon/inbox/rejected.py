@@ -43,7 +43,8 @@ def reject(inbox: Path, path: Path, reason: str) -> Path:
     Raises OSError when the inbox cannot be changed (read-only): the caller records that.
     """
     rejected = inbox / REJECTED
-    rejected.mkdir(exist_ok=True)
+    # At most 0750: the daemon's umask (daemon/privacy.py) leaves it to the owner, or its group.
+    rejected.mkdir(mode=0o750, exist_ok=True)
     rel = path.relative_to(inbox)
     source = path
     if len(rel.parts) >= 2 and (inbox / rel.parts[0]).is_symlink():
@@ -125,7 +126,7 @@ class RefusedLines:
                 self._tmp.unlink()
 
     def _open(self) -> BinaryIO:
-        self._tmp.parent.mkdir(exist_ok=True)
+        self._tmp.parent.mkdir(mode=0o750, exist_ok=True)
         # The inbox's writers can write here too: never follow or reuse what they left.
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()

@@ -33,7 +33,8 @@ class WorkerJob(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path
     staging: Path  # where the candidate goes
     base_version: int  # the version it starts from
-    up_to_id: int  # the highest queued sample id it learns
+    up_to_id: int  # the highest queued sample id it learns (0: none)
+    relearn: bool = False  # from version 0's head, relearning every learned sample (selection.py)
     spec: ModelSpec
     params: UpdateParams
     gate: GateParams = msgspec.field(default_factory=GateParams)

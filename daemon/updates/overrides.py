@@ -28,11 +28,11 @@ def asked(table: Mapping[str, Any]) -> bodies.UpdateRequest:
 
 
 def given(request: bodies.UpdateRequest) -> dict[str, object]:
-    """The keys ``request`` sets."""
+    """The parameter keys ``request`` sets (``from`` says where it starts, not how it runs)."""
     return {
         name: value
         for name, value in msgspec.structs.asdict(request).items()
-        if value is not msgspec.UNSET
+        if value is not msgspec.UNSET and name != "from_"
     }
 
 

@@ -64,4 +64,5 @@ def describe(row: Update, progress: bodies.Progress | None) -> bodies.UpdateInfo
             if row.params is None
             else msgspec.convert(row.params, bodies.UpdateRequest)
         ),
+        from_="base" if row.from_base else "current",
     )

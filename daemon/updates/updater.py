@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy import update as sa_update
 
 from tailord.daemon.api import bodies
@@ -22,6 +22,7 @@ from tailord.daemon.updates import overrides
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
 from tailord.daemon.updates.rows import Ending, describe, record
+from tailord.daemon.updates.selection import Selection, choose, spec_change
 from tailord.daemon.updates.workers import Workers
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ManifestFields
@@ -79,17 +80,22 @@ class Updater:
             config.worker.prewarm, lambda: should_stop() or self._stop_as is not None
         )
 
-    def run(self, reason: str) -> int | None:
-        """Run one update now; returns the new version number, or None if none was made."""
+    def run(self, reason: str, *, from_base: bool = False, learn_queue: bool = True) -> int | None:
+        """Run one update now; returns the new version number, or None if none was made.
+
+        ``from_base`` retrains from version 0 on every learned sample (a request's row may
+        ask it too, and a changed model spec implies it); without ``learn_queue`` (forget)
+        the queue is left for a later update and no pending request is taken over.
+        """
         base = self.store.current_number()
         assert base is not None, "reconcile() runs before any update"
         # Before the worker reads the queue: a sample relabeled from now on may be learned
         # under its old label, so publishing leaves it queued (see mark_learned).
         read_at = time.time()
-        claimed = self._claim(reason, base)
+        claimed = self._claim(reason, base, from_base=from_base, learn_queue=learn_queue)
         if claimed is None:
             return None
-        update_id, up_to_id, asked = claimed
+        update_id, selection, asked = claimed
         spec, params = overrides.split(self.config, asked)
         staging_name = f"update-{update_id}"
         staging = self.store.new_staging(staging_name)
@@ -99,7 +105,8 @@ class Updater:
             data_dir=self.config.data_dir,
             staging=staging,
             base_version=base,
-            up_to_id=up_to_id,
+            up_to_id=selection.up_to_id,
+            relearn=selection.relearn,
             spec=spec,
             params=params,
             threads=self.config.worker.threads,
@@ -108,7 +115,12 @@ class Updater:
             gate=self.config.gate,
             checkpoints=self.checkpoints,
         )
-        logger.info("update %d started (%s), from version %d", update_id, reason, base)
+        logger.info(
+            "update %d started (%s), from version %d",
+            update_id,
+            reason,
+            0 if selection.relearn else base,
+        )
         self.running = update_id
         self.events.publish(UpdateBegan(update_id, base, reason, params.epochs))
         try:
@@ -127,7 +139,9 @@ class Updater:
             if not result.promote:
                 self._reject(update_id, result)
                 return None
-            return self._publish(update_id, staging_name, base, read_at, result)
+            return self._publish(
+                update_id, staging_name, base, read_at, result, from_base=selection.relearn
+            )
         except Exception as exc:
             logger.exception("update %d failed while publishing", update_id)
             self._finish(
@@ -141,30 +155,43 @@ class Updater:
             self.store.clear_staging()
             self.workers.reap()
 
-    def _claim(self, reason: str, base: int) -> tuple[int, int, bodies.UpdateRequest] | None:
-        """The update to run now, marked running: its id, the last queued sample it learns and
-        its parameters; None when there is none to run."""
+    def _claim(
+        self, reason: str, base: int, *, from_base: bool, learn_queue: bool
+    ) -> tuple[int, Selection, bodies.UpdateRequest] | None:
+        """The update to run now, marked running: its id, which samples it learns from which
+        head (``selection.py``) and its parameters; None when there is none to run."""
         with self.db.write() as session:
-            up_to_id = session.scalar(
-                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
-            )
             # A request accepted through the API already has its row (and id): run that one.
-            row = session.scalar(
-                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+            row = (
+                session.scalar(
+                    select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+                )
+                if learn_queue
+                else None
             )
-            if up_to_id is not None and row is not None:
+            relearn = (
+                from_base
+                or (row is not None and row.from_base)
+                or spec_change(session, base, self.config.model) is not None
+            )
+            selection = choose(
+                session, base_version=base, from_base=relearn, learn_queue=learn_queue
+            )
+            if selection is not None and row is not None:
                 row.state = UpdateState.RUNNING
                 row.started_at = time.time()
                 row.base_version = base
-            elif up_to_id is not None and self.held_by is None:
-                row = Update(reason=reason, base_version=base)
+                row.from_base = relearn
+            # A cancel holds automatic updates back, not a forget's rebuild (no learn_queue).
+            elif selection is not None and (self.held_by is None or not learn_queue):
+                row = Update(reason=reason, base_version=base, from_base=relearn)
                 session.add(row)
                 session.flush()
             if row is not None and row.params is None:  # automatic: the configured ones
                 row.params = self._configured()
             update_id = None if row is None else row.id
             asked = None if row is None else self._asked(row)
-        if up_to_id is None:
+        if selection is None:
             if update_id is not None:  # a request whose samples were learned meanwhile
                 self._finish(
                     update_id,
@@ -177,7 +204,7 @@ class Updater:
         if update_id is None or asked is None:
             logger.info("update %s was cancelled: no update until a new sample", self.held_by)
             return None
-        return update_id, up_to_id, asked
+        return update_id, selection, asked
 
     def _stopped(self, update_id: int) -> None:
         stop = self._stop_as or StopRequest(
@@ -188,7 +215,14 @@ class Updater:
         self._finish(update_id, stop.ending)
 
     def _publish(
-        self, update_id: int, staging_name: str, base: int, read_at: float, result: Result
+        self,
+        update_id: int,
+        staging_name: str,
+        base: int,
+        read_at: float,
+        result: Result,
+        *,
+        from_base: bool,
     ) -> int:
         number = self.history.publish(
             staging_name=staging_name,
@@ -201,6 +235,7 @@ class Updater:
                 update=update_id,
                 metrics=result.metrics,
                 gate=result.gate,
+                from_base=from_base,
             ),
             sample_ids=result.sample_ids,
             read_at=read_at,
@@ -263,15 +298,18 @@ class Updater:
 
     # -- what the API asks -----------------------------------------------------------------
 
-    def request(self, asked: bodies.UpdateRequest | None = None) -> bodies.UpdateInfo:
+    def request(
+        self, asked: bodies.UpdateRequest | None = None, *, from_base: bool = False
+    ) -> bodies.UpdateInfo:
         """Accept a manual request: the update that will serve it, pending or running.
 
         ``asked`` holds the parameters this update is to run with (the configured ones for
         the keys it leaves out); :class:`overrides.BadParameters` names one out of bounds.
         A request while one is pending or running joins it rather than queueing another
         (the main loop re-checks the policy after every update anyway), unless it asks for
-        other parameters: :class:`ParametersDiffer`. Raises :class:`NothingQueued` when
-        there is nothing to learn.
+        other parameters: :class:`ParametersDiffer`. One from base joins a pending one (which
+        then runs from base) but not a running one from the current version: it waits behind
+        it. Raises :class:`NothingQueued` when there is nothing to learn.
         """
         wanted = None
         if asked is not None and overrides.given(asked):
@@ -287,19 +325,30 @@ class Updater:
                     f"(`tailorctl update --show {active.id}`) or cancel it "
                     f"(`tailorctl update --cancel {active.id}`), then ask again"
                 )
+            if from_base and active is not None and not active.from_base:
+                if active.state == UpdateState.PENDING:
+                    active.from_base = True
+                else:
+                    active = session.scalar(
+                        select(Update).where(Update.state == UpdateState.PENDING).limit(1)
+                    )
+                    if active is not None:
+                        active.from_base = True
             if active is None:
-                queued = session.scalar(
-                    select(func.count())
-                    .select_from(Sample)
-                    .where(Sample.state == SampleState.QUEUED)
-                )
-                if not queued:
-                    raise NothingQueued()
+                current = self.store.current_number() or 0
+                if choose(session, base_version=current, from_base=from_base) is None:
+                    raise NothingQueued(
+                        "nothing is learned or queued, so retraining from base would learn "
+                        "nothing; drop samples into the inbox first"
+                        if from_base
+                        else None
+                    )
                 active = Update(
-                    reason="requested",
-                    base_version=self.store.current_number() or 0,
+                    reason="requested from base" if from_base else "requested",
+                    base_version=current,
                     state=UpdateState.PENDING,
                     params=self._configured() if wanted is None else _stored(wanted),
+                    from_base=from_base,
                 )
                 session.add(active)
                 session.flush()

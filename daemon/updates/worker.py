@@ -111,9 +111,10 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
     spec, params, gate = job.spec, job.params, job.gate
     store = VersionStore(job.data_dir)
     current = Model.from_bytes(store.read(job.base_version).weights)
-    # A changed spec (another head, say) starts from the standard model and relearns all;
-    # k alone (an update's own, say) only changes how many neighbours vote.
-    fresh = msgspec.structs.replace(current.spec, k=spec.k) != spec
+    # The daemon decided (selection.py): from base, relearning all. A changed spec (another
+    # head, say) always is; the check here only guards a job made without it. k alone (an
+    # update's own, say) only changes how many neighbours vote.
+    fresh = job.relearn or msgspec.structs.replace(current.spec, k=spec.k) != spec
     model = Model.base(spec) if fresh else current.with_k(spec.k)
     knn_like = spec.head in ("knn", "auto")
 
@@ -128,8 +129,8 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
             old, canary = replay_and_canary(
                 session, limit, canary_limit, params.seed, per_label=not spec.regress
             )
-        if not new:
-            raise RuntimeError("no queued samples; nothing to learn")
+        if not new and not (fresh and old):
+            raise RuntimeError("no queued or learned samples; nothing to learn")
         judged = gate.enabled and current.learned and not fresh
         held = (
             set(
@@ -160,7 +161,8 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
     if fresh and old:
         # The standard model relearns everything: to it, the earlier samples are new (a k-NN
         # head ignores replay, so they must come in as new rows).
-        train_x, train_labels = np.concatenate([old_x, train_x]), old_labels + train_labels
+        train_x = np.concatenate([old_x, train_x]) if train else old_x
+        train_labels = old_labels + train_labels
         old_x, old_labels = old_x[:0], []
     progress = _Thinned(send)
     started = time.monotonic()
@@ -195,7 +197,9 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
         )
     if promote:
         (job.staging / WEIGHTS).write_bytes(candidate.to_bytes())
-        (job.staging / SAMPLES_FILE).write_text("".join(s.sha256 + "\n" for s in new))
+        # From base, the version learned the earlier samples too: it lists them all.
+        learned = [*old, *new] if fresh else new
+        (job.staging / SAMPLES_FILE).write_text("".join(s.sha256 + "\n" for s in learned))
     logger.info(
         "trained in %.2fs; gate and candidate done %.2fs later",
         seconds,

@@ -57,6 +57,7 @@ class ManifestFields(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     update: int | None = None  # that update's id
     gate: bodies.Gate | None = None  # its gate's decision and figures
     imported: bool = False  # made by `tailorctl import-base`
+    from_base: bool = False  # retrained from version 0 on every sample learned before it
     base_file: str | None = None  # version 0 from `[versions] base`
 
 

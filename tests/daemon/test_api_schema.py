@@ -62,7 +62,7 @@ live = pytest.fixture(scope="module", name="live")(_learned_daemon)
 # Random rollbacks and pins change which version serves: they get a daemon of their own, so
 # the other operations keep a learned current version to succeed against.
 scratch = pytest.fixture(scope="module", name="scratch")(_learned_daemon)
-CHANGES_HISTORY = {"/v1/rollback", "/v1/pin", "/v1/unpin", "/v1/import-base"}
+CHANGES_HISTORY = {"/v1/rollback", "/v1/pin", "/v1/unpin", "/v1/import-base", "/v1/forget"}
 
 
 def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:  # noqa: PLR0911 (a type each)
@@ -205,8 +205,10 @@ def test_generated_requests_also_succeeded() -> None:
     (else the generator only ever exercised error paths)."""
     # Nothing is queued on the live daemon, and rollback / pin are served by another module.
     # Whether these succeed depends on state random requests rarely reach (a queue to learn,
-    # an update in progress, an earlier version to go back to, a safetensors file).
+    # an update in progress, an earlier version to go back to, a safetensors file, a
+    # sample's id or sha256).
     cannot = {
+        ("/v1/forget", "post"),
         ("/v1/update", "post"),
         ("/v1/updates/{id}/cancel", "post"),  # needs an update pending or running
         ("/v1/samples", "post"),  # needs a valid sample of the model's size

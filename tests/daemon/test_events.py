@@ -16,6 +16,7 @@ from tailord.daemon.events import (
     EventData,
     SampleQueued,
     SampleRejected,
+    SamplesForgotten,
     UpdateBegan,
     UpdateFinished,
     UpdateJudged,
@@ -30,6 +31,10 @@ GATE = bodies.Gate(True, "better", 3, 1.0, 0.5, 10, 0.9, 0.9, "accuracy", True)
 
 # Each event as its publisher sent it before the structs: ``publish(type, **data)``.
 CASES: list[tuple[EventData, dict[str, object]]] = [
+    (
+        SamplesForgotten(2, [1, 3], 4, 0.5),
+        {"samples": 2, "versions_removed": [1, 3], "version": 4, "seconds": 0.5},
+    ),
     (SampleQueued(3), {"count": 3}),
     (
         SampleRejected("a.npy", "cat/a.npy", "not a vector"),
