@@ -15,7 +15,8 @@ from tailord.daemon.updates.overrides import BadParameters, asked, resolve, spli
 from tailord.storage.db import open_database
 from tailord.trainer.spec import UpdateParams
 
-REQUEST_FIELDS = [f.name for f in msgspec.structs.fields(bodies.UpdateRequest)]
+# ``from`` says which head an update starts from (current or base), not how it runs.
+REQUEST_FIELDS = [f.name for f in msgspec.structs.fields(bodies.UpdateRequest) if f.name != "from_"]
 
 
 def test_the_request_takes_every_update_parameter_and_k() -> None:
