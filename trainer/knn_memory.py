@@ -48,9 +48,13 @@ def appended(model: LightModel, x: Rows, names: Sequence[str], seed: int = 0) ->
         )
     arrays = model.arrays
     memory = arrays["knn.memory"].astype(np.float32).reshape(-1, dim)
+    # A sample has one row: learned again (relabelled, say), its old row goes. Over the
+    # vector backbone a row is the sample's own float32 payload, so equal bytes, same sample.
+    replaced = _rows_of(memory, rows)
     if model.spec.regress:
         values = np.array([target_value(name) for name in names], dtype=np.float32)
-        old = arrays["knn.values"].astype(np.float32)
+        old = arrays["knn.values"].astype(np.float32)[~replaced]
+        memory = memory[~replaced]
         seen = arrays["knn.seen"].astype(np.int64)  # shape [1]: one reservoir over all rows
         rng = np.random.default_rng(seed + int(seen[0]))
         keys = np.zeros(len(rows), dtype=np.int64)
@@ -75,11 +79,12 @@ def appended(model: LightModel, x: Rows, names: Sequence[str], seed: int = 0) ->
     index = {label: i for i, label in enumerate(labels)}
     targets = np.array([index[name] for name in names], dtype=np.int64)
     old_targets = arrays["knn.targets"].astype(np.int64)
-    seen = np.zeros(len(labels), dtype=np.int64)
     if "knn.seen" in arrays:
         before = arrays["knn.seen"].astype(np.int64)
-    else:  # files before the counts were kept: every row was offered once
+    else:  # files before the counts were kept: each row was offered once
         before = np.bincount(old_targets, minlength=len(labels)).astype(np.int64)
+    old_targets, memory = old_targets[~replaced], memory[~replaced]
+    seen = np.zeros(len(labels), dtype=np.int64)
     seen[: len(before)] = before[: len(labels)]
     rng = np.random.default_rng(seed + int(seen.sum()))
     # One reservoir per label: a full label does not push another label's rows out.
@@ -137,6 +142,14 @@ def _reservoir(
         if j < cap:
             out_x[mine[j]], out_y[mine[j]] = row, target
     return np.ascontiguousarray(out_x[:n]), out_y[:n]
+
+
+def _rows_of(memory: Rows, rows: Rows) -> npt.NDArray[np.bool_]:
+    """Which memory rows are, byte for byte, one of ``rows``."""
+    if not len(memory):
+        return np.zeros(0, dtype=bool)
+    incoming = {row.tobytes() for row in rows}
+    return np.fromiter((row.tobytes() in incoming for row in memory), bool, len(memory))
 
 
 def _extend(labels: tuple[str, ...], names: Sequence[str]) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DaemonProcess, clusters, npy_bytes, wait_for
+from tests.e2e.test_update_prewarm import spawned_workers
 
 
 def torch_mapped(daemon: DaemonProcess) -> bool:
@@ -43,6 +44,20 @@ def test_a_vector_model_is_served_and_updated_without_torch(
         client.versions()
     assert [p.label for p in answer.predictions] == ["cat"] * 3 + ["dog"] * 3
     assert not torch_mapped(daemon)
+
+
+@pytest.mark.slow
+def test_a_knn_update_spawns_no_worker(daemon: DaemonProcess, short_tmp: Path) -> None:
+    config = short_tmp / "t.toml"
+    config.write_text("[worker]\nprewarm = true\n")  # not for a head that needs none
+    daemon.start("--config", str(config))
+    drop_and_learn(daemon, 4)
+    assert daemon.process is not None
+    assert spawned_workers(daemon.process.pid) == set()
+    with daemon.client() as client:
+        last = client.status().last_update
+    assert last is not None
+    assert last.state == "succeeded"
 
 
 @pytest.mark.slow

@@ -88,3 +88,12 @@ def test_a_wrong_width_is_refused(clusters: Clusters) -> None:
 def test_a_trained_head_is_not_appended_to() -> None:
     with pytest.raises(ModelError, match="use run_update"):
         appended(LightModel.base(ModelSpec(head="linear")), np.ones((1, 8), np.float32), ["a"])
+
+
+def test_a_relabelled_sample_keeps_one_row(clusters: Clusters) -> None:
+    x, y = clusters(["a", "b"], 4, seed=7)
+    light = appended(LightModel.base(ModelSpec(k=1)), x, y)
+    again = appended(light, x[:1], ["b"])  # the first "a" sample, now labelled "b"
+    assert again.sample_count == 8  # replaced, not added
+    assert again.predict(x[:1])[0].label == "b"
+    assert np.bincount(again.arrays["knn.targets"]).tolist() == [3, 5]
