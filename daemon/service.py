@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
+from tailord.daemon.errors import ConfigError
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
@@ -49,6 +50,7 @@ from tailord.storage.db import open_database
 from tailord.storage.samples import counts, last_queued_at
 from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
+from tailord.trainer.loading import torch_missing
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,8 @@ class Daemon:
         # the first one's update and staging alone. Released last, after the database.
         stack.callback(lock_data_dir(cfg.data_dir).release)
         cfg.inbox.mkdir(parents=True, exist_ok=True)
+        if (missing := torch_missing(cfg.model)) is not None:  # say so now, not mid-update
+            raise ConfigError(missing)
         db = open_database(cfg.database)
         stack.callback(_stopping("database", db.close))
         store = VersionStore(cfg.data_dir)

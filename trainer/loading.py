@@ -7,6 +7,7 @@ custom backbones by the torch :class:`~tailord.trainer.model.Model`, imported on
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, TypeAlias
 
 from tailord.trainer.light import LightModel, serves_light
@@ -18,6 +19,23 @@ if TYPE_CHECKING:
 
 # What the daemon serves; both answer predict_encoded, rank_encoded, estimate_encoded…
 ServedModel: TypeAlias = "LightModel | Model"
+
+
+def needs_torch(spec: ModelSpec) -> bool:
+    """Whether serving or updating ``spec`` takes torch: any backbone but vectors (serving),
+    any head but k-NN (a worker trains it)."""
+    return not serves_light(spec) or spec.head != "knn"
+
+
+def torch_missing(spec: ModelSpec) -> str | None:
+    """What to do when ``spec`` needs torch and it is not installed; None when all is well."""
+    if not needs_torch(spec) or importlib.util.find_spec("torch") is not None:
+        return None
+    return (
+        f'[model] backbone = "{spec.backbone}", head = "{spec.head}" needs torch, which is '
+        "not installed: install tailord with its torch extra (pip install 'tailord[torch]'), "
+        'or use backbone = "vector" with head = "knn", which runs on numpy'
+    )
 
 
 def load_model(data: bytes) -> ServedModel:

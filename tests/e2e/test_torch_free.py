@@ -6,6 +6,7 @@ Checked from outside, on the running process: a library the process has loaded i
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,41 @@ def test_an_image_model_does_load_torch(daemon: DaemonProcess, short_tmp: Path) 
     config.write_text('[model]\nbackbone = "image"\nhead = "knn"\nimage_size = 16\n')
     daemon.start("--config", str(config))
     assert torch_mapped(daemon)
+
+
+# `import torch` fails in this interpreter, as where torch is not installed.
+WITHOUT_TORCH = (
+    "import sys; sys.modules['torch'] = None; "
+    "from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())"
+)
+
+
+def without_torch(daemon: DaemonProcess, *extra: str) -> list[str]:
+    argv = daemon.argv(*extra)
+    argv[2] = WITHOUT_TORCH
+    return argv
+
+
+@pytest.mark.slow
+def test_the_default_model_needs_no_torch_installed(daemon: DaemonProcess) -> None:
+    with daemon.log.open("ab") as log:
+        daemon.process = subprocess.Popen(without_torch(daemon), stdout=log, stderr=log)
+    wait_for(daemon._answers, timeout=60)
+    drop_and_learn(daemon, 4)
+    unseen = clusters(np.random.default_rng(5), 2)
+    with daemon.client() as client:
+        answer = client.predict([v.tolist() for v in unseen["cat"] + unseen["dog"]])
+    assert [p.label for p in answer.predictions] == ["cat"] * 2 + ["dog"] * 2
+
+
+def test_a_head_that_needs_torch_says_how_to_install_it(daemon: DaemonProcess) -> None:
+    done = subprocess.run(
+        without_torch(daemon, "--head", "linear"),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "pip install 'tailord[torch]'" in done.stderr
+    assert "Traceback" not in done.stderr
