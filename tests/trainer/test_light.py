@@ -136,3 +136,15 @@ def test_loading_and_answering_never_imports_torch(clusters: Clusters) -> None:
         [sys.executable, "-c", code], input=data, capture_output=True, check=True
     ).stdout
     assert out.strip() == b"False"
+
+
+def test_a_base_without_dim_is_fixed_by_the_first_samples(clusters: Clusters) -> None:
+    """``dim`` unset: version 0 has no input size; the first update's samples fix it."""
+    spec = ModelSpec()
+    assert spec.dim is None
+    light = LightModel.from_bytes(Model.base(spec).to_bytes())
+    assert light.dim is None
+    assert not light.learned
+    x, y = clusters(["a", "b"], 3, seed=8)
+    model = run_update(Model.base(spec), x, y, NO_REPLAY, [], FAST)
+    assert_same_answers(model, LightModel.from_bytes(model.to_bytes()), x)
