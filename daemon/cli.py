@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tailord.daemon.errors import TailordError
+from tailord.daemon.logs import configure_logging
 from tailord.daemon.release import VersionAction
 from tailord.daemon.text import escape
+from tailord.daemon.units import add_parser as add_units_parser
+from tailord.daemon.units import install_units_main
 
 logger = logging.getLogger("tailord")
 
@@ -35,36 +38,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-group", action="append", metavar="GROUP", help="[api] allowed_groups (repeatable)"
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_units_parser(sub)
     return parser
 
 
 def tailord_main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # systemd's journal adds its own timestamps; the level and logger name are what help.
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if args.command == "install-units":
+        try:
+            return install_units_main(args)
+        except (TailordError, OSError) as exc:
+            print(f"tailord install-units: {escape(str(exc))}", file=sys.stderr)
+            return 2
+    # The journal's format under systemd (priorities, no timestamps), else the terminal's.
+    configure_logging(args.log_level)
     # APScheduler logs every job run at INFO; our own wake-ups are not news.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         # The configuration's types import torch: only `serve` pays for it, not --help.
-        from tailord.daemon.config import load_config
+        from tailord.daemon.config import Config, load_config
 
-        config = load_config(
-            args.config,
-            data_dir=args.data_dir,
-            inbox=args.inbox,
-            socket=args.socket,
-            quiet_seconds=args.quiet_seconds,
-            head=args.head,
-            allowed_users=args.allow_user,
-            allowed_groups=args.allow_group,
-        )
+        def load() -> Config:
+            return load_config(
+                args.config,
+                data_dir=args.data_dir,
+                inbox=args.inbox,
+                socket=args.socket,
+                quiet_seconds=args.quiet_seconds,
+                head=args.head,
+                allowed_users=args.allow_user,
+                allowed_groups=args.allow_group,
+            )
+
         from tailord.daemon.service import Daemon  # heavy imports (torch) only to serve
 
-        return Daemon(config).run()
+        # SIGHUP calls load() again: the file re-read, the same flags on top.
+        return Daemon(load(), load).run()
     except TailordError as exc:
         # Every tailord error (config, storage, trainer) says what to do: one line in the
         # journal, not a traceback, and exit code 2 so systemd does not restart in a loop.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -40,7 +41,9 @@ from tailord.daemon.inbox.ingest import Ingestor
 from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
+from tailord.daemon.notify import Notifier
 from tailord.daemon.policy import Decision, decide
+from tailord.daemon.reload import reload_and_log
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
@@ -67,9 +70,15 @@ class Daemon:
     closes whatever was started, in reverse order (the documented one above).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, load: Callable[[], Config] | None = None) -> None:
         self.config = config
+        self._load = load or (lambda: config)  # SIGHUP reads the configuration again
         self.should_exit = False
+        self._reload_wanted = False
+        # systemd's notify socket and watchdog (no-ops outside systemd); the parts whose
+        # threads must be alive for the watchdog to be pinged are added as they start.
+        self.notifier = Notifier.from_environ()
+        self._alive: dict[str, Callable[[], bool]] = {}
         self._wake = threading.Event()
         self._manual = False
         self._failures = 0  # updates failed in a row: automatic ones back off
@@ -116,9 +125,7 @@ class Daemon:
         self.serving.load(store, current)
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
         history.start()
-        self.updater = updater = Updater(
-            cfg, db, store, history, self.events, lambda: self.should_exit
-        )
+        self.updater = updater = Updater(cfg, db, store, history, self.events, self._tend)
         if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
 
@@ -135,9 +142,11 @@ class Daemon:
         )
         ingestor.start()
         stack.callback(_stopping("ingestor", ingestor.stop))
+        self._alive["ingestor"] = ingestor.alive
         watcher = Watcher(cfg.inbox, self.pending)
         watcher.start()
         stack.callback(_stopping("watcher", watcher.stop))
+        self._alive["watcher"] = watcher.alive
         queued = ingestor.scan_now()  # after the watcher starts, so nothing falls between
 
         self.scheduler = scheduler = BackgroundScheduler(timezone=UTC)
@@ -153,6 +162,7 @@ class Daemon:
         )
         scheduler.start()
         stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
+        self._alive["scheduler"] = lambda: _scheduler_alive(scheduler)
         self._ctx = ctx = ApiContext(
             db=db,
             store=store,
@@ -164,7 +174,9 @@ class Daemon:
             pending=self.pending,
             policy_reason=lambda: self._policy_reason,
             requested=self._on_requested,
+            queued=self._on_ingested,
             metrics=self.metrics,
+            ingestor=ingestor,
         )
         # The socket opens last: a client that can connect finds every part ready.
         api = Api(ctx)
@@ -179,6 +191,7 @@ class Daemon:
         )
         server.start()
         stack.callback(_stopping("server", server.stop))
+        self._alive["API loop"] = server.alive
         self.wake()
         logger.info(
             "tailord serving version %d on %s; inbox %s (%d files waiting); data in %s",
@@ -188,8 +201,11 @@ class Daemon:
             queued,
             cfg.data_dir,
         )
+        # Only now: the socket accepts, reconcile is done and the current version is loaded.
+        self.notifier.ready(self._status_line())
 
     def shutdown(self) -> None:
+        self.notifier.stopping()
         logger.info("shutting down")
         self.events.close()  # ends /v1/events streams, so their connections close
         self._stack.close()
@@ -198,11 +214,42 @@ class Daemon:
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only set a flag: the main loop polls it. Anything more (locks, I/O) could deadlock
         # against the code the signal interrupted.
+        if self.should_exit:
+            # A second SIGTERM/SIGINT: whoever sent it will not wait for the orderly stop.
+            # os.write and os._exit take no lock, unlike logging and sys.exit.
+            os.write(2, b"tailord: second stop signal, exiting at once\n")
+            os._exit(128 + signum)
         self.should_exit = True
+
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload_wanted = True  # read by the main loop, like should_exit
+
+    def _tend(self) -> bool:
+        """Between two steps of the main loop (and while an update runs): a reload asked
+        for, the watchdog's ping. Returns whether to stop, as ``should_stop`` does."""
+        if self._reload_wanted:
+            self._reload_wanted = False
+            self.notifier.reloading()
+            old = self.config.policy
+            self.config = reload_and_log(self.config, self._load)
+            if self.config.policy.check_seconds != old.check_seconds:
+                self.scheduler.reschedule_job(
+                    "check", trigger="interval", seconds=self.config.policy.check_seconds
+                )
+            self.notifier.reloaded()
+            self.wake()
+        self.notifier.ping_if_due(self._alive)
+        return self.should_exit
+
+    def _status_line(self) -> str:
+        served = self.serving.current
+        version = "no version" if served is None else f"version {served.number}"
+        return f"serving {version}; {self._policy_reason}"
 
     # -- the main loop ---------------------------------------------------------------------
 
@@ -211,13 +258,14 @@ class Daemon:
         self._wake.set()
 
     def _main_loop(self) -> None:
-        while not self.should_exit:
+        while not self._tend():
             if not self._wake.wait(POLL_SECONDS):
                 continue
             self._wake.clear()
             manual, self._manual = self._manual, False
             decision = self._decide(manual)
             self._policy_reason = decision.reason
+            self.notifier.status(self._status_line())
             if decision.run:
                 self.updater.run(decision.reason)
                 self._note_outcome()
@@ -229,6 +277,13 @@ class Daemon:
 
     def _decide(self, manual: bool) -> Decision:
         assert self._ctx is not None
+        held = self.updater.held_by
+        if held is not None and not manual:
+            return Decision(
+                False,
+                f"update {held} was cancelled; automatic updates wait for a new sample "
+                "(`tailorctl update` starts one now)",
+            )
         with self._ctx.db.read() as session:
             by_label = counts(session).get(SampleState.QUEUED, {})
             last = last_queued_at(session)
@@ -280,6 +335,7 @@ class Daemon:
 
     def _on_ingested(self, added: int) -> None:
         self._last_queued = time.monotonic()  # committed just now: the quiet period restarts
+        self.updater.release()  # a new sample: the hold after a cancel ends
         self.events.publish(SampleQueued(added))
         self.wake()
 
@@ -301,6 +357,13 @@ class Daemon:
             version=None if served is None else served.number,
             updating=ctx.updater.running is not None,
         )
+
+
+def _scheduler_alive(scheduler: BackgroundScheduler) -> bool:
+    # APScheduler 3 keeps its thread private; a scheduler that is running without it
+    # would never wake the main loop again.
+    thread = getattr(scheduler, "_thread", None)
+    return bool(scheduler.running) and isinstance(thread, threading.Thread) and thread.is_alive()
 
 
 def _stopping(part: str, stop: Callable[[], object]) -> Callable[[], None]:

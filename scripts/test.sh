@@ -3,6 +3,9 @@
 #
 #   scripts/test.sh          the full suite, as CI runs it (.ci/run), with the coverage floor
 #                            ([tool.coverage.report] fail_under); ~15 min on 2 cores.
+#                            As root it includes the integration test under a real systemd
+#                            (tests/systemd/test_nspawn.py: ~30 s with its Debian root cached
+#                            in ~/.cache/tailord-nspawn, a few minutes more to debootstrap it).
 #   scripts/test.sh --fast   the same checks, then every test not marked slow: each module of
 #                            daemon/, storage/ and trainer/ is still exercised. Measured 77 s
 #                            on 2 cores (pytest 72 s): run it before every commit.

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from tailord.storage.migrate import add_missing_columns
 from tailord.storage.models import Base
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Database:
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine, Base.metadata)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

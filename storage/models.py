@@ -131,6 +131,9 @@ class Update(Base):
     error: Mapped[str | None] = mapped_column(String(4096))
     metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     gate: Mapped[dict[str, object] | None] = mapped_column(JSON)  # decision and its figures
+    # The parameters it runs with (``[update]`` and k, a request's own over the config's);
+    # NULL in rows written before they were stored.
+    params: Mapped[dict[str, object] | None] = mapped_column(JSON)
 
 
 class UpdateEvent(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import safetensors.numpy
@@ -81,6 +82,14 @@ class LightModel:
                 arrays["knn.targets"] = np.zeros(0, dtype=np.int64)
                 arrays["knn.seen"] = np.zeros(0, dtype=np.int64)
         return cls(spec, (), spec.dim, 0, arrays)
+
+    def with_k(self, k: int) -> LightModel:
+        """The same model, its k-NN memory voting with ``k`` neighbours (an update's own ``k``,
+        as ``Model.with_k``); the arrays are shared."""
+        if k == self.spec.k:
+            return self
+        spec = msgspec.structs.replace(self.spec, k=k)
+        return LightModel(spec, self.labels, self.dim, self._count, self.arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LightModel:

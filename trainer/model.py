@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import safetensors.torch
@@ -71,6 +72,17 @@ class Model:
     def base(cls, spec: ModelSpec) -> Model:
         """Version 0: no labels, nothing learned."""
         return cls(spec, (), spec.dim if spec.backbone == "vector" else None, empty_head(spec))
+
+    def with_k(self, k: int) -> Model:
+        """The same model, its k-NN head voting with ``k`` neighbours (an update's own ``k``).
+
+        Only k changes: the memory, labels and backbone are the same tensors.
+        """
+        if k == self.spec.k:
+            return self
+        spec = msgspec.structs.replace(self.spec, k=k)
+        head = head_from_tensors(spec, dict(self._head.tensors()), self.sample_count)
+        return Model(spec, self.labels, self.dim, head, backbone_state=self._backbone_state)
 
     @property
     def head(self) -> HeadType:

@@ -117,6 +117,31 @@ class Gate(Struct, frozen=True):
     enabled: bool | UnsetType = UNSET
 
 
+class UpdateRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/update``'s body (optional): ``[update]`` parameters for this update only,
+    and ``k`` for a k-NN head; a key left out keeps the configured value.
+
+    The bounds are ``[update]``'s own (docs/configuration.md), checked by the daemon with
+    the one definition it reads its config with: a value outside is a 422 naming the key.
+    In an update's description every key is set: the parameters it ran with.
+    """
+
+    epochs: int | UnsetType = UNSET
+    learning_rate: float | UnsetType = UNSET
+    batch_size: int | UnsetType = UNSET
+    seed: int | UnsetType = UNSET
+    replay: int | UnsetType = UNSET
+    optimizer: Literal["adam", "sgd"] | UnsetType = UNSET
+    momentum: float | UnsetType = UNSET
+    beta1: float | UnsetType = UNSET
+    beta2: float | UnsetType = UNSET
+    eps: float | UnsetType = UNSET
+    weight_decay: float | UnsetType = UNSET
+    shuffle: bool | UnsetType = UNSET
+    device: Literal["auto", "cpu", "cuda"] | UnsetType = UNSET
+    k: Annotated[int, Meta(description="neighbours that vote (k-NN heads)")] | UnsetType = UNSET
+
+
 class UpdateInfo(Struct, frozen=True):
     """``POST /v1/update``, ``GET /v1/updates/{id}``: one update."""
 
@@ -132,6 +157,9 @@ class UpdateInfo(Struct, frozen=True):
     metrics: UpdateMetrics
     gate: Gate | None
     progress: Annotated[Progress | None, Meta(description="while running")]
+    params: (
+        Annotated[UpdateRequest, Meta(description="every parameter it runs with")] | UnsetType
+    ) = UNSET  # left out for rows from before they were kept
 
     @property
     def active(self) -> bool:
@@ -230,6 +258,56 @@ class SamplePage(Struct, frozen=True):
         int | None,
         Meta(description="pass as ?after= for the next page; null on the last page"),
     ]
+
+
+class AddRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/samples`` as JSON: samples, each an object as a line of an inbox ``.jsonl``
+    file is (``label`` or, for a regress model, ``target``, and one of ``vector``, ``text``,
+    ``image``); checked the same way."""
+
+    samples: Annotated[list[JsonObject], Meta(min_length=1)]
+
+
+class AddedSample(Struct, frozen=True):
+    """One sample as it is stored now: a duplicate keeps its id (and its state: a sample
+    the gate rejected stays rejected until requeued)."""
+
+    id: Id
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+    label: str
+    state: SampleState
+
+
+class AddedSamples(Struct, frozen=True):
+    """``POST /v1/samples``: what became of each sample sent, in order."""
+
+    added: Annotated[Count, Meta(description="new samples")]
+    duplicates: Annotated[Count, Meta(description="stored already under the same label")]
+    relabeled: Annotated[Count, Meta(description="stored already, now under this label")]
+    samples: list[AddedSample]
+
+
+class AddQuery(Struct, frozen=True):
+    label: Annotated[
+        str | None,
+        Meta(description="the label (a regress model: the target) of a raw sample body"),
+    ] = None
+
+
+class RequeueRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/samples/requeue``: the samples to queue again, matching every key given
+    (at least one): ids, a label, a state (``{"state": "rejected"}``: all the gate refused)."""
+
+    ids: Annotated[list[Id], Meta(min_length=1, max_length=100_000)] | UnsetType = UNSET
+    label: str | UnsetType = UNSET
+    state: SampleState | UnsetType = UNSET
+
+
+class RequeueResult(Struct, frozen=True):
+    """How many samples went back in the queue (with their current label)."""
+
+    requeued: Annotated[Count, Meta(description="learned or rejected, now queued")]
+    already_queued: Annotated[Count, Meta(description="matched, but queued already")]
 
 
 class LabelScore(Struct, frozen=True, forbid_unknown_fields=True):

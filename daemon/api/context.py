@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tailord.daemon.events import EventBus
-from tailord.daemon.inbox.ingest import IngestStats
+from tailord.daemon.inbox.ingest import Ingestor, IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.metrics import Metrics
 from tailord.daemon.updates.updater import Updater
@@ -33,3 +33,7 @@ class ApiContext:
     policy_reason: Callable[[], str]
     requested: Callable[[], None]
     metrics: Metrics | None = None
+    # Samples were queued by the API (requeued, added): n of them; the lifecycle restarts
+    # the quiet period, ends a hold after a cancel and wakes its loop, as for the inbox.
+    queued: Callable[[int], None] = lambda n: None
+    ingestor: Ingestor | None = None  # POST /v1/samples goes through its checks and commit

@@ -15,14 +15,18 @@ from typing import TypeVar
 
 import msgspec
 
-from tailord.daemon.api import bodies, reads
+from tailord.daemon.api import bodies, reads, steer
+from tailord.daemon.api.add import add_samples
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.openapi import openapi_document
 from tailord.daemon.api.params import ApiError, read_query
 from tailord.daemon.api.predict import predict
 from tailord.daemon.api.routes import ROUTES, Route
+from tailord.daemon.api.steer import update_request, who
 from tailord.daemon.http.wire import Request, Response
-from tailord.daemon.updates.updater import NothingQueued
+from tailord.daemon.updates.cancel import NoSuchUpdate, NotCancellable, cancel
+from tailord.daemon.updates.overrides import BadParameters
+from tailord.daemon.updates.updater import NothingQueued, ParametersDiffer
 from tailord.daemon.versions.history import HistoryError
 from tailord.daemon.versions.serving import LoadFailed, Served
 from tailord.storage.errors import VersionNotFound
@@ -135,7 +139,11 @@ class Api:
         query = read_query(request, bodies.UpdateQuery)
         updater = self.ctx.updater
         try:
-            accepted = updater.request()
+            accepted = updater.request(update_request(request))
+        except BadParameters as exc:
+            raise ApiError(422, "bad_parameter", str(exc)) from exc
+        except ParametersDiffer as exc:
+            raise ApiError(409, "parameters_differ", str(exc)) from exc
         except NothingQueued as exc:
             raise ApiError(409, "nothing_queued", str(exc)) from exc
         self.ctx.requested()
@@ -156,6 +164,14 @@ class Api:
             )
         return info
 
+    def cancel(self, request: Request, update_id: int) -> bodies.UpdateInfo:
+        try:
+            return cancel(self.ctx.updater, update_id, who(request.peer))
+        except NoSuchUpdate as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        except NotCancellable as exc:
+            raise ApiError(409, "conflict", str(exc)) from exc
+
     def versions(self, request: Request) -> bodies.VersionList:
         return bodies.VersionList(self.ctx.history.listing())
 
@@ -169,6 +185,12 @@ class Api:
 
     def samples(self, request: Request) -> bodies.SamplePage:
         return reads.samples(self.ctx, read_query(request, bodies.SamplesQuery))
+
+    def add_samples(self, request: Request) -> bodies.AddedSamples:
+        return add_samples(self.ctx, request)
+
+    def requeue(self, request: Request) -> bodies.RequeueResult:
+        return steer.requeue(self.ctx, request)
 
     def predict(self, request: Request) -> bodies.Predictions:
         return predict(self._served(), request)

@@ -111,8 +111,15 @@ ROUTES: tuple[Route, ...] = (
         bodies.UpdateInfo,
         "202: accepted, the update's id and state; 200 (with ?wait=true): the update has ended.",
         statuses=(202, 200),
+        request=bodies.UpdateRequest,
+        request_required=False,
         query=bodies.UpdateQuery,
-        errors={400: BAD_PARAMETER, 409: "Nothing is queued, so there is nothing to learn."},
+        errors={
+            400: BAD_PARAMETER,
+            409: "Nothing is queued, so there is nothing to learn; or an update is already "
+            "pending or running with other parameters.",
+            422: "An update parameter is unknown or out of bounds; the message names it.",
+        },
     ),
     Route(
         "GET",
@@ -123,6 +130,21 @@ ROUTES: tuple[Route, ...] = (
         "The update.",
         path_params={"id": "the update id"},
         errors={400: BAD_PARAMETER, 404: NO_SUCH_ID},
+    ),
+    Route(
+        "POST",
+        "/v1/updates/{id}/cancel",
+        "cancel",
+        "Cancel an update: a pending one is dropped, a running one stops at its next "
+        "mini-batch; its samples stay queued",
+        bodies.UpdateInfo,
+        "The update, ended cancelled.",
+        path_params={"id": "the update id"},
+        errors={
+            400: BAD_PARAMETER,
+            404: NO_SUCH_ID,
+            409: "The update has ended already (or ended otherwise before it could stop).",
+        },
     ),
     Route(
         "POST",
@@ -211,6 +233,45 @@ ROUTES: tuple[Route, ...] = (
         "One page.",
         query=bodies.SamplesQuery,
         errors={400: BAD_PARAMETER},
+    ),
+    Route(
+        "POST",
+        "/v1/samples",
+        "add_samples",
+        "Add samples: one raw file with ?label=, or a JSON or JSONL batch; checked, "
+        "deduplicated and capped as inbox files are",
+        bodies.AddedSamples,
+        "Stored (or found stored already): each sample's id and state.",
+        statuses=(201,),
+        request=bodies.AddRequest,
+        raw_request=(
+            "application/x-npy",
+            "text/plain",
+            "image/png",
+            "image/jpeg",
+            "application/x-ndjson",
+        ),
+        query=bodies.AddQuery,
+        errors={
+            400: "The body is not valid JSON, or ?label= is missing for a raw sample.",
+            413: "Too large a sample, or too many in one request.",
+            415: "The model cannot take a body of this Content-Type.",
+            422: "A sample or its label is not valid; the message says which.",
+            503: "The queue is at its cap, or the database cannot be written; try again later.",
+        },
+    ),
+    Route(
+        "POST",
+        "/v1/samples/requeue",
+        "requeue",
+        "Put samples back in the queue (by ids, label or state), with their current label",
+        bodies.RequeueResult,
+        "How many were requeued.",
+        request=bodies.RequeueRequest,
+        errors={
+            400: "The body is not JSON.",
+            422: "The body names no ids, label or state, or an unknown key.",
+        },
     ),
     Route(
         "GET",

@@ -99,18 +99,30 @@ class Client:
     def version_info(self, number: int) -> bodies.VersionDetail:
         return self._call("version_info", bodies.VersionDetail, n=number)
 
-    def update(self, *, wait: bool = False, timeout: float | None = None) -> bodies.UpdateInfo:
+    def update(
+        self,
+        params: bodies.UpdateRequest | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> bodies.UpdateInfo:
         """Ask for an update now: the update (id, state); with ``wait``, once it has ended
-        (or ``timeout`` seconds have passed: then it is still pending or running)."""
+        (or ``timeout`` seconds have passed: then it is still pending or running).
+        ``params``: this update's own ``[update]`` parameters (and ``k``)."""
         query: dict[str, object] = {}
         if wait:
             query["wait"] = "true"
         if timeout is not None:
             query["timeout"] = f"{timeout:g}"
-        return self._call("update", bodies.UpdateInfo, query=query, body=b"{}")
+        body = b"{}" if params is None else msgspec.json.encode(params)
+        return self._call("update", bodies.UpdateInfo, query=query, body=body)
 
     def update_info(self, update_id: int) -> bodies.UpdateInfo:
         return self._call("update_info", bodies.UpdateInfo, id=update_id)
+
+    def cancel(self, update_id: int) -> bodies.UpdateInfo:
+        """Cancel update ``update_id``: answered once it has ended ``cancelled``."""
+        return self._call("cancel", bodies.UpdateInfo, id=update_id)
 
     def rollback(self, version: int | None = None) -> bodies.RollbackResult:
         """Make ``version`` current again; None: the current version's parent."""
@@ -156,6 +168,35 @@ class Client:
         """Counts and one page of samples; pass ``next_after`` back as ``after`` for more."""
         query = {"state": state, "label": label, "after": after, "limit": limit}
         return self._call("samples", bodies.SamplePage, query=query)
+
+    def add_samples(self, samples: list[bodies.JsonObject]) -> bodies.AddedSamples:
+        """Add samples, each ``{"label": ..., "vector" | "text" | "image": ...}`` (a regress
+        model: ``"target"``), all or none."""
+        body = msgspec.json.encode(bodies.AddRequest(samples))
+        return self._call("add_samples", bodies.AddedSamples, body=body)
+
+    def add_file(self, data: bytes, content_type: str, label: str | None) -> bodies.AddedSamples:
+        """Add one sample file (``content_type`` standing for its kind) under ``label``, or a
+        JSONL batch (``application/x-ndjson``, labels inside: ``label`` None)."""
+        query = {"label": label}
+        return self._call(
+            "add_samples", bodies.AddedSamples, query=query, body=data, content_type=content_type
+        )
+
+    def requeue(
+        self,
+        ids: list[int] | None = None,
+        *,
+        label: str | None = None,
+        state: bodies.SampleState | None = None,
+    ) -> bodies.RequeueResult:
+        """Queue again the samples matching every filter given (their label stays)."""
+        asked = bodies.RequeueRequest(
+            ids=ids or msgspec.UNSET,
+            label=msgspec.UNSET if label is None else label,
+            state=msgspec.UNSET if state is None else state,
+        )
+        return self._call("requeue", bodies.RequeueResult, body=msgspec.json.encode(asked))
 
     def events(self, timeout: float | None = None) -> Iterator[bodies.Event]:
         """Follow ``/v1/events`` until the daemon stops. ``timeout``: seconds without a line

@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from tailord.daemon.api import bodies
+from tailord.daemon.ctl import steer
 from tailord.daemon.ctl.client import Client, ClientError
 from tailord.daemon.ctl.show import line, out, plain, safe
 
@@ -45,11 +46,12 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     console = out()
     console.print(f"[bold]version[/] {status.version}   [bold]state[/] {status.state}")
     console.print(f"[bold]policy[/]  {safe(status.policy)}")
-    queued, learned = status.samples.get("queued", {}), status.samples.get("learned", {})
-    labels = sorted(set(queued) | set(learned))
-    table = Table("label", "queued", "learned")
+    states = ("queued", "learned", "rejected")  # rejected: by the gate; `tailorctl requeue`
+    by_state = [status.samples.get(state, {}) for state in states]
+    labels = sorted(set().union(*by_state))
+    table = Table("label", *states)
     for label in labels:
-        table.add_row(safe(label), str(queued.get(label, 0)), str(learned.get(label, 0)))
+        table.add_row(safe(label), *(str(counts.get(label, 0)) for counts in by_state))
     if labels:
         console.print(table)
     last = status.last_update
@@ -78,8 +80,11 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
         info = client.update_info(args.show)
         print_json(info) if args.json else _print_update(info)
         return 0
+    if args.cancel is not None:
+        return steer.cancel(client, args)
+    params = steer.update_params(args)
     if not args.wait:
-        accepted = client.update()
+        accepted = client.update(params)
         if args.json:
             print_json(accepted)
         else:
@@ -89,13 +94,13 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
             )
         return 0
     if args.json:  # scripts get the end state only; the daemon does the waiting
-        info = client.update(wait=True, timeout=args.timeout)
+        info = client.update(params, wait=True, timeout=args.timeout)
         print_json(info)
         return 0 if info.state == "succeeded" else 1
     from tailord.daemon.ctl.follow import follow
 
     with client.subscribe(timeout=60) as stream:  # subscribed before asking: nothing missed
-        accepted = client.update()
+        accepted = client.update(params)
         final = follow(client, stream, accepted.id, time.monotonic() + args.timeout)
     if final is None:
         raise ClientError("timed out waiting for the update; see `tailorctl status`")
@@ -308,4 +313,6 @@ COMMANDS: dict[str, Command] = {
     "pin": cmd_pin,
     "unpin": cmd_pin,
     "import-base": cmd_import_base,
+    "requeue": steer.cmd_requeue,
+    "add": steer.cmd_add,
 }

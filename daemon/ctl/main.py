@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from tailord.daemon.ctl.show import error_line
@@ -22,6 +22,24 @@ SHELLS = ("bash", "zsh", "tcsh")
 FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
 SAMPLE_STATES = ("queued", "learned", "rejected")
 LOCAL = ("completion", "man")  # commands that answer without the daemon
+# `update`'s flags for this update's own parameters: the fields of bodies.UpdateRequest
+# (spelled out: the parser starts without msgspec; tests/daemon/test_ctl.py compares them).
+UPDATE_PARAMETERS: tuple[tuple[str, type | tuple[str, ...], str], ...] = (
+    ("epochs", int, "this update only: passes over the samples"),
+    ("learning_rate", float, "this update only: the optimizer's step size"),
+    ("batch_size", int, "this update only: samples a mini-batch"),
+    ("seed", int, "this update only: the seed of shuffling and initialization"),
+    ("replay", int, "this update only: earlier samples mixed in, at most"),
+    ("optimizer", ("adam", "sgd"), "this update only: the optimizer"),
+    ("momentum", float, "this update only: sgd's momentum"),
+    ("beta1", float, "this update only: adam's beta1"),
+    ("beta2", float, "this update only: adam's beta2"),
+    ("eps", float, "this update only: adam's eps"),
+    ("weight_decay", float, "this update only: L2 weight decay"),
+    ("shuffle", bool, "this update only: a new sample order each epoch"),
+    ("device", ("auto", "cpu", "cuda"), "this update only: where it trains"),
+    ("k", int, "this update's version: neighbours that vote (k-NN heads)"),
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--wait", action="store_true", help="wait until it has finished")
     update.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
     update.add_argument("--show", type=int, metavar="ID", help="show update ID instead")
+    _steering(update)
     predict = command(
         "predict", "predict the label (or value) of samples: .npy, .json, .txt, .png, .jpg files"
     )
@@ -97,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--label")
     samples.add_argument("--after", type=int, metavar="ID", help="samples after this id")
     samples.add_argument("--limit", type=int, default=50)
+    _samples_commands(command)
     command("events", "follow the daemon's events (Ctrl-C to stop)")
     command("metrics", "the Prometheus metrics")
     command("openapi", "the API's OpenAPI document")
@@ -112,6 +132,46 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=SHELLS)
     command("man", "print the manual page (roff): tailorctl man | man -l -")
     return parser
+
+
+def _steering(update: argparse.ArgumentParser) -> None:
+    """``update``'s flags beyond "now": cancel, and this update's own parameters."""
+    update.add_argument(
+        "--cancel",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="ID",
+        help="cancel update ID (default: the pending or running one) instead; "
+        "its samples stay queued",
+    )
+    for name, kind, summary in UPDATE_PARAMETERS:
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            update.add_argument(flag, action=argparse.BooleanOptionalAction, help=summary)
+        elif isinstance(kind, tuple):
+            update.add_argument(flag, choices=kind, help=summary)
+        else:
+            update.add_argument(flag, type=kind, metavar="N", help=summary)
+
+
+def _samples_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """``add`` and ``requeue``: samples in over the socket, and back into the queue."""
+    add = command(
+        "add",
+        "teach samples over the socket (no inbox access needed): .npy, .json, .txt, .png, "
+        ".jpg files under --label, or .jsonl batches with their labels inside",
+    )
+    _files(add.add_argument("files", nargs="+", metavar="FILE"))
+    add.add_argument("--label", help="the label of every file but .jsonl ones")
+    requeue = command(
+        "requeue", "put samples back in the queue (with their label): by id, label or state"
+    )
+    requeue.add_argument("ids", nargs="*", type=int, metavar="ID")
+    requeue.add_argument("--label")
+    requeue.add_argument(
+        "--state", choices=SAMPLE_STATES, help="e.g. rejected: all the gate refused"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

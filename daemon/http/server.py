@@ -137,6 +137,10 @@ class UnixHTTPServer:
         self._thread = threading.Thread(target=self.loop.run_forever, name="tailord-api")
         self._thread.start()
 
+    def alive(self) -> bool:
+        """Whether the event loop's thread runs (systemd's watchdog is pinged only then)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop accepting, close every connection and the socket, remove its file (if ours)."""
         if self._thread is not None:

@@ -24,6 +24,7 @@ from typing import BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from tailord.daemon.config import IngestConfig
+from tailord.daemon.errors import TailordError
 from tailord.daemon.inbox.entry import Unsettled, check_unchanged, open_entry, read_entry
 from tailord.daemon.inbox.layout import Refused, check_label, is_batch, label_of, relative, scan
 from tailord.daemon.inbox.rejected import RefusedLines, reject
@@ -31,6 +32,7 @@ from tailord.daemon.inbox.settling import Settling
 from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.text import escape
 from tailord.storage.db import Database
+from tailord.storage.requeue import rejected_among
 from tailord.storage.samples import (
     Added,
     NewRejection,
@@ -56,6 +58,11 @@ _COMMIT_ERRORS = (
     sqlite3.Error,
     OSError,
 )
+
+
+class QueueFull(TailordError):
+    """The queue is at its cap ([ingest] max_queued_samples / max_queued_bytes); try again
+    once an update has learned it."""
 
 
 @dataclass
@@ -133,6 +140,10 @@ class Ingestor:
 
     def start(self) -> None:
         self._thread.start()
+
+    def alive(self) -> bool:
+        """Whether the ingestor's thread runs (systemd's watchdog is pinged only then)."""
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         """Finish the batch in hand, then return; what is left stays in the inbox."""
@@ -294,6 +305,26 @@ class Ingestor:
         if self.on_rejected is not None:
             self.on_rejected(record.source, reason)
 
+    # -- samples from the socket (``POST /v1/samples``) -------------------------------------
+
+    def checked(self, label: str, decoded: Decoded, source: str, size: int) -> NewSample:
+        """A sample that came over the socket, checked as an inbox file's is (its label, its
+        vector's size); raises :class:`Refused`."""
+        check_label(label)
+        self._check_dim(decoded)
+        return self._sample(label, decoded, source, size)
+
+    def commit_offered(self, samples: list[NewSample]) -> Added:
+        """Commit samples that came over the socket under the inbox's queue cap: the same
+        transaction, counters and wake-up as the inbox's. Raises :class:`QueueFull`, or the
+        commit's error (nothing is stored then)."""
+        self._totals_at = -TOTALS_SECONDS  # read the queue afresh: an answer depends on it
+        if self._room() < len(samples):
+            raise QueueFull(self.stats.backpressure or "the queue is full")
+        result = self._write(samples, [])
+        self._account(result, samples, [])
+        return result
+
     # -- committing ------------------------------------------------------------------------
 
     def _commit(self, samples: list[NewSample], files: list[Path]) -> int:
@@ -346,8 +377,12 @@ class Ingestor:
         """What follows a durable commit: remove the files, count, wake the daemon."""
         self.stats.last_error = None
         self.stats.last_commit_at = time.time()
-        for path in files:
-            self._remove(path)
+        refused = self._still_rejected(samples) if result.duplicates else {}
+        for sample, path in zip(samples, files, strict=False):  # files: one per sample, or none
+            if sample.sha256 in refused:
+                self._say_rejected(path, refused[sample.sha256])
+            else:
+                self._remove(path)
         self.stats.ingested += result.added
         self.stats.duplicates += result.duplicates
         self.stats.relabeled += result.relabeled
@@ -364,6 +399,31 @@ class Ingestor:
         if fresh:
             self.on_ingested(fresh)
         return result.added
+
+    def _still_rejected(self, samples: list[NewSample]) -> dict[str, int]:
+        """Samples dropped again that the gate had rejected: ``{sha256: id}``."""
+        with self.db.read() as session:
+            found = rejected_among(session, (s.sha256 for s in samples))
+        if found:
+            logger.warning(
+                "%d of the samples just dropped were rejected by an earlier update's gate and "
+                "stay rejected; `tailorctl requeue ID...` (or --state rejected) queues them again",
+                len(found),
+            )
+        return found
+
+    def _say_rejected(self, path: Path, sample_id: int) -> None:
+        # Not "already known": the person dropping it again wants it learned, and it stays
+        # rejected until requeued. The file goes to .rejected/ with that reason.
+        reason = (
+            f"is sample {sample_id}, which an earlier update's gate rejected: it stays "
+            f"rejected; `tailorctl requeue {sample_id}` puts it back in the queue"
+        )
+        try:
+            reject(self.inbox, path, reason)
+        except OSError as exc:
+            logger.warning("%s %s (%s)", escape(path), escape(reason), escape(exc))
+            self._remove(path)
 
     def _remove(self, path: Path) -> None:
         try:

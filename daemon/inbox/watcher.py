@@ -180,6 +180,10 @@ class Watcher:
     def start(self) -> None:
         self._observer.start()
 
+    def alive(self) -> bool:
+        """Whether the observer's thread runs (systemd's watchdog is pinged only then)."""
+        return self._observer.is_alive()
+
     def stop(self) -> None:
         self._observer.stop()
         self._observer.join(timeout=5)

@@ -16,6 +16,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from tailord.daemon.api import bodies
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.storage.db import Database
@@ -62,11 +64,11 @@ def run_knn(
     spec, params, gate = job.spec, job.params, job.gate
     data = VersionStore(job.data_dir).read(job.base_version).weights
     was = read_fields(read_metadata(data))[0]
-    # A changed spec (another k, a backbone before) starts from the standard model and
-    # relearns all.
-    fresh = was != spec
+    # A changed spec (another head, a backbone before) starts from the standard model and
+    # relearns all; an update's own k (overrides.py) is no change: the memory votes with it.
+    fresh = msgspec.structs.replace(was, k=spec.k) != spec
     current = LightModel.from_bytes(data) if serves_light(was) else LightModel.base(spec)
-    model = LightModel.base(spec) if fresh else current
+    model = LightModel.base(spec) if fresh else current.with_k(spec.k)
     began = time.monotonic()
     with db.read() as session:
         new = queued_rows(session, job.up_to_id)

@@ -59,4 +59,9 @@ def describe(row: Update, progress: bodies.Progress | None) -> bodies.UpdateInfo
         metrics=msgspec.convert(row.metrics or {}, bodies.UpdateMetrics),
         gate=None if row.gate is None else msgspec.convert(row.gate, bodies.Gate),
         progress=progress,
+        params=(
+            msgspec.UNSET
+            if row.params is None
+            else msgspec.convert(row.params, bodies.UpdateRequest)
+        ),
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
 
@@ -17,6 +18,7 @@ from tailord.daemon.api import bodies
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, UpdateBegan, UpdateFinished, UpdateJudged
+from tailord.daemon.updates import overrides
 from tailord.daemon.updates.knn import learns_in_daemon, run_here
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
@@ -40,6 +42,10 @@ class StopRequest:
 
     ending: Ending  # how the update's row records the stop
     keep_checkpoint: bool = True  # False: the next update starts over rather than resumes
+
+
+class ParametersDiffer(TailordError):
+    """An update is already pending or running with other parameters; wait for it or cancel it."""
 
 
 class NothingQueued(TailordError):
@@ -67,6 +73,9 @@ class Updater:
         self.running: int | None = None
         self._progress_log: ProgressLog | None = None  # the running update's
         self._stop_as: StopRequest | None = None  # why the running update is being stopped
+        # The update last cancelled, while no sample has arrived since (cancel.py): automatic
+        # updates wait, so that the cancelled one does not start again by itself.
+        self.held_by: int | None = self._cancelled_last()
         # A vector k-NN head learns in the daemon (knn.py): no worker to keep warm for it.
         self.in_daemon = learns_in_daemon(config.model)
         self.workers = Workers(config.worker.prewarm and not self.in_daemon, self._stopping)
@@ -81,34 +90,11 @@ class Updater:
         # Before the worker reads the queue: a sample relabeled from now on may be learned
         # under its old label, so publishing leaves it queued (see mark_learned).
         read_at = time.time()
-        with self.db.write() as session:
-            up_to_id = session.scalar(
-                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
-            )
-            # A request accepted through the API already has its row (and id): run that one.
-            row = session.scalar(
-                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
-            )
-            if up_to_id is not None and row is not None:
-                row.state = UpdateState.RUNNING
-                row.started_at = time.time()
-                row.base_version = base
-            elif up_to_id is not None:
-                row = Update(reason=reason, base_version=base)
-                session.add(row)
-                session.flush()
-            update_id = None if row is None else row.id
-        if up_to_id is None:
-            if update_id is not None:  # a request whose samples were learned meanwhile
-                self._finish(
-                    update_id,
-                    Ending(
-                        UpdateState.FAILED,
-                        error="nothing was queued when the update was due to start",
-                    ),
-                )
+        claimed = self._claim(reason, base)
+        if claimed is None:
             return None
-        assert update_id is not None
+        update_id, up_to_id, asked = claimed
+        spec, params = overrides.split(self.config, asked)
         staging_name = f"update-{update_id}"
         staging = self.store.new_staging(staging_name)
         job = WorkerJob(
@@ -118,8 +104,8 @@ class Updater:
             staging=staging,
             base_version=base,
             up_to_id=up_to_id,
-            spec=self.config.model,
-            params=self.config.update,
+            spec=spec,
+            params=params,
             threads=self.config.worker.threads,
             nice=self.config.worker.nice,
             log_level=logging.getLogger("tailord").getEffectiveLevel(),
@@ -128,7 +114,7 @@ class Updater:
         )
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
-        self.events.publish(UpdateBegan(update_id, base, reason, self.config.update.epochs))
+        self.events.publish(UpdateBegan(update_id, base, reason, params.epochs))
         try:
             result = self._supervise(job)
             if result is None:
@@ -159,13 +145,51 @@ class Updater:
             self.store.clear_staging()
             self.workers.reap()
 
+    def _claim(self, reason: str, base: int) -> tuple[int, int, bodies.UpdateRequest] | None:
+        """The update to run now, marked running: its id, the last queued sample it learns and
+        its parameters; None when there is none to run."""
+        with self.db.write() as session:
+            up_to_id = session.scalar(
+                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
+            )
+            # A request accepted through the API already has its row (and id): run that one.
+            row = session.scalar(
+                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+            )
+            if up_to_id is not None and row is not None:
+                row.state = UpdateState.RUNNING
+                row.started_at = time.time()
+                row.base_version = base
+            elif up_to_id is not None and self.held_by is None:
+                row = Update(reason=reason, base_version=base)
+                session.add(row)
+                session.flush()
+            if row is not None and row.params is None:  # automatic: the configured ones
+                row.params = self._configured()
+            update_id = None if row is None else row.id
+            asked = None if row is None else self._asked(row)
+        if up_to_id is None:
+            if update_id is not None:  # a request whose samples were learned meanwhile
+                self._finish(
+                    update_id,
+                    Ending(
+                        UpdateState.FAILED,
+                        error="nothing was queued when the update was due to start",
+                    ),
+                )
+            return None
+        if update_id is None or asked is None:
+            logger.info("update %s was cancelled: no update until a new sample", self.held_by)
+            return None
+        return update_id, up_to_id, asked
+
     def _stopped(self, update_id: int) -> None:
         stop = self._stop_as or StopRequest(
             Ending(UpdateState.INTERRUPTED, error="cancelled at shutdown")
         )
-        self._finish(update_id, stop.ending)
-        if not stop.keep_checkpoint:
+        if not stop.keep_checkpoint:  # first: whoever sees the row ended finds it gone
             self._drop_checkpoints()
+        self._finish(update_id, stop.ending)
 
     def _publish(
         self, update_id: int, staging_name: str, base: int, read_at: float, result: Result
@@ -229,6 +253,15 @@ class Updater:
         self._stop_as = stop
         return True
 
+    def _cancelled_last(self) -> int | None:
+        with self.db.read() as session:
+            row = session.scalar(select(Update).order_by(Update.id.desc()).limit(1))
+            return row.id if row is not None and row.state is UpdateState.CANCELLED else None
+
+    def release(self) -> None:
+        """A new sample arrived (or was requeued): automatic updates may run again."""
+        self.held_by = None
+
     def last_update(self) -> bodies.UpdateInfo | None:
         with self.db.read() as session:
             row = session.scalar(select(Update).order_by(Update.id.desc()).limit(1))
@@ -236,17 +269,30 @@ class Updater:
 
     # -- what the API asks -----------------------------------------------------------------
 
-    def request(self) -> bodies.UpdateInfo:
+    def request(self, asked: bodies.UpdateRequest | None = None) -> bodies.UpdateInfo:
         """Accept a manual request: the update that will serve it, pending or running.
 
-        A request while one is pending or running joins it rather than queueing another:
-        the main loop re-checks the policy after every update anyway. Raises
-        :class:`NothingQueued` when there is nothing to learn.
+        ``asked`` holds the parameters this update is to run with (the configured ones for
+        the keys it leaves out); :class:`overrides.BadParameters` names one out of bounds.
+        A request while one is pending or running joins it rather than queueing another
+        (the main loop re-checks the policy after every update anyway), unless it asks for
+        other parameters: :class:`ParametersDiffer`. Raises :class:`NothingQueued` when
+        there is nothing to learn.
         """
+        wanted = None
+        if asked is not None and overrides.given(asked):
+            wanted = overrides.resolve(self.config, asked)
         with self.db.write() as session:
             active = session.scalar(
                 select(Update).where(Update.state.in_(_ACTIVE)).order_by(Update.id).limit(1)
             )
+            if active is not None and wanted is not None and self._asked(active) != wanted:
+                raise ParametersDiffer(
+                    f"update {active.id} is already {active.state} with other parameters "
+                    f"({_differences(self._asked(active), wanted)}); wait for it to end "
+                    f"(`tailorctl update --show {active.id}`) or cancel it "
+                    f"(`tailorctl update --cancel {active.id}`), then ask again"
+                )
             if active is None:
                 queued = session.scalar(
                     select(func.count())
@@ -259,10 +305,22 @@ class Updater:
                     reason="requested",
                     base_version=self.store.current_number() or 0,
                     state=UpdateState.PENDING,
+                    params=self._configured() if wanted is None else _stored(wanted),
                 )
                 session.add(active)
                 session.flush()
+                self.held_by = None  # asked for: the hold after a cancel ends
             return self._describe(active)
+
+    def _configured(self) -> dict[str, object]:
+        """A row's ``params`` when no request gave any: the configured ones."""
+        return _stored(overrides.resolve(self.config, bodies.UpdateRequest()))
+
+    def _asked(self, row: Update) -> bodies.UpdateRequest:
+        """The parameters ``row`` runs with (the configured ones for a row from before)."""
+        if row.params is None:
+            return overrides.resolve(self.config, bodies.UpdateRequest())
+        return msgspec.convert(row.params, bodies.UpdateRequest)
 
     def has_pending(self) -> bool:
         with self.db.read() as session:
@@ -339,3 +397,14 @@ class Updater:
         self._finish(
             update_id, Ending(UpdateState.REJECTED, error=f"gate: {reason}", result=result)
         )
+
+
+def _stored(resolved: bodies.UpdateRequest) -> dict[str, object]:
+    stored: dict[str, object] = msgspec.to_builtins(resolved)
+    return stored
+
+
+def _differences(have: bodies.UpdateRequest, want: bodies.UpdateRequest) -> str:
+    """``epochs 10, not 3`` for each key where ``want`` differs from ``have``."""
+    old, new = msgspec.structs.asdict(have), msgspec.structs.asdict(want)
+    return ", ".join(f"{key} {old[key]}, not {new[key]}" for key in new if old[key] != new[key])

@@ -111,9 +111,10 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
     spec, params, gate = job.spec, job.params, job.gate
     store = VersionStore(job.data_dir)
     current = Model.from_bytes(store.read(job.base_version).weights)
-    # A changed spec (another head, say) starts from the standard model and relearns all.
-    fresh = current.spec != spec
-    model = Model.base(spec) if fresh else current
+    # A changed spec (another head, say) starts from the standard model and relearns all;
+    # k alone (an update's own, say) only changes how many neighbours vote.
+    fresh = msgspec.structs.replace(current.spec, k=spec.k) != spec
+    model = Model.base(spec) if fresh else current.with_k(spec.k)
     knn_like = spec.head in ("knn", "auto")
 
     db = Database(job.database)

@@ -205,9 +205,11 @@ def test_generated_requests_also_succeeded() -> None:
     (else the generator only ever exercised error paths)."""
     # Nothing is queued on the live daemon, and rollback / pin are served by another module.
     # Whether these succeed depends on state random requests rarely reach (a queue to learn,
-    # an earlier version to go back to, a safetensors file).
+    # an update in progress, an earlier version to go back to, a safetensors file).
     cannot = {
         ("/v1/update", "post"),
+        ("/v1/updates/{id}/cancel", "post"),  # needs an update pending or running
+        ("/v1/samples", "post"),  # needs a valid sample of the model's size
         ("/v1/rollback", "post"),
         ("/v1/pin", "post"),
         ("/v1/unpin", "post"),

@@ -150,3 +150,16 @@ def test_nan_in_memory_is_refused(clusters: Clusters, tmp_path: Path) -> None:
     tensors["knn.memory"][0, 0] = float("nan")
     with pytest.raises(ModelError, match="NaN or inf"):
         Model.from_bytes(safetensors.torch.save(tensors, metadata=metadata))
+
+
+def test_an_updates_own_k_changes_only_the_vote(clusters: Clusters) -> None:
+    model = learned(clusters)
+    one = model.with_k(1)
+    assert model.with_k(model.spec.k) is model
+    assert (one.spec.k, model.spec.k) == (1, 5)
+    assert one.labels == model.labels
+    assert torch.equal(one.head.memory, model.head.memory)  # type: ignore[union-attr]
+    # One neighbour votes: an exact match of a stored row answers that row's label alone.
+    x, y = clusters(["a", "b"], 30, seed=1)
+    assert [p.label for p in one.predict(x)] == y
+    assert Model.from_bytes(one.to_bytes()).spec.k == 1, "the version's files keep its k"

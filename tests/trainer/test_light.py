@@ -148,3 +148,11 @@ def test_a_base_without_dim_is_fixed_by_the_first_samples(clusters: Clusters) ->
     x, y = clusters(["a", "b"], 3, seed=8)
     model = run_update(Model.base(spec), x, y, NO_REPLAY, [], FAST)
     assert_same_answers(model, LightModel.from_bytes(model.to_bytes()), x)
+
+
+def test_an_updates_own_k_votes_like_torchs(clusters: Clusters) -> None:
+    model = trained(clusters, ModelSpec(head="knn", k=5))
+    light = LightModel.from_bytes(model.to_bytes()).with_k(1)
+    assert light.spec.k == 1
+    x, _ = clusters(["a", "b", "c"], 30, seed=9)
+    assert_same_answers(model.with_k(1), light, x)

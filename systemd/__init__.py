@@ -1,0 +1,1 @@
+"""The systemd units, shipped as package data for ``tailord install-units``."""
