@@ -36,7 +36,7 @@ from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
-from tailord.daemon.errors import TailordError
+from tailord.daemon.errors import ConfigError, TailordError
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.limits import Limits
@@ -60,6 +60,7 @@ from tailord.storage.db import open_database
 from tailord.storage.samples import counts, last_queued_at
 from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
+from tailord.trainer.loading import torch_missing
 
 logger = logging.getLogger(__name__)
 
@@ -118,19 +119,26 @@ class Daemon:
             self.shutdown()
         return 0
 
-    def startup(self) -> None:
+    def _claim_directories(self) -> None:
+        """The data directory made private and locked, the inbox made; torch there if needed."""
         cfg = self.config
-        stack = self._stack
         # First of all, before any thread, file or worker: what is made from now on is private.
         modes = modes_for(cfg.group)
         old_umask = apply_umask(modes)
-        stack.callback(os.umask, old_umask)
+        self._stack.callback(os.umask, old_umask)
         make_private_dir(cfg.data_dir, modes)
         # Before anything reads or repairs the data directory: a second daemon must leave
         # the first one's update and staging alone. Released last, after the database.
-        stack.callback(lock_data_dir(cfg.data_dir).release)
+        self._stack.callback(lock_data_dir(cfg.data_dir).release)
         make_inbox(cfg.inbox, modes)
         tighten(cfg.data_dir, modes, skip=(cfg.inbox, cfg.socket))
+        if (missing := torch_missing(cfg.model)) is not None:  # say so now, not mid-update
+            raise ConfigError(missing)
+
+    def startup(self) -> None:
+        cfg = self.config
+        stack = self._stack
+        self._claim_directories()
         db = open_database(cfg.database)
         stack.callback(_stopping("database", db.close))
         store = VersionStore(cfg.data_dir)

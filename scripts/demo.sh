@@ -5,7 +5,12 @@
 # --keep leaves the daemon running in the foreground afterwards (Ctrl-C stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# The demo's model (the default: a k-NN head over vectors) runs on numpy: install tailord
+# alone, without torch or the dev tools (scripts/setup.sh adds what the tests need).
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -c constraints.txt -e . --config-settings editable_mode=strict 2> >(grep -v "^WARNING: Location" >&2)
 bin=$PWD/.venv/bin
 demo=$(mktemp -d /tmp/tailord-demo.XXXXXX)
 export TAILORD_SOCKET=$demo/run/tailord.sock

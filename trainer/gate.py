@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tailord.trainer.model import Model
+from tailord.trainer.loading import ServedModel
 
 # GateParams lives with the other parameter structs, away from torch, so that loading the
 # config does not import torch; it is named here too, where the gate is.
@@ -76,7 +76,7 @@ def split_holdout(
     return sorted(held)
 
 
-def accuracy(model: Model, rows: Rows, labels: Sequence[str]) -> float | None:
+def accuracy(model: ServedModel, rows: Rows, labels: Sequence[str]) -> float | None:
     """Share of ``rows`` (encoded, as run_update takes them) predicted right; None if empty."""
     if len(labels) == 0:
         return None
@@ -87,8 +87,8 @@ def accuracy(model: Model, rows: Rows, labels: Sequence[str]) -> float | None:
 
 
 def evaluate(
-    candidate: Model,
-    current: Model,
+    candidate: ServedModel,
+    current: ServedModel,
     holdout: tuple[Rows, Sequence[str]],
     canary: tuple[Rows, Sequence[str]],
     params: GateParams,
@@ -160,7 +160,7 @@ _MSE = _Metric("mse", "MSE", False, ".6g", 1e-12)
 
 
 def _current_accuracy(
-    current: Model, candidate: Model, data: tuple[Rows, Sequence[str]]
+    current: ServedModel, candidate: ServedModel, data: tuple[Rows, Sequence[str]]
 ) -> float | None:
     # A changed spec (another backbone, say) cannot read the candidate's rows: it starts
     # from nothing, like the base model.
@@ -169,7 +169,7 @@ def _current_accuracy(
     return accuracy(current, *data)
 
 
-def mse(model: Model, rows: Rows, targets: Sequence[str]) -> float | None:
+def mse(model: ServedModel, rows: Rows, targets: Sequence[str]) -> float | None:
     """Mean squared error of a regress model on ``rows`` (targets as stored text)."""
     if len(targets) == 0:
         return None

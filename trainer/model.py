@@ -6,13 +6,9 @@ predict safe from several threads and lets the daemon swap versions by one assig
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TypeGuard
 
 import msgspec
 import numpy as np
@@ -27,28 +23,23 @@ from tailord.trainer.errors import ModelError
 from tailord.trainer.heads import LinearHead, MlpHead
 from tailord.trainer.knn_regress import KnnRegressor
 from tailord.trainer.spec import ModelSpec
+from tailord.trainer.weights import (
+    BACKBONE as _BACKBONE,
+)
+from tailord.trainer.weights import (
+    FORMAT,
+    Estimate,
+    Prediction,
+    as_rows,
+    check_labels,
+    metadata_of,
+    read_fields,
+    read_metadata,
+)
 
 __all__ = ["FORMAT", "Estimate", "HeadType", "Model", "Prediction"]
 
 logger = logging.getLogger(__name__)
-
-FORMAT = "tailord.model/1"
-# safetensors refuses headers above 100 MB itself; checking first avoids parsing junk.
-_MAX_HEADER_BYTES = 100_000_000
-_BACKBONE = "backbone."  # prefix of a custom backbone's trained tensors in the weights file
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    score: float  # in [0, 1]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A regress model's answer: the estimated target."""
-
-    value: float
 
 
 class Model:
@@ -67,7 +58,7 @@ class Model:
         *,
         backbone_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        _check_labels(labels)
+        check_labels(labels)
         self._learned = check_head(spec, labels, dim, head)
         self.spec = spec
         self.labels = labels
@@ -148,7 +139,7 @@ class Model:
                 f"this model takes {self.spec.input_kind} samples, not vectors; "
                 "send them as files (predict_payloads)"
             )
-        rows = _as_rows(x, self.dim if self.spec.backbone == "vector" else None)
+        rows = as_rows(x, self.dim if self.spec.backbone == "vector" else None)
         if self.spec.backbone == "vector" and rows.shape[1] != self.dim:
             raise ModelError(
                 f"the input has shape {rows.shape}, expected (n, {self.dim}); "
@@ -222,7 +213,7 @@ class Model:
         return [Estimate(float(v)) for v in values.tolist()]
 
     def _head_inputs(self, x: npt.NDArray[np.generic]) -> torch.Tensor:
-        inputs = torch.from_numpy(_as_rows(x))
+        inputs = torch.from_numpy(as_rows(x))
         if self.trains_backbone:
             inputs = self.backbone.forward_vectors(inputs)
         if inputs.shape[1] != self.dim:
@@ -248,13 +239,7 @@ class Model:
 
     def to_bytes(self) -> bytes:
         """The safetensors file of this model; spec and labels travel in its metadata."""
-        metadata = {
-            "format": FORMAT,
-            "spec": json.dumps(self.spec.to_dict(), sort_keys=True),
-            "labels": json.dumps(list(self.labels)),
-            "dim": json.dumps(self.dim),
-            "sample_count": str(self.sample_count),
-        }
+        metadata = metadata_of(self.spec, self.labels, self.dim, self.sample_count)
         tensors = dict(self._head.tensors())
         tensors.update({_BACKBONE + k: v.contiguous() for k, v in self._backbone_state.items()})
         return safetensors.torch.save(tensors, metadata=metadata)
@@ -262,7 +247,7 @@ class Model:
     @classmethod
     def from_bytes(cls, data: bytes) -> Model:
         """Parse :meth:`to_bytes` output; anything malformed raises ModelError."""
-        metadata = _read_metadata(data)
+        metadata = read_metadata(data)
         try:
             tensors = safetensors.torch.load(bytes(data))
         except Exception as exc:  # the Rust parser raises its own types; all mean "damaged"
@@ -270,27 +255,11 @@ class Model:
         for name, tensor in tensors.items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise ModelError(f"the tensor {name!r} holds NaN or inf; {_RESTORE}")
-        if metadata.get("format") != FORMAT:
-            raise ModelError(
-                f"the weights are in format {metadata.get('format')!r}, not {FORMAT!r}; "
-                "load files written by this tailord version"
-            )
-        spec_dict = _json_field(metadata, "spec")
-        labels = _json_field(metadata, "labels")
-        dim = _json_field(metadata, "dim")
-        count = _json_field(metadata, "sample_count")
-        if (
-            not isinstance(spec_dict, dict)
-            or not isinstance(labels, list)
-            or not (dim is None or _is_int(dim))
-            or not _is_int(count)
-        ):
-            raise ModelError(f"the weights' metadata has fields of the wrong type; {_RESTORE}")
-        spec = ModelSpec.from_dict(spec_dict)
+        spec, labels, dim, count = read_fields(metadata)
         backbone = {k[len(_BACKBONE) :]: v for k, v in tensors.items() if k.startswith(_BACKBONE)}
         head_tensors = {k: v for k, v in tensors.items() if not k.startswith(_BACKBONE)}
         head = head_from_tensors(spec, head_tensors, count)
-        return cls(spec, tuple(labels), dim, head, backbone_state=backbone)
+        return cls(spec, labels, dim, head, backbone_state=backbone)
 
 
 def _load_params(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -309,57 +278,3 @@ def _load_params(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> Non
                     f"{tuple(own[name].shape)}; restore the factory's package version"
                 )
             own[name].copy_(value)
-
-
-def _as_rows(x: npt.NDArray[np.generic], dim: int | None = None) -> npt.NDArray[np.float32]:
-    try:
-        # A copy: torch must not share (or warn about) a caller's read-only buffer.
-        rows = np.array(x, dtype=np.float32, order="C")
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"the input is not numeric ({exc}); pass numbers only") from exc
-    if rows.ndim != 2:
-        expected = "(n, features)" if dim is None else f"(n, {dim})"
-        raise ModelError(
-            f"the input has shape {rows.shape}, expected {expected}; pass one row per sample"
-        )
-    if not np.isfinite(rows).all():
-        raise ModelError("the input holds NaN or inf; pass finite numbers only")
-    return rows
-
-
-def _read_metadata(data: bytes) -> dict[str, str]:
-    # safetensors.torch.load drops the metadata, so read the documented header ourselves:
-    # 8 bytes little-endian length, then that many bytes of JSON.
-    if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 8:
-        raise ModelError(f"the weights are too short to be a safetensors file; {_RESTORE}")
-    (size,) = struct.unpack("<Q", bytes(data[:8]))
-    if size > min(len(data) - 8, _MAX_HEADER_BYTES):
-        raise ModelError(f"the weights' header length {size} is impossible; {_RESTORE}")
-    try:
-        header = json.loads(bytes(data[8 : 8 + size]))
-    except (ValueError, RecursionError) as exc:
-        raise ModelError(f"the weights' header is not JSON; {_RESTORE}") from exc
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise ModelError(f"the weights carry no tailord metadata; {_RESTORE}")
-    return metadata
-
-
-def _json_field(metadata: dict[str, str], key: str) -> object:
-    try:
-        return json.loads(metadata[key])
-    except (KeyError, ValueError, RecursionError) as exc:
-        raise ModelError(f"the weights' metadata lacks a valid {key!r}; {_RESTORE}") from exc
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_labels(labels: tuple[str, ...]) -> None:
-    if not all(isinstance(label, str) and label for label in labels):
-        raise ModelError("every label must be a non-empty string; name each inbox folder")
-    if len(set(labels)) != len(labels):
-        raise ModelError(f"the labels {list(labels)} repeat a name; keep each label once")

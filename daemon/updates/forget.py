@@ -39,7 +39,7 @@ from tailord.storage.db import Database
 from tailord.storage.forget import compact, erase, find
 from tailord.storage.models import Sample, SampleState, Tombstone, Version, VersionEvent
 from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
-from tailord.trainer.model import Model
+from tailord.trainer.loading import base_model
 from tailord.trainer.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class Forgetter:
 
     def _publish_empty(self) -> int:
         """Nothing learned is left: the spec's standard model, as a new version."""
-        model = Model.base(self.spec)
+        model = base_model(self.spec)
         with self.store.lock:
             parent = self.store.current_number()
             staging = self.store.new_staging(f"forget-{time.monotonic_ns()}")

@@ -21,8 +21,7 @@ from pathlib import Path, PurePath
 import msgspec
 
 from tailord.daemon.api import bodies
-from tailord.trainer.gate import GateParams
-from tailord.trainer.spec import ModelSpec, UpdateParams
+from tailord.trainer.spec import GateParams, ModelSpec, UpdateParams
 
 
 class WorkerJob(msgspec.Struct, frozen=True, kw_only=True):

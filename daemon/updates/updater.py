@@ -19,6 +19,7 @@ from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, UpdateBegan, UpdateFinished, UpdateJudged
 from tailord.daemon.updates import overrides
+from tailord.daemon.updates.knn import learns_in_daemon, run_here
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
 from tailord.daemon.updates.rows import Ending, describe, record
@@ -76,9 +77,12 @@ class Updater:
         # The update last cancelled, while no sample has arrived since (cancel.py): automatic
         # updates wait, so that the cancelled one does not start again by itself.
         self.held_by: int | None = self._cancelled_last()
-        self.workers = Workers(
-            config.worker.prewarm, lambda: should_stop() or self._stop_as is not None
-        )
+        # A vector k-NN head learns in the daemon (knn.py): no worker to keep warm for it.
+        self.in_daemon = learns_in_daemon(config.model)
+        self.workers = Workers(config.worker.prewarm and not self.in_daemon, self._stopping)
+
+    def _stopping(self) -> bool:
+        return self.should_stop() or self._stop_as is not None
 
     def run(self, reason: str, *, from_base: bool = False, learn_queue: bool = True) -> int | None:
         """Run one update now; returns the new version number, or None if none was made.
@@ -255,6 +259,8 @@ class Updater:
         progress = ProgressLog(self.db, self.events, job.update_id)
         self._progress_log = progress
         try:
+            if self.in_daemon:
+                return run_here(job, self.db, progress.add, self._stopping)
             return self.workers.run(job, progress.add)
         finally:
             try:

@@ -24,7 +24,6 @@ from tailord.daemon.updates.messages import (
     receive,
     send,
 )
-from tailord.daemon.updates.worker import main
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +140,20 @@ def exit_reason(code: int | None) -> str:
     return f"{killed}; the next update tries again"
 
 
+def _worker_main(job: WorkerJob | None, conn: Connection) -> None:
+    """The spawned process's target: torch is imported there, never in the daemon."""
+    from tailord.daemon.updates.worker import main
+
+    main(job, conn)
+
+
 def _spawn() -> tuple[BaseProcess, Connection]:
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
     # daemon=True: an idle spare must not keep tailord from exiting.
-    process = ctx.Process(target=main, args=(None, there), name="tailord-update", daemon=True)
+    process = ctx.Process(
+        target=_worker_main, args=(None, there), name="tailord-update", daemon=True
+    )
     process.start()
     there.close()  # the child holds the only other end: EOF means it is gone
     return process, here

@@ -33,7 +33,7 @@ from tailord.storage.errors import VersionNotFound
 from tailord.storage.models import Version, VersionEvent
 from tailord.storage.versions import WEIGHTS, VersionStore
 from tailord.trainer.errors import ModelError
-from tailord.trainer.model import Model
+from tailord.trainer.loading import load_model
 from tailord.trainer.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class History:
     def import_base(self, data: bytes) -> bodies.ImportResult:
         """Publish a pretrained safetensors model as a new version whose parent is current."""
         try:
-            model = Model.from_bytes(data)
+            model = load_model(data)
         except ModelError as exc:
             raise HistoryError(f"the file is not a usable tailord model: {exc}") from exc
         if model.spec != self.spec:

@@ -35,7 +35,7 @@ from tailord.storage.models import Version, VersionEvent
 from tailord.storage.samples import mark_learned
 from tailord.storage.versions import WEIGHTS, VersionStore
 from tailord.trainer.errors import ModelError
-from tailord.trainer.model import Model
+from tailord.trainer.loading import base_model, load_model
 from tailord.trainer.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def ensure_base(
     """Create version 0: the spec's standard model, or the pretrained ``base_file``."""
     if base_file is not None:
         try:
-            model = Model.from_bytes(base_file.read_bytes())
+            model = load_model(base_file.read_bytes())
         except (OSError, ModelError) as exc:
             raise ConfigError(
                 f"[versions] base {base_file} cannot be used as the base model: {exc}"
@@ -146,7 +146,7 @@ def ensure_base(
                 f"says {spec.to_dict()}; make [model] match the file, or drop [versions] base"
             )
     else:
-        model = Model.base(spec)
+        model = base_model(spec)
     staging = store.new_staging("base")
     (staging / WEIGHTS).write_bytes(model.to_bytes())
     number = publish(

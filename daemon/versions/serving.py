@@ -21,7 +21,7 @@ from tailord.daemon.events import EventBus, VersionLoadFailed
 from tailord.storage.errors import StorageError
 from tailord.storage.versions import VersionStore
 from tailord.trainer.errors import ModelError
-from tailord.trainer.model import Model
+from tailord.trainer.loading import ServedModel, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Served:
 
     number: int
     manifest: dict[str, object]  # as read from its manifest.json (docs/versions.md)
-    model: Model
+    model: ServedModel  # numpy for a vector model, torch for the others
 
 
 class Serving:
@@ -56,7 +56,7 @@ class Serving:
         """Load, verify and warm up ``number`` without serving it; raises :class:`LoadFailed`."""
         try:
             stored = store.read(number)  # raises CorruptVersion on a sha256 mismatch
-            model = Model.from_bytes(stored.weights)
+            model = load_model(stored.weights)
             if model.learned and model.dim and not model.trains_backbone:
                 # Warm-up: the first predict pays for lazy allocations; do it off the clock.
                 # Through the head only, on features: that works whatever the input kind.

@@ -75,7 +75,8 @@ def test_a_second_daemon_is_refused_and_the_first_keeps_serving(
     daemon: DaemonProcess, short_tmp: Path
 ) -> None:
     config = short_tmp / "t.toml"
-    config.write_text("[worker]\nprewarm = true\n")  # a worker process that could inherit
+    # A worker process that could inherit (a trained head: a k-NN one has no worker)
+    config.write_text('[model]\nhead = "linear"\n[worker]\nprewarm = true\n')
     daemon.start("--config", str(config), "--quiet-seconds", "3600")
     assert daemon.process is not None
     first = daemon.process.pid

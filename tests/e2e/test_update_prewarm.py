@@ -27,7 +27,8 @@ def spawned_workers(pid: int) -> set[int]:
 
 def test_prewarmed_worker_runs_the_update(daemon: DaemonProcess, short_tmp: Path) -> None:
     config = short_tmp / "t.toml"
-    config.write_text("[worker]\nprewarm = true\n")
+    # A trained head: a k-NN update is learned in the daemon, with no worker to prewarm.
+    config.write_text('[model]\nhead = "linear"\n[worker]\nprewarm = true\n')
     daemon.start("--config", str(config))
     assert daemon.process is not None
     pid = daemon.process.pid
