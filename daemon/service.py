@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -31,8 +32,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
+from tailord.daemon.conditions.check import Check
+from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import Config
-from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
+from tailord.daemon.events import EventBus, SampleQueued, SampleRejected, UpdateExpired
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.inbox.ingest import Ingestor
@@ -40,13 +43,15 @@ from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
+from tailord.daemon.updates.guard import Guard, add_policy_jobs
+from tailord.daemon.updates.resume import resumable
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
-from tailord.storage.samples import counts, last_queued_at
+from tailord.storage.samples import counts, last_queued_at, oldest_queued_at
 from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
 
@@ -76,6 +81,8 @@ class Daemon:
         # period counts from it. Set by the ingestor's thread; a float assignment is atomic.
         self._last_queued: float | None = None
         self._policy_reason = "starting"
+        self._conditions: tuple[Check, ...] = ()  # the latest decision's, for status
+        self._expired: str | None = None  # why the last update expired, until the next runs
         self._stack = contextlib.ExitStack()
         self.events = EventBus()
         self.serving = Serving(self.events)
@@ -117,6 +124,14 @@ class Daemon:
         )
         if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
+        self.monitor = Monitor(cfg.policy)
+        self.guard = Guard(
+            cfg.policy,
+            self.monitor,
+            updater,
+            lambda: (os.getpid(), *updater.workers.pids()),
+            self.wake,
+        )
 
         ingestor = Ingestor(
             cfg.inbox,
@@ -147,6 +162,7 @@ class Daemon:
             id="rescan",
             coalesce=True,
         )
+        add_policy_jobs(scheduler, cfg.policy, self.monitor, self.guard, self.wake)
         scheduler.start()
         stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
         self._ctx = ctx = ApiContext(
@@ -159,6 +175,7 @@ class Daemon:
             ingest=ingestor.stats,
             pending=self.pending,
             policy_reason=lambda: self._policy_reason,
+            conditions=lambda: self._conditions,
             requested=self._on_requested,
             metrics=self.metrics,
         )
@@ -213,9 +230,20 @@ class Daemon:
             self._wake.clear()
             manual, self._manual = self._manual, False
             decision = self._decide(manual)
-            self._policy_reason = decision.reason
+            reason = decision.reason
+            if not decision.run and self._expired:
+                reason = f"{self._expired}; {reason}"  # why the last one stopped, and now
+            self._policy_reason, self._conditions = reason, decision.conditions
             if decision.run:
-                self.updater.run(decision.reason)
+                self._expired = None
+                assert self._ctx is not None
+                resume = resumable(
+                    self._ctx.db, self._ctx.store.current_number(), self.updater.checkpoints
+                )
+                self.guard.watch(manual, ignore_idle="max_wait_seconds" in decision.reason)
+                if not manual:
+                    self.monitor.served()
+                self.updater.run(decision.reason, resume)
                 self._note_outcome()
                 self.wake()  # samples may have arrived meanwhile
             elif manual and self.updater.has_pending():
@@ -228,6 +256,7 @@ class Daemon:
         with self._ctx.db.read() as session:
             by_label = counts(session).get(SampleState.QUEUED, {})
             last = last_queued_at(session)
+            oldest = oldest_queued_at(session)
         now = time.monotonic()
         arrived = self._last_queued
         if arrived is None and last is not None:
@@ -242,10 +271,16 @@ class Daemon:
             manual=manual,
             failures=self._failures,
             last_failure_at=self._last_failure_at,
+            machine=self.monitor.machine(),
+            schedule=self.monitor.schedule(),
+            oldest_age=None if oldest is None else max(0.0, time.time() - oldest),
         )
 
     def _note_outcome(self) -> None:
         last = self.updater.last_update()
+        if last is not None and UpdateState(last.state) is UpdateState.EXPIRED:
+            self.events.publish(UpdateExpired(last.id, last.error or "expired"))
+            self._expired = last.error or "expired"
         if last is not None and UpdateState(last.state) is UpdateState.FAILED:
             self._failures += 1
             self._last_failure_at = time.monotonic()
@@ -296,6 +331,7 @@ class Daemon:
             waiting=len(self.pending),
             version=None if served is None else served.number,
             updating=ctx.updater.running is not None,
+            conditions={c.name: c.ok for c in self._conditions},
         )
 
 

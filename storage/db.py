@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateColumn
 
 from tailord.storage.models import Base
 
@@ -58,6 +59,28 @@ class Database:
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Additive migration: a nullable column a model gained since the file was made is
+        added with ``ALTER TABLE ... ADD COLUMN`` (SQLite adds it in place, as NULL in the
+        existing rows). create_all only creates missing tables."""
+        with self.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                have = {
+                    row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{table.name}")')
+                }
+                for column in table.columns:
+                    if column.name in have:
+                        continue
+                    if not column.nullable or column.primary_key:
+                        raise RuntimeError(
+                            f"table {table.name} lacks column {column.name}, which cannot be "
+                            "added in place; this database needs a migration script"
+                        )
+                    ddl = CreateColumn(column).compile(dialect=self.engine.dialect)
+                    logger.info("adding column %s.%s to the database", table.name, column.name)
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
 
     @contextmanager
     def read(self) -> Iterator[Session]:

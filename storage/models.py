@@ -131,6 +131,10 @@ class Update(Base):
     error: Mapped[str | None] = mapped_column(String(4096))
     metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     gate: Mapped[dict[str, object] | None] = mapped_column(JSON)  # decision and its figures
+    # Added later (storage/db.py adds them to an older file): the highest queued sample id
+    # it read, and the expired update it resumed (same samples, from its checkpoint).
+    up_to_id: Mapped[int | None]
+    resumed_from: Mapped[int | None]  # an update id (no foreign key: ADD COLUMN keeps it plain)
 
 
 class UpdateEvent(Base):

@@ -132,6 +132,9 @@ class UpdateInfo(Struct, frozen=True):
     metrics: UpdateMetrics
     gate: Gate | None
     progress: Annotated[Progress | None, Meta(description="while running")]
+    resumed_from: Annotated[
+        int | None, Meta(description="the expired update it resumed from its checkpoint")
+    ] = None
 
     @property
     def active(self) -> bool:
@@ -163,6 +166,17 @@ class IngestInfo(Struct, frozen=True):
     last_commit_at: float | None
 
 
+ConditionName = Literal["quiet", "min_queued", "idle", "power", "window", "schedule", "backoff"]
+
+
+class Condition(Struct, frozen=True):
+    """One configured policy condition (docs/policy.md) and whether it holds now."""
+
+    name: ConditionName
+    ok: bool
+    detail: str
+
+
 class Status(Struct, frozen=True):
     """``GET /v1/status``."""
 
@@ -176,6 +190,9 @@ class Status(Struct, frozen=True):
     last_update: UpdateInfo | None
     load_error: LoadError | None
     ingest: IngestInfo
+    conditions: Annotated[
+        list[Condition], Meta(description="the policy's conditions, one per configured one")
+    ] = msgspec.field(default_factory=list)
 
 
 class VersionInfo(Struct, frozen=True):
@@ -308,6 +325,9 @@ class ImportResult(Struct, frozen=True):
 
 class UpdateQuery(Struct, frozen=True):
     wait: Annotated[bool, Meta(description="block until the update has ended")] = False
+    defer: Annotated[
+        bool, Meta(description="queue the request until the policy's conditions hold")
+    ] = False
     timeout: Annotated[
         float,
         Meta(ge=0, le=3600, description="seconds to wait at most; still running then: 202"),

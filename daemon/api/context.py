@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tailord.daemon.conditions.check import Check
 from tailord.daemon.events import EventBus
 from tailord.daemon.inbox.ingest import IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
@@ -33,3 +34,5 @@ class ApiContext:
     policy_reason: Callable[[], str]
     requested: Callable[[], None]
     metrics: Metrics | None = None
+    # The policy's conditions as the main loop last decided (names, ok, detail).
+    conditions: Callable[[], Sequence[Check]] = tuple

@@ -135,10 +135,11 @@ class Api:
         query = read_query(request, bodies.UpdateQuery)
         updater = self.ctx.updater
         try:
-            accepted = updater.request()
+            accepted = updater.request("requested, deferred" if query.defer else "requested")
         except NothingQueued as exc:
             raise ApiError(409, "nothing_queued", str(exc)) from exc
-        self.ctx.requested()
+        if not query.defer:  # deferred: the pending row waits for the policy's conditions
+            self.ctx.requested()
         if not query.wait:
             return accepted
         finished = updater.wait(accepted.id, query.timeout)

@@ -99,12 +99,17 @@ class Client:
     def version_info(self, number: int) -> bodies.VersionDetail:
         return self._call("version_info", bodies.VersionDetail, n=number)
 
-    def update(self, *, wait: bool = False, timeout: float | None = None) -> bodies.UpdateInfo:
+    def update(
+        self, *, wait: bool = False, timeout: float | None = None, defer: bool = False
+    ) -> bodies.UpdateInfo:
         """Ask for an update now: the update (id, state); with ``wait``, once it has ended
-        (or ``timeout`` seconds have passed: then it is still pending or running)."""
+        (or ``timeout`` seconds have passed: then it is still pending or running); with
+        ``defer``, once the policy's conditions hold rather than now."""
         query: dict[str, object] = {}
         if wait:
             query["wait"] = "true"
+        if defer:
+            query["defer"] = "true"
         if timeout is not None:
             query["timeout"] = f"{timeout:g}"
         return self._call("update", bodies.UpdateInfo, query=query, body=b"{}")

@@ -45,6 +45,11 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     console = out()
     console.print(f"[bold]version[/] {status.version}   [bold]state[/] {status.state}")
     console.print(f"[bold]policy[/]  {safe(status.policy)}")
+    if status.conditions:
+        conditions = Table("condition", "holds", "detail")
+        for c in status.conditions:
+            conditions.add_row(c.name, "yes" if c.ok else "[red]no[/]", safe(c.detail))
+        console.print(conditions)
     queued, learned = status.samples.get("queued", {}), status.samples.get("learned", {})
     labels = sorted(set(queued) | set(learned))
     table = Table("label", "queued", "learned")
@@ -79,7 +84,7 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
         print_json(info) if args.json else _print_update(info)
         return 0
     if not args.wait:
-        accepted = client.update()
+        accepted = client.update(defer=args.defer)
         if args.json:
             print_json(accepted)
         else:
@@ -89,13 +94,13 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
             )
         return 0
     if args.json:  # scripts get the end state only; the daemon does the waiting
-        info = client.update(wait=True, timeout=args.timeout)
+        info = client.update(wait=True, timeout=args.timeout, defer=args.defer)
         print_json(info)
         return 0 if info.state == "succeeded" else 1
     from tailord.daemon.ctl.follow import follow
 
     with client.subscribe(timeout=60) as stream:  # subscribed before asking: nothing missed
-        accepted = client.update()
+        accepted = client.update(defer=args.defer)
         final = follow(client, stream, accepted.id, time.monotonic() + args.timeout)
     if final is None:
         raise ClientError("timed out waiting for the update; see `tailorctl status`")

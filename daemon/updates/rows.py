@@ -59,4 +59,5 @@ def describe(row: Update, progress: bodies.Progress | None) -> bodies.UpdateInfo
         metrics=msgspec.convert(row.metrics or {}, bodies.UpdateMetrics),
         gate=None if row.gate is None else msgspec.convert(row.gate, bodies.Gate),
         progress=progress,
+        resumed_from=row.resumed_from,
     )

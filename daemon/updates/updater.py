@@ -16,9 +16,16 @@ from sqlalchemy import update as sa_update
 from tailord.daemon.api import bodies
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
-from tailord.daemon.events import EventBus, UpdateBegan, UpdateFinished, UpdateJudged
+from tailord.daemon.events import (
+    EventBus,
+    UpdateBegan,
+    UpdateFinished,
+    UpdateJudged,
+    UpdateResumed,
+)
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
+from tailord.daemon.updates.resume import Resume
 from tailord.daemon.updates.rows import Ending, describe, record
 from tailord.daemon.updates.workers import Workers
 from tailord.daemon.versions.history import History
@@ -70,30 +77,16 @@ class Updater:
             config.worker.prewarm, lambda: should_stop() or self._stop_as is not None
         )
 
-    def run(self, reason: str) -> int | None:
-        """Run one update now; returns the new version number, or None if none was made."""
+    def run(self, reason: str, resume: Resume | None = None) -> int | None:
+        """Run one update now; returns the new version number, or None if none was made.
+
+        ``resume``: an expired update to continue (the same samples; see resume.py)."""
         base = self.store.current_number()
         assert base is not None, "reconcile() runs before any update"
         # Before the worker reads the queue: a sample relabeled from now on may be learned
         # under its old label, so publishing leaves it queued (see mark_learned).
         read_at = time.time()
-        with self.db.write() as session:
-            up_to_id = session.scalar(
-                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
-            )
-            # A request accepted through the API already has its row (and id): run that one.
-            row = session.scalar(
-                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
-            )
-            if up_to_id is not None and row is not None:
-                row.state = UpdateState.RUNNING
-                row.started_at = time.time()
-                row.base_version = base
-            elif up_to_id is not None:
-                row = Update(reason=reason, base_version=base)
-                session.add(row)
-                session.flush()
-            update_id = None if row is None else row.id
+        up_to_id, update_id = self._claim(reason, base, resume)
         if up_to_id is None:
             if update_id is not None:  # a request whose samples were learned meanwhile
                 self._finish(
@@ -125,6 +118,8 @@ class Updater:
         logger.info("update %d started (%s), from version %d", update_id, reason, base)
         self.running = update_id
         self.events.publish(UpdateBegan(update_id, base, reason, self.config.update.epochs))
+        if resume is not None:
+            self.events.publish(UpdateResumed(update_id, resume.update_id))
         try:
             result = self._supervise(job)
             if result is None:
@@ -154,6 +149,34 @@ class Updater:
             self._progress_log = None
             self.store.clear_staging()
             self.workers.reap()
+
+    def _claim(
+        self, reason: str, base: int, resume: Resume | None
+    ) -> tuple[int | None, int | None]:
+        """The queue's highest id the update reads, and its row (a pending one, or new)."""
+        with self.db.write() as session:
+            up_to_id = session.scalar(
+                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
+            )
+            if resume is not None and up_to_id is not None:
+                up_to_id = min(up_to_id, resume.up_to_id)
+            # A request accepted through the API already has its row (and id): run that one.
+            row = session.scalar(
+                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+            )
+            if up_to_id is not None and row is not None:
+                row.state = UpdateState.RUNNING
+                row.started_at = time.time()
+                row.base_version = base
+            elif up_to_id is not None:
+                row = Update(reason=reason, base_version=base)
+                session.add(row)
+                session.flush()
+            if row is not None:
+                row.up_to_id = up_to_id
+                row.resumed_from = None if resume is None else resume.update_id
+            update_id = None if row is None else row.id
+        return up_to_id, update_id
 
     def _stopped(self, update_id: int) -> None:
         stop = self._stop_as or StopRequest(
@@ -230,7 +253,7 @@ class Updater:
 
     # -- what the API asks -----------------------------------------------------------------
 
-    def request(self) -> bodies.UpdateInfo:
+    def request(self, reason: str = "requested") -> bodies.UpdateInfo:
         """Accept a manual request: the update that will serve it, pending or running.
 
         A request while one is pending or running joins it rather than queueing another:
@@ -250,7 +273,7 @@ class Updater:
                 if not queued:
                     raise NothingQueued()
                 active = Update(
-                    reason="requested",
+                    reason=reason,
                     base_version=self.store.current_number() or 0,
                     state=UpdateState.PENDING,
                 )

@@ -47,6 +47,11 @@ class Workers:
             return
         self._spare = _spawn()
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (running and spare): their CPU time is tailord's own."""
+        found = [p.pid for p in (self._ended, self._spare and self._spare[0]) if p is not None]
+        return [pid for pid in found if pid is not None]
+
     def wait_warm(self, timeout: float) -> bool:
         """Wait until the spare worker has loaded torch; False if there is none or late."""
         if self._spare is None or not self._spare[1].poll(timeout):

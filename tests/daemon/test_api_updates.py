@@ -151,5 +151,6 @@ def test_a_row_from_before_the_gate_metric_is_described_as_it_was_sent() -> None
         "metrics": old_metrics,
         "gate": old_gate,
         "progress": None,
+        "resumed_from": None,
     }
     assert list(wire) == list(bodies.UpdateInfo.__struct_fields__)
