@@ -86,9 +86,12 @@ class Guard:
                     Ending(
                         UpdateState.FAILED,
                         error=f"stalled: the worker sent no progress for {silent:.0f}s "
-                        f"(stall_seconds = {self.policy.stall_seconds:g}) and was stopped",
+                        f"(stall_seconds = {self.policy.stall_seconds:g}) and was killed",
                     ),
                 )
+                # Killed, not asked: a stalled worker may be stuck where SIGTERM waits
+                # (stopped, or in a kernel call); its checkpoint is whole either way.
+                self.updater.workers.kill()
                 return
             if self._manual or not self.policy.expire:
                 return

@@ -82,12 +82,12 @@ class Workers:
                     return None
                 if not pipe.poll(POLL_SECONDS):
                     if not process.is_alive() and not pipe.poll(0):
-                        return _died(process)
+                        return None if self.should_stop() else _died(process)
                     continue
                 try:
                     message = receive(pipe)
-                except EOFError:
-                    return _died(process)
+                except EOFError:  # killed because it was asked to stop: a stop, not a death
+                    return None if self.should_stop() else _died(process)
                 if isinstance(message, Progress):
                     on_progress(message.event)
                 elif isinstance(message, Result):
@@ -98,6 +98,12 @@ class Workers:
                 # Ready: a spare's greeting that wait_warm did not read; nothing to do.
         finally:
             pipe.close()
+
+    def kill(self) -> None:
+        """SIGKILL the running job's worker (a stalled one may not heed SIGTERM)."""
+        process = self._ended
+        if process is not None and process.is_alive():
+            process.kill()
 
     def reap(self) -> None:
         """Wait for the last job's worker to exit, then start the next spare.

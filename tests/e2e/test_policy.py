@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -56,9 +57,62 @@ def test_a_window_that_excludes_now_holds_automatic_updates_not_manual_ones(
     assert window == {"name": "window", "ok": False, "detail": f"window opens at {opens:%H:%M}"}
     assert {c["name"] for c in status["conditions"]} == {"backoff", "min_queued", "quiet", "window"}
     with daemon.client() as client:
+        deferred = client.request("POST", "/v1/update?defer=true", body=b"{}")
+    assert deferred["state"] == "pending"
+    time.sleep(1.5)  # a deferred request waits for the window too
+    with daemon.client() as client:
+        assert client.request("GET", f"/v1/updates/{deferred['id']}")["state"] == "pending"
+        # Asked for now, it runs at once (the pending request is the one that runs).
         done = client.request("POST", "/v1/update?wait=true&timeout=120", body=b"{}")
-    assert done["state"] == "succeeded"
+    assert (done["id"], done["state"]) == (deferred["id"], "succeeded")
     assert daemon.version() == 1
+
+
+def _workers(pid: int) -> list[int]:
+    """The update worker processes of daemon ``pid`` (not multiprocessing's resource tracker)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return [c for c in found if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_worker_that_sends_no_progress_is_stopped_and_its_update_fails_stalled(
+    daemon: DaemonProcess, short_tmp: Path
+) -> None:
+    config = short_tmp / "tailord.toml"
+    config.write_text(SLOW_CONFIG + "[policy]\nmin_queued = 200\nstall_seconds = 20.0\n")
+    rng = np.random.default_rng(2)
+    for label, vectors in clusters(rng, 100).items():
+        for i, vector in enumerate(vectors):
+            daemon.drop(label, f"{i}.npy", npy_bytes(vector))
+    daemon.start("--config", str(config))
+    wait_for(lambda: (_status(daemon)["update"] or {}).get("progress"), timeout=120)
+    assert daemon.process is not None
+    workers = _workers(daemon.process.pid)
+    assert workers
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)  # frozen: alive, silent
+    failed = wait_for(
+        lambda: (last := _status(daemon)["last_update"]) and last["state"] == "failed" and last,
+        timeout=60,
+    )
+    assert isinstance(failed, dict)
+    assert failed["error"].startswith("stalled: the worker sent no progress for ")
+
+    def backoff() -> dict[str, Any]:
+        return next(c for c in _status(daemon)["conditions"] if c["name"] == "backoff")
+
+    # A stalled update is a failure: the back-off applies (once the main loop decides again).
+    wait_for(lambda: not backoff()["ok"], timeout=10)
+    assert "1 update(s) failed in a row" in backoff()["detail"]
+
+    def gone(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)
 
 
 SLOW_CONFIG = """
@@ -141,7 +195,7 @@ def test_a_busy_machine_expires_the_update_and_the_next_resumes_it(
     assert daemon.stop() == 0
     reference = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
     try:
-        shutil.copytree(daemon.data_dir, reference / "data")
+        shutil.copytree(daemon.data_dir, reference / "data", symlinks=True)
         _expire_and_resume(daemon, short_tmp, hogs)
         # The same queue, one uninterrupted update with the same seed: the same weights.
         other = DaemonProcess(reference)
@@ -175,7 +229,7 @@ def _expire_and_resume(
 
     # Alone on an idle machine, the update runs on: its own CPU use never counts.
     wait_for(lambda: epochs_done() >= 2, timeout=180, interval=0.05)
-    assert _status(daemon)["last_update"] is None  # nothing expired so far
+    assert _status(daemon)["last_update"]["state"] == "running"  # not expired so far
     started = time.monotonic()
     _start_hogs(hogs)
     first = wait_for(

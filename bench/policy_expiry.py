@@ -1,0 +1,203 @@
+"""Expiry on a busy machine, and what an expire + resume costs against no interruption.
+
+Two real ``tailord serve`` runs on copies of one database (800 queued vectors, an mlp head,
+12 epochs, batch 2, one worker thread, a prewarmed worker): first with ``idle = true``
+(``idle_seconds`` 2, ``sample_seconds`` 0.5, ``max_load`` 0.9); after a third of the epochs
+``2 x cores`` CPU-hog processes start, and the update expires; the hogs are killed at once
+and the next update resumes it. Then the same queue with no policy conditions, untouched.
+
+- ``expire_s``: the hogs' start → the expired update's row finished (its worker stopped),
+  beside the policy's own floor, ``idle_seconds + sample_seconds`` (busy must be sustained
+  for ``idle_seconds``; the check comes every ``sample_seconds``): ratio = expire_s / floor.
+- ``cost_ratio``: the updates' wall time, started → finished, summed over the expired and
+  the resumed one, over the uninterrupted update's. Goal (issue 12): <= 1.1.
+
+Run: .venv/bin/python bench/policy_expiry.py
+Last line: {"bench": "policy_expiry", "expire_s": ..., "floor_s": ..., "ratio": ...,
+"cost_ratio": ..., ...}
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from tailord.daemon.conditions.cpu import CpuMeter
+from tailord.daemon.ctl.client import Client, ClientError
+
+SERVE = "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())"
+EPOCHS = 12
+BASE = f"""
+[model]
+head = "mlp"
+
+[update]
+epochs = {EPOCHS}
+batch_size = 2
+learning_rate = 0.001
+device = "cpu"
+
+[worker]
+threads = 1
+prewarm = true
+
+[policy]
+min_queued = 800
+"""
+IDLE_SECONDS, SAMPLE_SECONDS = 2.0, 0.5
+EXPIRE = f"""idle = true
+idle_seconds = {IDLE_SECONDS}
+sample_seconds = {SAMPLE_SECONDS}
+max_load = 0.9
+max_cpu_pressure = 100.0
+"""
+
+
+def serve(root: Path, config: str) -> subprocess.Popen[bytes]:
+    (root / "tailord.toml").write_text(config)
+    argv = [sys.executable, "-c", SERVE, "serve", "--data-dir", str(root / "data")]
+    argv += ["--inbox", str(root / "inbox"), "--socket", str(root / "s.sock")]
+    argv += ["--config", str(root / "tailord.toml"), "--quiet-seconds", "0.5"]
+    log = open(root / "daemon.log", "ab")  # noqa: SIM115 - the child holds it
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
+def status(root: Path) -> dict[str, object] | None:
+    try:
+        with Client(root / "s.sock", timeout=30) as client:
+            answer: dict[str, object] = client.request("GET", "/v1/status")
+            return answer
+    except (ClientError, OSError):
+        return None
+
+
+def until(predicate: object, timeout: float, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout}s")
+
+
+def rows(root: Path) -> list[tuple[int, str, float, float | None, int | None]]:
+    with sqlite3.connect(root / "data" / "tailord.db", timeout=30) as conn:
+        return list(
+            conn.execute(
+                "SELECT id, state, started_at, finished_at, resumed_from FROM updates ORDER BY id"
+            )
+        )
+
+
+def stop(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.terminate()
+    daemon.wait(timeout=60)
+
+
+def epoch_of(root: Path) -> int:
+    answer = status(root) or {}
+    update = answer.get("update") or {}
+    progress = update.get("progress") or {}  # type: ignore[union-attr]
+    return int(progress.get("epoch", 0))  # type: ignore[union-attr]
+
+
+def prepare(a: Path) -> subprocess.Popen[bytes]:
+    """800 vectors queued in ``a`` by a daemon whose window keeps it from updating."""
+    rng = np.random.default_rng(0)
+    for label, center in (("cat", 2.0), ("dog", -2.0)):
+        (a / "inbox" / label).mkdir(parents=True)
+        for i in range(400):
+            buffer = io.BytesIO()
+            vector = (center + rng.normal(0, 0.3, 8)).astype(np.float32)
+            np.save(buffer, vector, allow_pickle=False)
+            (a / "inbox" / label / f"{i}.npy").write_bytes(buffer.getvalue())
+    opens = datetime.now(UTC) + timedelta(hours=2)
+    hold = f'windows = ["{opens:%H}:00-{opens:%H}:30"]\ntimezone = "UTC"\n'
+    daemon = serve(a, BASE + hold)
+    until(lambda: (status(a) or {}).get("queued") == 800, 120, 0.2)
+    return daemon
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="td-bench-", dir="/tmp"))
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        a, b = work / "a", work / "b"
+        a.mkdir()
+        daemon = prepare(a)
+        stop(daemon)
+        shutil.copytree(a / "data", b / "data", symlinks=True)
+
+        meter = CpuMeter(2.0, 100.0, 1.0)
+        meter.sample()
+        time.sleep(2.0)
+        meter.sample()
+        baseline = float(meter.check(worker_running=True).detail.split()[1])
+
+        daemon = serve(a, BASE + EXPIRE)
+        until(lambda: epoch_of(a) >= EPOCHS // 3, 300)
+        hogs_at = time.time()
+        hogs += [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(2 * (os.cpu_count() or 1))
+        ]
+        until(lambda: any(r[1] == "expired" for r in rows(a)), 120)
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+        hogs.clear()
+        expired = next(r for r in rows(a) if r[1] == "expired")
+        assert expired[3] is not None
+        expire_s = expired[3] - hogs_at
+        until(lambda: rows(a)[-1][1] == "succeeded", 600, 0.2)
+        stop(daemon)
+        chain = rows(a)
+        interrupted = sum((r[3] or 0.0) - r[2] for r in chain)
+
+        daemon = serve(b, BASE)
+        until(lambda: bool(rows(b)) and rows(b)[-1][1] == "succeeded", 600, 0.2)
+        stop(daemon)
+        (plain,) = rows(b)
+        uninterrupted = (plain[3] or 0.0) - plain[2]
+        floor = IDLE_SECONDS + SAMPLE_SECONDS
+        print(
+            f"others' load before: {baseline:.2f} per core; load average {os.getloadavg()[0]:.2f}"
+        )
+        print(f"updates with expiry: {[(r[0], r[1], r[4]) for r in chain]}")
+        print(f"hogs start -> worker stopped: {expire_s:.2f} s (floor {floor:g} s)")
+        print(f"expire + resume: {interrupted:.1f} s against {uninterrupted:.1f} s uninterrupted")
+        print(
+            json.dumps(
+                {
+                    "bench": "policy_expiry",
+                    "expire_s": round(expire_s, 2),
+                    "floor_s": floor,
+                    "ratio": round(expire_s / floor, 2),
+                    "interrupted_s": round(interrupted, 2),
+                    "uninterrupted_s": round(uninterrupted, 2),
+                    "cost_ratio": round(interrupted / uninterrupted, 3),
+                    "updates": len(chain),
+                    "baseline_load": round(baseline, 2),
+                    "load": round(os.getloadavg()[0], 2),
+                }
+            )
+        )
+    finally:
+        for hog in hogs:
+            hog.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
