@@ -234,6 +234,8 @@ class Daemon:
             if not decision.run and self._expired:
                 reason = f"{self._expired}; {reason}"  # why the last one stopped, and now
             self._policy_reason, self._conditions = reason, decision.conditions
+            if not decision.run and decision.reason == "nothing queued":
+                self.monitor.served()  # a schedule that fires on an empty queue has no work
             if decision.run:
                 self._expired = None
                 assert self._ctx is not None

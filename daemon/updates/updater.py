@@ -77,7 +77,9 @@ class Updater:
             config.worker.prewarm, lambda: should_stop() or self._stop_as is not None
         )
 
-    def run(self, reason: str, resume: Resume | None = None) -> int | None:
+    def run(  # noqa: PLR0915 - one update's steps, in the order they happen
+        self, reason: str, resume: Resume | None = None
+    ) -> int | None:
         """Run one update now; returns the new version number, or None if none was made.
 
         ``resume``: an expired update to continue (the same samples; see resume.py)."""
@@ -86,7 +88,28 @@ class Updater:
         # Before the worker reads the queue: a sample relabeled from now on may be learned
         # under its old label, so publishing leaves it queued (see mark_learned).
         read_at = time.time()
-        up_to_id, update_id = self._claim(reason, base, resume)
+        with self.db.write() as session:
+            up_to_id = session.scalar(
+                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
+            )
+            if resume is not None and up_to_id is not None:
+                up_to_id = min(up_to_id, resume.up_to_id)
+            # A request accepted through the API already has its row (and id): run that one.
+            row = session.scalar(
+                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
+            )
+            if up_to_id is not None and row is not None:
+                row.state = UpdateState.RUNNING
+                row.started_at = time.time()
+                row.base_version = base
+            elif up_to_id is not None:
+                row = Update(reason=reason, base_version=base)
+                session.add(row)
+                session.flush()
+            if row is not None:
+                row.up_to_id = up_to_id
+                row.resumed_from = None if resume is None else resume.update_id
+            update_id = None if row is None else row.id
         if up_to_id is None:
             if update_id is not None:  # a request whose samples were learned meanwhile
                 self._finish(
@@ -149,34 +172,6 @@ class Updater:
             self._progress_log = None
             self.store.clear_staging()
             self.workers.reap()
-
-    def _claim(
-        self, reason: str, base: int, resume: Resume | None
-    ) -> tuple[int | None, int | None]:
-        """The queue's highest id the update reads, and its row (a pending one, or new)."""
-        with self.db.write() as session:
-            up_to_id = session.scalar(
-                select(func.max(Sample.id)).where(Sample.state == SampleState.QUEUED)
-            )
-            if resume is not None and up_to_id is not None:
-                up_to_id = min(up_to_id, resume.up_to_id)
-            # A request accepted through the API already has its row (and id): run that one.
-            row = session.scalar(
-                select(Update).where(Update.state == UpdateState.PENDING).order_by(Update.id)
-            )
-            if up_to_id is not None and row is not None:
-                row.state = UpdateState.RUNNING
-                row.started_at = time.time()
-                row.base_version = base
-            elif up_to_id is not None:
-                row = Update(reason=reason, base_version=base)
-                session.add(row)
-                session.flush()
-            if row is not None:
-                row.up_to_id = up_to_id
-                row.resumed_from = None if resume is None else resume.update_id
-            update_id = None if row is None else row.id
-        return up_to_id, update_id
 
     def _stopped(self, update_id: int) -> None:
         stop = self._stop_as or StopRequest(
