@@ -1,24 +1,31 @@
 """Expiry on a busy machine, and what an expire + resume costs against no interruption.
 
 Two real ``tailord serve`` runs on copies of one database (800 queued vectors, an mlp head,
-12 epochs, batch 2, one worker thread, a prewarmed worker): first with ``idle = true``
-(``idle_seconds`` 2, ``sample_seconds`` 0.5, ``max_load`` 0.9); after a third of the epochs
-``2 x cores`` CPU-hog processes start, and the update expires; the hogs are killed at once
-and the next update resumes it. Then the same queue with no policy conditions, untouched.
+12 epochs, batch 2, one worker thread, a prewarmed worker). The first has a condition that
+fails after a third of the epochs, and holds again at once:
 
-- ``expire_s``: the hogs' start → the expired update's row finished (its worker stopped),
-  beside the policy's own floor, ``idle_seconds + sample_seconds`` (busy must be sustained
-  for ``idle_seconds``; the check comes every ``sample_seconds``): ratio = expire_s / floor.
+- ``--trigger hogs`` (needs an otherwise idle machine): ``idle = true`` (``idle_seconds`` 2,
+  ``sample_seconds`` 0.5, ``max_load`` 0.9) and ``2 x cores`` CPU-hog processes, killed as
+  soon as the update has expired;
+- ``--trigger power``: ``require_power = true`` with ``system_root`` on a folder whose
+  ``sys/class/power_supply/BAT0/status`` goes from ``Charging`` to ``Discharging`` and back.
+
+Then the same queue with no policy conditions, untouched.
+
+- ``expire_s``: the trigger → the expired update's row finished (its worker stopped),
+  beside the policy's own floor (hogs: ``idle_seconds + sample_seconds``, busy must be
+  sustained that long; power: ``sample_seconds``): ratio = expire_s / floor.
 - ``cost_ratio``: the updates' wall time, started → finished, summed over the expired and
   the resumed one, over the uninterrupted update's. Goal (issue 12): <= 1.1.
 
-Run: .venv/bin/python bench/policy_expiry.py
+Run: .venv/bin/python bench/policy_expiry.py [--trigger hogs|power]
 Last line: {"bench": "policy_expiry", "expire_s": ..., "floor_s": ..., "ratio": ...,
 "cost_ratio": ..., ...}
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -129,7 +136,28 @@ def prepare(a: Path) -> subprocess.Popen[bytes]:
     return daemon
 
 
+def others_load() -> float:
+    """CPU use per core by everyone else over 2 s (this process not counted)."""
+    meter = CpuMeter(2.0, 100.0, 1.0)
+    meter.sample([os.getpid()])
+    time.sleep(2.0)
+    meter.sample([os.getpid()])
+    return float(meter.check(worker_running=True).detail.split()[1])
+
+
+def fake_battery(root: Path) -> Path:
+    """A battery under ``root``, charging (so on mains); its folder."""
+    battery = root / "sys" / "class" / "power_supply" / "BAT0"
+    battery.mkdir(parents=True)
+    for name, value in (("type", "Battery"), ("capacity", "80"), ("status", "Charging")):
+        (battery / name).write_text(value + "\n")
+    return battery
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--trigger", choices=("hogs", "power"), default="hogs")
+    args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="td-bench-", dir="/tmp"))
     hogs: list[subprocess.Popen[bytes]] = []
     try:
@@ -139,27 +167,31 @@ def main() -> None:
         stop(daemon)
         shutil.copytree(a / "data", b / "data", symlinks=True)
 
-        meter = CpuMeter(2.0, 100.0, 1.0)
-        meter.sample()
-        time.sleep(2.0)
-        meter.sample()
-        baseline = float(meter.check(worker_running=True).detail.split()[1])
-
-        daemon = serve(a, BASE + EXPIRE)
+        baseline = others_load()
+        battery = fake_battery(work / "root")
+        power = (
+            f"require_power = true\nsample_seconds = {SAMPLE_SECONDS}\n"
+            f'system_root = "{work / "root"}"\n'
+        )
+        daemon = serve(a, BASE + (EXPIRE if args.trigger == "hogs" else power))
         until(lambda: epoch_of(a) >= EPOCHS // 3, 300)
-        hogs_at = time.time()
-        hogs += [
-            subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(2 * (os.cpu_count() or 1))
-        ]
+        triggered_at = time.time()
+        if args.trigger == "hogs":
+            hogs += [
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(2 * (os.cpu_count() or 1))
+            ]
+        else:
+            (battery / "status").write_text("Discharging\n")
         until(lambda: any(r[1] == "expired" for r in rows(a)), 120)
         for hog in hogs:
             hog.kill()
             hog.wait()
         hogs.clear()
+        (battery / "status").write_text("Charging\n")
         expired = next(r for r in rows(a) if r[1] == "expired")
         assert expired[3] is not None
-        expire_s = expired[3] - hogs_at
+        expire_s = expired[3] - triggered_at
         until(lambda: rows(a)[-1][1] == "succeeded", 600, 0.2)
         stop(daemon)
         chain = rows(a)
@@ -170,17 +202,18 @@ def main() -> None:
         stop(daemon)
         (plain,) = rows(b)
         uninterrupted = (plain[3] or 0.0) - plain[2]
-        floor = IDLE_SECONDS + SAMPLE_SECONDS
+        floor = IDLE_SECONDS + SAMPLE_SECONDS if args.trigger == "hogs" else SAMPLE_SECONDS
         print(
             f"others' load before: {baseline:.2f} per core; load average {os.getloadavg()[0]:.2f}"
         )
         print(f"updates with expiry: {[(r[0], r[1], r[4]) for r in chain]}")
-        print(f"hogs start -> worker stopped: {expire_s:.2f} s (floor {floor:g} s)")
+        print(f"{args.trigger} -> worker stopped: {expire_s:.2f} s (floor {floor:g} s)")
         print(f"expire + resume: {interrupted:.1f} s against {uninterrupted:.1f} s uninterrupted")
         print(
             json.dumps(
                 {
                     "bench": "policy_expiry",
+                    "trigger": args.trigger,
                     "expire_s": round(expire_s, 2),
                     "floor_s": floor,
                     "ratio": round(expire_s / floor, 2),

@@ -77,6 +77,8 @@ class PolicyConfig(_Section, frozen=True):
     expire: bool = True  # stop an automatic update when a condition ceases to hold
     stall_seconds: Seconds = 900.0  # a worker silent this long is killed; 0: never
     sample_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 1.0  # re-check period
+    # Where /proc and /sys are read: a container may see the host's under another folder.
+    system_root: Name = "/"
 
     examples: ClassVar[dict[str, str]] = {
         "windows": WINDOW_EXAMPLE,

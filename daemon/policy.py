@@ -24,6 +24,7 @@ class Decision:
     reason: str
     retry_in: float | None = None  # seconds until the answer may change by itself
     conditions: tuple[Check, ...] = ()  # one per configured condition, for status
+    overdue: bool = False  # runs though busy (max_wait_seconds): not to be expired for it
 
 
 def decide(
@@ -79,6 +80,7 @@ def decide(
             f"{queued} queued for over {policy.max_wait_seconds:g}s (max_wait_seconds), "
             "busy or not",
             conditions=conditions,
+            overdue=True,
         )
     return Decision(
         True, f"{queued} queued and quiet for {policy.quiet_seconds:g}s", conditions=conditions

@@ -6,6 +6,10 @@ wakes the main loop). The main thread decides, from the database, whether an upd
 run, and supervises its worker process. Signal handlers only set a flag, which the main
 loop polls.
 
+The machine's conditions (idle, power, window, schedule: daemon/conditions/) are measured on
+an APScheduler job every ``sample_seconds``; the same job guards a running automatic update,
+expiring it when one fails (daemon/updates/guard.py), and the next update resumes it.
+
 The quiet period is timed on the monotonic clock from the moment the ingestor's commit
 returned (the database's ``created_at`` is wall-clock time, and is only used for samples
 queued before this start-up). When it will end, a one-off APScheduler job is set for that
@@ -242,7 +246,7 @@ class Daemon:
                 resume = resumable(
                     self._ctx.db, self._ctx.store.current_number(), self.updater.checkpoints
                 )
-                self.guard.watch(manual, ignore_idle="max_wait_seconds" in decision.reason)
+                self.guard.watch(manual, ignore_idle=decision.overdue)
                 if not manual:
                     self.monitor.served()
                 self.updater.run(decision.reason, resume)

@@ -26,12 +26,12 @@ class Monitor:
     def __init__(
         self,
         policy: PolicyConfig,
-        root: Path = Path("/"),
+        root: Path | None = None,  # None: the policy's system_root
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.policy = policy
-        self.root = root
+        self.root = root = Path(policy.system_root) if root is None else root
         self.wall = wall
         self.zone, self.windows, self.trigger = policy.parsed()
         self.cpu = (
