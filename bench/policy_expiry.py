@@ -18,7 +18,7 @@ Then the same queue with no policy conditions, untouched.
 - ``cost_ratio``: the updates' wall time, started → finished, summed over the expired and
   the resumed one, over the uninterrupted update's. Goal (issue 12): <= 1.1.
 
-Run: .venv/bin/python bench/policy_expiry.py [--trigger hogs|power]
+Run: .venv/bin/python bench/policy_expiry.py [--trigger hogs|power] [--gap SECONDS]
 Last line: {"bench": "policy_expiry", "expire_s": ..., "floor_s": ..., "ratio": ...,
 "cost_ratio": ..., ...}
 """
@@ -157,6 +157,7 @@ def fake_battery(root: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--trigger", choices=("hogs", "power"), default="hogs")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds before it holds again")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="td-bench-", dir="/tmp"))
     hogs: list[subprocess.Popen[bytes]] = []
@@ -188,6 +189,9 @@ def main() -> None:
             hog.kill()
             hog.wait()
         hogs.clear()
+        # The condition holds again after --gap seconds (not counted: no update runs then).
+        # In use the gap is minutes; a few seconds let the next prewarmed worker load torch.
+        time.sleep(args.gap)
         (battery / "status").write_text("Charging\n")
         expired = next(r for r in rows(a) if r[1] == "expired")
         assert expired[3] is not None
@@ -214,6 +218,7 @@ def main() -> None:
                 {
                     "bench": "policy_expiry",
                     "trigger": args.trigger,
+                    "gap_s": args.gap,
                     "expire_s": round(expire_s, 2),
                     "floor_s": floor,
                     "ratio": round(expire_s / floor, 2),

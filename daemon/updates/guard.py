@@ -53,8 +53,7 @@ class Guard:
         self._progress: object = None
         self._progress_at = 0.0
         self._flags: tuple[tuple[str, bool], ...] = ()
-        self._stopping: int | None = None
-        self.stopped_at: float | None = None  # when the last stop was asked (monotonic)
+        self._stopping: int | None = None  # the update a stop was asked for
 
     def watch(self, manual: bool, ignore_idle: bool = False) -> None:
         """The main loop is about to run an update (manual or not)."""
@@ -112,7 +111,7 @@ class Guard:
         if self._stopping == update_id:
             return  # asked already: the worker is on its way out
         if self.updater.stop_running(update_id, StopRequest(ending, keep_checkpoint=True)):
-            self._stopping, self.stopped_at = update_id, self.clock()
+            self._stopping = update_id
             logger.warning("update %d: %s", update_id, ending.error)
 
 
