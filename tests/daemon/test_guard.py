@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from sqlalchemy import select
 
 from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import Config, load_config
@@ -26,6 +27,7 @@ from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
+from tailord.storage.models import UpdateEvent
 from tailord.storage.samples import NewSample, add_samples
 from tailord.storage.states import UpdateState
 from tailord.storage.versions import VersionStore
@@ -148,6 +150,22 @@ def test_on_battery_the_update_expires_and_the_next_resumes_it_bit_equal(
         assert (second.state, second.resumed_from) == (UpdateState.SUCCEEDED, first.id)
         curve = second.metrics.curve
         assert [p.epoch for p in curve] == list(range(1, EPOCHS + 1))
+        with updater.db.read() as session:
+            trained = session.scalars(
+                select(UpdateEvent.epoch).where(
+                    UpdateEvent.update_id == first.id, UpdateEvent.kind == "epoch"
+                )
+            ).all()
+            began = session.scalar(
+                select(UpdateEvent.epoch).where(
+                    UpdateEvent.update_id == second.id, UpdateEvent.kind == "began"
+                )
+            )
+        # Epochs done are not redone: the resumed one begins where the expired one ended
+        # (or one later: the checkpoint is written just before its epoch's event is sent).
+        assert began is not None
+        assert began >= 2
+        assert began in (max(trained), max(trained) + 1)
         resumed = [e.data for e in iter(lambda: subscription.get(timeout=0.1), None)]
         assert UpdateResumed(second.id, first.id) in resumed
     finally:
