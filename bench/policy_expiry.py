@@ -17,8 +17,6 @@ Then the same queue with no policy conditions, untouched.
   sustained that long; power: ``sample_seconds``): ratio = expire_s / floor.
 - ``cost_ratio``: the updates' wall time, started → finished, summed over the expired and
   the resumed one, over the uninterrupted update's. Goal (issue 12): <= 1.1.
-- ``training_ratio``: the same for the time spent training (first to last progress event of
-  each update: without the worker's start-up and the reading and encoding of the queue).
 
 Run: .venv/bin/python bench/policy_expiry.py [--trigger hogs|power] [--gap SECONDS]
 Last line: {"bench": "policy_expiry", "expire_s": ..., "floor_s": ..., "ratio": ...,
@@ -109,19 +107,6 @@ def rows(root: Path) -> list[tuple[int, str, float, float | None, int | None]]:
         )
 
 
-def trained(root: Path) -> float:
-    """Seconds the updates spent training: each one's first progress event (``began``, once
-    the queue is read and encoded) to its last (stored at most a second apart)."""
-    total = 0.0
-    with sqlite3.connect(root / "data" / "tailord.db", timeout=30) as conn:
-        for (update,) in conn.execute("SELECT id FROM updates"):
-            first, last = conn.execute(
-                "SELECT min(time), max(time) FROM update_events WHERE update_id = ?", (update,)
-            ).fetchone()
-            total += (last or 0.0) - (first or 0.0)
-    return total
-
-
 def stop(daemon: subprocess.Popen[bytes]) -> None:
     daemon.terminate()
     daemon.wait(timeout=60)
@@ -174,16 +159,15 @@ def report(
     gap: float,
     expire_s: float,
     chain: list[tuple[int, str, float, float | None, int | None]],
-    times: tuple[float, float, float, float],
+    times: tuple[float, float],
     baseline: float,
 ) -> None:
-    interrupted, uninterrupted, training, plain_training = times
+    interrupted, uninterrupted = times
     floor = IDLE_SECONDS + SAMPLE_SECONDS if trigger == "hogs" else SAMPLE_SECONDS
     print(f"others' load before: {baseline:.2f} per core; load average {os.getloadavg()[0]:.2f}")
     print(f"updates with expiry: {[(r[0], r[1], r[4]) for r in chain]}")
     print(f"{trigger} -> worker stopped: {expire_s:.2f} s (floor {floor:g} s)")
     print(f"expire + resume: {interrupted:.1f} s against {uninterrupted:.1f} s uninterrupted")
-    print(f"of which training: {training:.1f} s against {plain_training:.1f} s")
     print(
         json.dumps(
             {
@@ -196,9 +180,6 @@ def report(
                 "interrupted_s": round(interrupted, 2),
                 "uninterrupted_s": round(uninterrupted, 2),
                 "cost_ratio": round(interrupted / uninterrupted, 3),
-                "training_s": round(training, 2),
-                "plain_training_s": round(plain_training, 2),
-                "training_ratio": round(training / plain_training, 3),
                 "updates": len(chain),
                 "baseline_load": round(baseline, 2),
                 "load": round(os.getloadavg()[0], 2),
@@ -253,20 +234,18 @@ def main() -> None:
         stop(daemon)
         chain = rows(a)
         interrupted = sum((r[3] or 0.0) - r[2] for r in chain)
-        training = trained(a)
 
         daemon = serve(b, BASE)
         until(lambda: bool(rows(b)) and rows(b)[-1][1] == "succeeded", 600, 0.2)
         stop(daemon)
         (plain,) = rows(b)
         uninterrupted = (plain[3] or 0.0) - plain[2]
-        plain_training = trained(b)
         report(
             args.trigger,
             args.gap,
             expire_s,
             chain,
-            (interrupted, uninterrupted, training, plain_training),
+            (interrupted, uninterrupted),
             baseline,
         )
     finally:
