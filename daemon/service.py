@@ -179,7 +179,7 @@ class Daemon:
             ingest=ingestor.stats,
             pending=self.pending,
             policy_reason=lambda: self._policy_reason,
-            conditions=lambda: self._conditions,
+            conditions=self._live_conditions,
             requested=self._on_requested,
             metrics=self.metrics,
         )
@@ -281,6 +281,14 @@ class Daemon:
             schedule=self.monitor.schedule(),
             oldest_age=None if oldest is None else max(0.0, time.time() - oldest),
         )
+
+    def _live_conditions(self) -> tuple[Check, ...]:
+        """The last decision's conditions; while an update runs, the machine's measured now
+        (what the guard sees: the CPU without tailord's worker)."""
+        if self.updater.running is None:
+            return self._conditions
+        machine = {c.name: c for c in self.monitor.machine(worker_running=True)}
+        return tuple(machine.get(c.name, c) for c in self._conditions)
 
     def _note_outcome(self) -> None:
         last = self.updater.last_update()

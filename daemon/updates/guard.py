@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # What a failing condition means for people, and what lets the update resume.
 _MEANING = {
     "idle": ("machine busy", "idle"),
-    "power": ("power", "on mains"),
+    "power": ("power", "on mains or charged"),
     "window": ("window closed", "the window opens"),
 }
 

@@ -133,7 +133,7 @@ def test_on_battery_the_update_expires_and_the_next_resumes_it_bit_equal(
         assert first.state == UpdateState.EXPIRED
         assert first.error is not None
         assert first.error.startswith("expired at epoch ")
-        assert first.error.endswith("power (on battery (80%)); resumes when on mains")
+        assert first.error.endswith("power (on battery (80%)); resumes when on mains or charged")
         assert stopped < 10  # a tick every 0.2 s, the worker polled every 0.2 s
         assert (updater.checkpoints / "checkpoint.safetensors").exists()
 
