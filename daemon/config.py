@@ -6,11 +6,19 @@ Defaults are documented in docs/configuration.md; keep the two in step.
 from __future__ import annotations
 
 import tomllib
+from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+from apscheduler.triggers.cron import CronTrigger
+from tzlocal import get_localzone
 
+from tailord.daemon.conditions.schedule import EXAMPLE as SCHEDULE_EXAMPLE
+from tailord.daemon.conditions.schedule import parse_schedule
+from tailord.daemon.conditions.window import EXAMPLE as WINDOW_EXAMPLE
+from tailord.daemon.conditions.window import Window, parse_window
 from tailord.daemon.errors import ConfigError
 from tailord.daemon.paths import default_data_dir, default_socket
 from tailord.trainer.errors import ModelError
@@ -23,6 +31,7 @@ Interval = Annotated[float, msgspec.Meta(gt=0.0)]  # a period the daemon waits o
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1)]
+Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -55,6 +64,28 @@ class PolicyConfig(_Section, frozen=True):
     check_seconds: Interval = 60.0  # how often the scheduler re-checks the policy anyway
     retry_seconds: Seconds = 60.0  # wait after a failed update; doubles with each failure
     max_retry_seconds: Seconds = 3600.0  # the longest wait between failed updates
+    # The machine's conditions (docs/policy.md); all AND-ed for automatic updates.
+    idle: bool = False  # wait until the machine is not busy with other work
+    max_cpu_pressure: Percent = 20.0  # busy above this CPU pressure (PSI "some"), percent
+    max_load: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5  # or CPU use per core
+    idle_seconds: Interval = 10.0  # busy only when sustained this long
+    require_power: bool = False  # wait while on battery
+    min_battery: Percent = 0.0  # on battery, wait below this charge (percent)
+    windows: tuple[str, ...] = ()  # local-time windows, "01:00-06:00"; empty: any time
+    timezone: str = ""  # of windows and schedule; empty: the system's local time
+    schedule: str = ""  # cron expression: an update is due then, quiet period or not
+    max_wait_seconds: Seconds = 21600.0  # queued this long: due even if never idle; 0: off
+    expire: bool = True  # stop an automatic update when a condition ceases to hold
+    stall_seconds: Seconds = 900.0  # a worker silent this long is killed; 0: never
+    sample_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 1.0  # re-check period
+    # Where /proc and /sys are read: a container may see the host's under another folder.
+    system_root: Name = "/"
+
+    examples: ClassVar[dict[str, str]] = {
+        "windows": WINDOW_EXAMPLE,
+        "timezone": '"Europe/Paris"',
+        "schedule": SCHEDULE_EXAMPLE,
+    }
 
     def __post_init__(self) -> None:
         if self.max_retry_seconds < self.retry_seconds:
@@ -63,6 +94,39 @@ class PolicyConfig(_Section, frozen=True):
                 f"= {self.retry_seconds}; the wait doubles up to max_retry_seconds, so give it "
                 "at least retry_seconds"
             )
+        self.parsed()  # each raises a ConfigError naming the key
+
+    def zone(self) -> tzinfo:
+        if not self.timezone:
+            return get_localzone()  # a ZoneInfo (DST-aware), as APScheduler itself uses
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f"[policy] timezone = {self.timezone!r} is not a known time zone; "
+                'write an IANA name such as "Europe/Paris", or leave it empty for local time'
+            ) from exc
+
+    def parsed(self) -> tuple[tzinfo, tuple[Window, ...], CronTrigger | None]:
+        """The zone, windows and schedule as objects; a bad one is a ConfigError."""
+        zone = self.zone()
+        windows = []
+        for text in self.windows:
+            try:
+                windows.append(parse_window(text))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"[policy] windows: {exc}; write for example windows = {WINDOW_EXAMPLE}"
+                ) from exc
+        trigger = None
+        if self.schedule:
+            try:
+                trigger = parse_schedule(self.schedule, zone)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"[policy] {exc}; write for example schedule = {SCHEDULE_EXAMPLE}"
+                ) from exc
+        return zone, tuple(windows), trigger
 
 
 class WorkerConfig(_Section, frozen=True):

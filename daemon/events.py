@@ -2,8 +2,9 @@
 
 Each event type is one struct below (its ``type`` is a class constant): ``sample.queued``,
 ``sample.rejected``, ``update.began``, ``update.progress``, ``update.judged``,
-``update.finished``, ``version.changed``, ``version.load_failed``. A slow subscriber loses its
-oldest events rather than slowing the publisher: its queue is bounded.
+``update.finished``, ``update.expired``, ``update.resumed``, ``version.changed``,
+``version.load_failed``. A slow subscriber loses its oldest events rather than slowing the
+publisher: its queue is bounded.
 
 This module imports neither torch nor SQLAlchemy: ``tailorctl`` decodes the stream with
 :func:`decode_event`.
@@ -90,6 +91,22 @@ class UpdateFinished(EventData, frozen=True):
     error: str | None
 
 
+class UpdateExpired(EventData, frozen=True):
+    """An automatic update stopped because a policy condition ceased to hold."""
+
+    type: ClassVar[str] = "update.expired"
+    update: int
+    reason: str  # which condition, its figures, and what lets it resume
+
+
+class UpdateResumed(EventData, frozen=True):
+    """An update began from an expired update's checkpoint (same samples, same seed)."""
+
+    type: ClassVar[str] = "update.resumed"
+    update: int
+    resumed_from: int  # the expired update
+
+
 class VersionChanged(EventData, frozen=True, omit_defaults=True):
     """``current`` was flipped. A publish names the ``parent``; a rollback the ``previous``
     current and its ``reason``; an import both ``parent`` and ``reason``."""
@@ -127,6 +144,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         UpdateProgressed,
         UpdateJudged,
         UpdateFinished,
+        UpdateExpired,
+        UpdateResumed,
         VersionChanged,
         VersionLoadFailed,
         SamplesForgotten,

@@ -37,6 +37,7 @@ class Snapshot:
     waiting: int = 0  # inbox files seen, not yet read
     version: int | None = None
     updating: bool = False
+    conditions: dict[str, bool] = field(default_factory=dict)  # policy condition -> holds
 
 
 class _SnapshotCollector(Collector):
@@ -71,6 +72,14 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily(
             "tailord_update_running", "1 while an update runs", value=int(snap.updating)
         )
+        conditions = GaugeMetricFamily(
+            "tailord_policy_condition",
+            "1 while a configured policy condition holds, else 0 (see docs/policy.md)",
+            labels=["name"],
+        )
+        for name, ok in sorted(snap.conditions.items()):  # at most 7 fixed names
+            conditions.add_metric([name], int(ok))
+        yield conditions
 
 
 class Metrics:

@@ -6,6 +6,10 @@ wakes the main loop). The main thread decides, from the database, whether an upd
 run, and supervises its worker process. Signal handlers only set a flag, which the main
 loop polls.
 
+The machine's conditions (idle, power, window, schedule: daemon/conditions/) are measured on
+an APScheduler job every ``sample_seconds``; the same job guards a running automatic update,
+expiring it when one fails (daemon/updates/guard.py), and the next update resumes it.
+
 The quiet period is timed on the monotonic clock from the moment the ingestor's commit
 returned (the database's ``created_at`` is wall-clock time, and is only used for samples
 queued before this start-up). When it will end, a one-off APScheduler job is set for that
@@ -35,9 +39,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
+from tailord.daemon.conditions.check import Check
+from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import Config
 from tailord.daemon.errors import ConfigError, TailordError
-from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
+from tailord.daemon.events import EventBus, SampleQueued, SampleRejected, UpdateExpired
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.limits import Limits
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
@@ -50,6 +56,8 @@ from tailord.daemon.policy import Decision, decide
 from tailord.daemon.privacy import apply_umask, make_inbox, make_private_dir, modes_for, tighten
 from tailord.daemon.reload import reload_and_log
 from tailord.daemon.updates.forget import Forgetter
+from tailord.daemon.updates.guard import Guard, add_policy_jobs
+from tailord.daemon.updates.resume import resumable
 from tailord.daemon.updates.selection import spec_change
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
@@ -57,7 +65,7 @@ from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
-from tailord.storage.samples import counts, last_queued_at
+from tailord.storage.samples import counts, last_queued_at, oldest_queued_at
 from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
 from tailord.trainer.loading import torch_missing
@@ -94,6 +102,8 @@ class Daemon:
         # period counts from it. Set by the ingestor's thread; a float assignment is atomic.
         self._last_queued: float | None = None
         self._policy_reason = "starting"
+        self._conditions: tuple[Check, ...] = ()  # the latest decision's, for status
+        self._expired: str | None = None  # why the last update expired, until the next runs
         self._stack = contextlib.ExitStack()
         self.events = EventBus()
         self.serving = Serving(self.events)
@@ -156,6 +166,14 @@ class Daemon:
         if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
         self._forgetter = Forgetter(db, store, history, updater, self.events, cfg.model)
+        self.monitor = Monitor(cfg.policy)
+        self.guard = Guard(
+            cfg.policy,
+            self.monitor,
+            updater,
+            lambda: (os.getpid(), *updater.workers.pids()),
+            self.wake,
+        )
 
         ingestor = Ingestor(
             cfg.inbox,
@@ -188,6 +206,7 @@ class Daemon:
             id="rescan",
             coalesce=True,
         )
+        add_policy_jobs(scheduler, cfg.policy, self.monitor, self.guard, self.wake)
         scheduler.start()
         stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
         self._alive["scheduler"] = lambda: _scheduler_alive(scheduler)
@@ -201,6 +220,7 @@ class Daemon:
             ingest=ingestor.stats,
             pending=self.pending,
             policy_reason=lambda: self._policy_reason,
+            conditions=self._live_conditions,
             requested=self._on_requested,
             queued=self._on_ingested,
             metrics=self.metrics,
@@ -303,10 +323,23 @@ class Daemon:
             self._run_forgets()
             manual, self._manual = self._manual, False
             decision = self._decide(manual)
-            self._policy_reason = decision.reason
+            reason = decision.reason
+            if not decision.run and self._expired:
+                reason = f"{self._expired}; {reason}"  # why the last one stopped, and now
+            self._policy_reason, self._conditions = reason, decision.conditions
+            if not decision.run and decision.reason == "nothing queued":
+                self.monitor.served()  # a schedule that fires on an empty queue has no work
             self.notifier.status(self._status_line())
             if decision.run:
-                self.updater.run(decision.reason)
+                self._expired = None
+                assert self._ctx is not None
+                resume = resumable(
+                    self._ctx.db, self._ctx.store.current_number(), self.updater.checkpoints
+                )
+                self.guard.watch(manual, ignore_idle=decision.overdue)
+                if not manual:
+                    self.monitor.served()
+                self.updater.run(decision.reason, resume)
                 self._note_outcome()
                 self.wake()  # samples may have arrived meanwhile
             elif manual and self.updater.has_pending():
@@ -326,6 +359,7 @@ class Daemon:
         with self._ctx.db.read() as session:
             by_label = counts(session).get(SampleState.QUEUED, {})
             last = last_queued_at(session)
+            oldest = oldest_queued_at(session)
         now = time.monotonic()
         arrived = self._last_queued
         if arrived is None and last is not None:
@@ -340,10 +374,24 @@ class Daemon:
             manual=manual,
             failures=self._failures,
             last_failure_at=self._last_failure_at,
+            machine=self.monitor.machine(),
+            schedule=self.monitor.schedule(),
+            oldest_age=None if oldest is None else max(0.0, time.time() - oldest),
         )
+
+    def _live_conditions(self) -> tuple[Check, ...]:
+        """The last decision's conditions; while an update runs, the machine's measured now
+        (what the guard sees: the CPU without tailord's worker)."""
+        if self.updater.running is None:
+            return self._conditions
+        machine = {c.name: c for c in self.monitor.machine(worker_running=True)}
+        return tuple(machine.get(c.name, c) for c in self._conditions)
 
     def _note_outcome(self) -> None:
         last = self.updater.last_update()
+        if last is not None and UpdateState(last.state) is UpdateState.EXPIRED:
+            self.events.publish(UpdateExpired(last.id, last.error or "expired"))
+            self._expired = last.error or "expired"
         if last is not None and UpdateState(last.state) is UpdateState.FAILED:
             self._failures += 1
             self._last_failure_at = time.monotonic()
@@ -413,6 +461,7 @@ class Daemon:
             waiting=len(self.pending),
             version=None if served is None else served.number,
             updating=ctx.updater.running is not None,
+            conditions={c.name: c.ok for c in self._conditions},
         )
 
 

@@ -138,6 +138,10 @@ class Update(Base):
     # Retrains the head from version 0 on every learned sample plus the queue. A server
     # default, so that a database made before the column gets it added (db.py).
     from_base: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Added later (storage/db.py adds them to an older file): the highest queued sample id
+    # it read, and the expired update it resumed (same samples, from its checkpoint).
+    up_to_id: Mapped[int | None]
+    resumed_from: Mapped[int | None]  # an update id (no foreign key: ADD COLUMN keeps it plain)
 
 
 class UpdateEvent(Base):

@@ -310,6 +310,13 @@ def last_queued_at(session: Session) -> float | None:
     )
 
 
+def oldest_queued_at(session: Session) -> float | None:
+    """When the oldest queued sample arrived (drives ``max_wait_seconds``)."""
+    return session.scalar(
+        select(func.min(Sample.created_at)).where(Sample.state == SampleState.QUEUED)
+    )
+
+
 def vector_dim(session: Session) -> int | None:
     """The size of stored vectors (float32), if any sample is stored yet."""
     size = session.scalar(

@@ -172,6 +172,9 @@ class UpdateInfo(Struct, frozen=True):
     from_: Annotated[
         UpdateFrom, Meta(description="base: relearned every learned sample from version 0")
     ] = msgspec.field(default="current", name="from")
+    resumed_from: Annotated[
+        int | None, Meta(description="the expired update it resumed from its checkpoint")
+    ] = None
     params: (
         Annotated[UpdateRequest, Meta(description="every parameter it runs with")] | UnsetType
     ) = UNSET  # left out for rows from before they were kept
@@ -206,6 +209,17 @@ class IngestInfo(Struct, frozen=True):
     last_commit_at: float | None
 
 
+ConditionName = Literal["quiet", "min_queued", "idle", "power", "window", "schedule", "backoff"]
+
+
+class Condition(Struct, frozen=True):
+    """One configured policy condition (docs/policy.md) and whether it holds now."""
+
+    name: ConditionName
+    ok: bool
+    detail: str
+
+
 class Status(Struct, frozen=True):
     """``GET /v1/status``."""
 
@@ -223,6 +237,9 @@ class Status(Struct, frozen=True):
         str | None,
         Meta(description="[model] differs from the current version's; says what retrains it"),
     ] = None
+    conditions: Annotated[
+        list[Condition], Meta(description="the policy's conditions, one per configured one")
+    ] = msgspec.field(default_factory=list)
 
 
 class VersionInfo(Struct, frozen=True):
@@ -430,6 +447,9 @@ class ForgetResult(Struct, frozen=True):
 
 class UpdateQuery(Struct, frozen=True):
     wait: Annotated[bool, Meta(description="block until the update has ended")] = False
+    defer: Annotated[
+        bool, Meta(description="queue the request until the policy's conditions hold")
+    ] = False
     timeout: Annotated[
         float,
         Meta(ge=0, le=3600, description="seconds to wait at most; still running then: 202"),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tailord.daemon.api import bodies
+from tailord.daemon.conditions.check import Check
 from tailord.daemon.events import EventBus
 from tailord.daemon.inbox.ingest import Ingestor, IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
@@ -40,3 +41,5 @@ class ApiContext:
     ingestor: Ingestor | None = None  # POST /v1/samples goes through its checks and commit
     # Runs a forget on the main loop's thread and waits for it (None: forget is not offered).
     forget: Callable[[bodies.ForgetRequest], bodies.ForgetResult] | None = None
+    # The policy's conditions as the main loop last decided (names, ok, detail).
+    conditions: Callable[[], Sequence[Check]] = tuple

@@ -146,14 +146,15 @@ class Api:
         asked = update_request(request)
         updater = self.ctx.updater
         try:
-            accepted = updater.request(asked, from_base=asked.from_ == "base")
+            accepted = updater.request(asked, from_base=asked.from_ == "base", deferred=query.defer)
         except BadParameters as exc:
             raise ApiError(422, "bad_parameter", str(exc)) from exc
         except ParametersDiffer as exc:
             raise ApiError(409, "parameters_differ", str(exc)) from exc
         except NothingQueued as exc:
             raise ApiError(409, "nothing_queued", str(exc)) from exc
-        self.ctx.requested()
+        if not query.defer:  # deferred: the pending row waits for the policy's conditions
+            self.ctx.requested()
         if not query.wait:
             return accepted
 

@@ -29,7 +29,7 @@ def status(ctx: ApiContext) -> bodies.Status:
         queued=sum(queue.values()),
         queue=queue,
         samples=by_state,
-        policy=ctx.policy_reason(),
+        policy=_policy(ctx),
         update=None if running is None else bodies.RunningUpdate(running, updater.progress),
         last_update=updater.last_update(),
         load_error=ctx.serving.last_error,
@@ -44,7 +44,21 @@ def status(ctx: ApiContext) -> bodies.Status:
             last_commit_at=stats.last_commit_at,
         ),
         spec_change=change,
+        conditions=[
+            bodies.Condition(msgspec.convert(c.name, bodies.ConditionName), c.ok, c.detail)
+            for c in ctx.conditions()
+        ],
     )
+
+
+def _policy(ctx: ApiContext) -> str:
+    """One sentence: why an update runs or waits now."""
+    progress = ctx.updater.progress
+    if ctx.updater.running is None:
+        return ctx.policy_reason()
+    if progress is None or progress.kind == "began":
+        return "running: starting"
+    return f"running: epoch {progress.epoch}/{ctx.updater.running_epochs}"
 
 
 def samples(ctx: ApiContext, query: bodies.SamplesQuery) -> bodies.SamplePage:

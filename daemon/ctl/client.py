@@ -105,13 +105,17 @@ class Client:
         *,
         wait: bool = False,
         timeout: float | None = None,
+        defer: bool = False,
     ) -> bodies.UpdateInfo:
         """Ask for an update now: the update (id, state); with ``wait``, once it has ended
-        (or ``timeout`` seconds have passed: then it is still pending or running).
-        ``params``: this update's own ``[update]`` parameters (and ``k``)."""
+        (or ``timeout`` seconds have passed: then it is still pending or running); with
+        ``defer``, once the policy's conditions hold rather than now. ``params``: this
+        update's own ``[update]`` parameters (and ``k``)."""
         query: dict[str, object] = {}
         if wait:
             query["wait"] = "true"
+        if defer:
+            query["defer"] = "true"
         if timeout is not None:
             query["timeout"] = f"{timeout:g}"
         body = b"{}" if params is None else msgspec.json.encode(params)

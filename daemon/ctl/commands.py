@@ -46,6 +46,11 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     console = out()
     console.print(f"[bold]version[/] {status.version}   [bold]state[/] {status.state}")
     console.print(f"[bold]policy[/]  {safe(status.policy)}")
+    if status.conditions:
+        conditions = Table("condition", "holds", "detail")
+        for c in status.conditions:
+            conditions.add_row(c.name, "yes" if c.ok else "[red]no[/]", safe(c.detail))
+        console.print(conditions)
     states = ("queued", "learned", "rejected")  # rejected: by the gate; `tailorctl requeue`
     by_state = [status.samples.get(state, {}) for state in states]
     labels = sorted(set().union(*by_state))
@@ -88,7 +93,7 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
     if args.from_ == "base":
         params = msgspec.structs.replace(params or bodies.UpdateRequest(), from_="base")
     if not args.wait:
-        accepted = client.update(params)
+        accepted = client.update(params, defer=args.defer)
         if args.json:
             print_json(accepted)
         else:
@@ -98,13 +103,13 @@ def cmd_update(client: Client, args: argparse.Namespace) -> int:
             )
         return 0
     if args.json:  # scripts get the end state only; the daemon does the waiting
-        info = client.update(params, wait=True, timeout=args.timeout)
+        info = client.update(params, wait=True, timeout=args.timeout, defer=args.defer)
         print_json(info)
         return 0 if info.state == "succeeded" else 1
     from tailord.daemon.ctl.follow import follow
 
     with client.subscribe(timeout=60) as stream:  # subscribed before asking: nothing missed
-        accepted = client.update(params)
+        accepted = client.update(params, defer=args.defer)
         final = follow(client, stream, accepted.id, time.monotonic() + args.timeout)
     if final is None:
         raise ClientError("timed out waiting for the update; see `tailorctl status`")

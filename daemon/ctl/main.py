@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "queue, policy, last update")
     update = command("update", "start an update now")
     update.add_argument("--wait", action="store_true", help="wait until it has finished")
+    update.add_argument(
+        "--defer", action="store_true", help="start it once the policy's conditions hold"
+    )
     update.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
     update.add_argument("--show", type=int, metavar="ID", help="show update ID instead")
     _steering(update)

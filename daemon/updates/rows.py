@@ -65,4 +65,5 @@ def describe(row: Update, progress: bodies.Progress | None) -> bodies.UpdateInfo
             else msgspec.convert(row.params, bodies.UpdateRequest)
         ),
         from_="base" if row.from_base else "current",
+        resumed_from=row.resumed_from,
     )

@@ -17,11 +17,18 @@ from sqlalchemy import update as sa_update
 from tailord.daemon.api import bodies
 from tailord.daemon.config import Config
 from tailord.daemon.errors import TailordError
-from tailord.daemon.events import EventBus, UpdateBegan, UpdateFinished, UpdateJudged
+from tailord.daemon.events import (
+    EventBus,
+    UpdateBegan,
+    UpdateFinished,
+    UpdateJudged,
+    UpdateResumed,
+)
 from tailord.daemon.updates import overrides
 from tailord.daemon.updates.knn import learns_in_daemon, run_here
 from tailord.daemon.updates.messages import Failure, Result, WorkerJob
 from tailord.daemon.updates.progress import ProgressLog
+from tailord.daemon.updates.resume import Resume
 from tailord.daemon.updates.rows import Ending, describe, record
 from tailord.daemon.updates.selection import Selection, choose, spec_change
 from tailord.daemon.updates.workers import Workers
@@ -72,6 +79,7 @@ class Updater:
         self.events = events
         self.should_stop = should_stop
         self.running: int | None = None
+        self.running_epochs = config.update.epochs  # the running update's own (its params)
         self._progress_log: ProgressLog | None = None  # the running update's
         self._stop_as: StopRequest | None = None  # why the running update is being stopped
         # The update last cancelled, while no sample has arrived since (cancel.py): automatic
@@ -84,9 +92,17 @@ class Updater:
     def _stopping(self) -> bool:
         return self.should_stop() or self._stop_as is not None
 
-    def run(self, reason: str, *, from_base: bool = False, learn_queue: bool = True) -> int | None:
+    def run(
+        self,
+        reason: str,
+        resume: Resume | None = None,
+        *,
+        from_base: bool = False,
+        learn_queue: bool = True,
+    ) -> int | None:
         """Run one update now; returns the new version number, or None if none was made.
 
+        ``resume``: an expired update to continue (the same samples; see resume.py).
         ``from_base`` retrains from version 0 on every learned sample (a request's row may
         ask it too, and a changed model spec implies it); without ``learn_queue`` (forget)
         the queue is left for a later update and no pending request is taken over.
@@ -96,7 +112,9 @@ class Updater:
         # Before the worker reads the queue: a sample relabeled from now on may be learned
         # under its old label, so publishing leaves it queued (see mark_learned).
         read_at = time.time()
-        claimed = self._claim(reason, base, from_base=from_base, learn_queue=learn_queue)
+        claimed = self._claim(
+            reason, base, resume=resume, from_base=from_base, learn_queue=learn_queue
+        )
         if claimed is None:
             return None
         update_id, selection, asked = claimed
@@ -125,8 +143,10 @@ class Updater:
             reason,
             0 if selection.relearn else base,
         )
-        self.running = update_id
+        self.running, self.running_epochs = update_id, params.epochs
         self.events.publish(UpdateBegan(update_id, base, reason, params.epochs))
+        if resume is not None:
+            self.events.publish(UpdateResumed(update_id, resume.update_id))
         try:
             result = self._supervise(job)
             if result is None:
@@ -160,7 +180,13 @@ class Updater:
             self.workers.reap()
 
     def _claim(
-        self, reason: str, base: int, *, from_base: bool, learn_queue: bool
+        self,
+        reason: str,
+        base: int,
+        *,
+        resume: Resume | None,
+        from_base: bool,
+        learn_queue: bool,
     ) -> tuple[int, Selection, bodies.UpdateRequest] | None:
         """The update to run now, marked running: its id, which samples it learns from which
         head (``selection.py``) and its parameters; None when there is none to run."""
@@ -181,6 +207,11 @@ class Updater:
             selection = choose(
                 session, base_version=base, from_base=relearn, learn_queue=learn_queue
             )
+            if resume is not None and selection is not None and not selection.relearn:
+                # The expired update's samples, no more: its checkpoint is of those.
+                selection = msgspec.structs.replace(
+                    selection, up_to_id=min(selection.up_to_id, resume.up_to_id)
+                )
             if selection is not None and row is not None:
                 row.state = UpdateState.RUNNING
                 row.started_at = time.time()
@@ -193,6 +224,9 @@ class Updater:
                 session.flush()
             if row is not None and row.params is None:  # automatic: the configured ones
                 row.params = self._configured()
+            if row is not None and selection is not None:
+                row.up_to_id = selection.up_to_id
+                row.resumed_from = None if resume is None else resume.update_id
             update_id = None if row is None else row.id
             asked = None if row is None else self._asked(row)
         if selection is None:
@@ -305,7 +339,11 @@ class Updater:
     # -- what the API asks -----------------------------------------------------------------
 
     def request(
-        self, asked: bodies.UpdateRequest | None = None, *, from_base: bool = False
+        self,
+        asked: bodies.UpdateRequest | None = None,
+        *,
+        from_base: bool = False,
+        deferred: bool = False,
     ) -> bodies.UpdateInfo:
         """Accept a manual request: the update that will serve it, pending or running.
 
@@ -350,7 +388,8 @@ class Updater:
                         else None
                     )
                 active = Update(
-                    reason="requested from base" if from_base else "requested",
+                    reason=("requested from base" if from_base else "requested")
+                    + (", deferred" if deferred else ""),
                     base_version=current,
                     state=UpdateState.PENDING,
                     params=self._configured() if wanted is None else _stored(wanted),

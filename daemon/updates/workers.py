@@ -46,6 +46,11 @@ class Workers:
             return
         self._spare = _spawn()
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (running and spare): their CPU time is tailord's own."""
+        found = [p.pid for p in (self._ended, self._spare and self._spare[0]) if p is not None]
+        return [pid for pid in found if pid is not None]
+
     def wait_warm(self, timeout: float) -> bool:
         """Wait until the spare worker has loaded torch; False if there is none or late."""
         if self._spare is None or not self._spare[1].poll(timeout):
@@ -76,12 +81,12 @@ class Workers:
                     return None
                 if not pipe.poll(POLL_SECONDS):
                     if not process.is_alive() and not pipe.poll(0):
-                        return _died(process)
+                        return None if self.should_stop() else _died(process)
                     continue
                 try:
                     message = receive(pipe)
-                except EOFError:
-                    return _died(process)
+                except EOFError:  # killed because it was asked to stop: a stop, not a death
+                    return None if self.should_stop() else _died(process)
                 if isinstance(message, Progress):
                     on_progress(message.event)
                 elif isinstance(message, Result):
@@ -92,6 +97,12 @@ class Workers:
                 # Ready: a spare's greeting that wait_warm did not read; nothing to do.
         finally:
             pipe.close()
+
+    def kill(self) -> None:
+        """SIGKILL the running job's worker (a stalled one may not heed SIGTERM)."""
+        process = self._ended
+        if process is not None and process.is_alive():
+            process.kill()
 
     def reap(self) -> None:
         """Wait for the last job's worker to exit, then start the next spare.

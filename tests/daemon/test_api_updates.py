@@ -152,6 +152,7 @@ def test_a_row_from_before_the_gate_metric_is_described_as_it_was_sent() -> None
         "gate": old_gate,
         "progress": None,
         "from": "current",
+        "resumed_from": None,
     }
     # ``params`` too is left out: the row is from before they were kept.
     assert [*wire, "params"] == list(bodies.UpdateInfo.__struct_encode_fields__)

@@ -18,9 +18,11 @@ from tailord.daemon.events import (
     SampleRejected,
     SamplesForgotten,
     UpdateBegan,
+    UpdateExpired,
     UpdateFinished,
     UpdateJudged,
     UpdateProgressed,
+    UpdateResumed,
     VersionChanged,
     VersionLoadFailed,
     decode_event,
@@ -79,6 +81,11 @@ CASES: list[tuple[EventData, dict[str, object]]] = [
         UpdateFinished(4, UpdateState.FAILED, None, "gate: worse é"),
         {"update": 4, "state": "failed", "version": None, "error": "gate: worse é"},
     ),
+    (
+        UpdateExpired(5, "expired at epoch 4/10: machine busy; resumes when idle"),
+        {"update": 5, "reason": "expired at epoch 4/10: machine busy; resumes when idle"},
+    ),
+    (UpdateResumed(6, 5), {"update": 6, "resumed_from": 5}),
     (VersionChanged(version=3, parent=2), {"version": 3, "parent": 2}),
     (
         VersionChanged(version=1, previous=3, reason="rollback"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import update
 
 from tailord.storage.db import open_database
 from tailord.storage.embeddings import cached, store
-from tailord.storage.models import Sample, SampleState
+from tailord.storage.models import Sample, SampleState, Update, UpdateState
 from tailord.storage.replay import per_label_draw, queued_rows, replay_and_canary
 from tailord.storage.samples import NewSample, add_samples
 
@@ -82,3 +83,34 @@ def test_regress_replay_and_canary_come_from_one_uniform_reservoir(tmp_path: Pat
     assert (replay, canary) == again
     assert [r.id for r in other[0]] != [r.id for r in replay]
     assert len(everything) == 100
+
+
+def test_an_older_database_gains_the_new_update_columns_in_place(tmp_path: Path) -> None:
+    """Columns added to a model since a file was made (``up_to_id``, ``resumed_from``) are
+    added at start-up; the rows already there keep their values, the new columns NULL."""
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.execute(
+        "CREATE TABLE updates (id INTEGER PRIMARY KEY, state VARCHAR(20), reason VARCHAR(200),"
+        " started_at FLOAT, finished_at FLOAT, base_version INTEGER, version INTEGER,"
+        " sample_count INTEGER, error VARCHAR(4096), metrics JSON, gate JSON)"
+    )
+    con.execute("INSERT INTO updates VALUES (1, 'succeeded', 'x', 1, 2, 0, 1, 3, NULL, '{}', NULL)")
+    con.commit()
+    con.close()
+    db = open_database(path)
+    try:
+        with db.read() as session:
+            row = session.get_one(Update, 1)
+            assert (row.state, row.sample_count, row.up_to_id, row.resumed_from) == (
+                UpdateState.SUCCEEDED,
+                3,
+                None,
+                None,
+            )
+        with db.write() as session:
+            session.get_one(Update, 1).resumed_from = 1
+    finally:
+        db.close()
+    reopened = open_database(path)  # a second start finds nothing to add
+    reopened.close()
