@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.config import Config
+from tailord.daemon.disk import disk_problem
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
@@ -40,12 +41,17 @@ from tailord.daemon.inbox.watcher import PendingPaths, Watcher
 from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.policy import Decision, decide
+from tailord.daemon.startup import (
+    Repair,
+    check_backbone,
+    check_data_dir,
+    check_inbox,
+    open_db,
+    repair,
+)
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
-from tailord.daemon.versions.publish import ensure_base
-from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
-from tailord.storage.db import open_database
 from tailord.storage.samples import counts, last_queued_at
 from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
@@ -83,6 +89,9 @@ class Daemon:
         self.events.listen(self.metrics.on_event)
         self.pending = PendingPaths()
         self._ctx: ApiContext | None = None  # once started: what the API and metrics read
+        # Why no update may run: start-up repair was refused by the disk (see startup.py).
+        self._read_only: str | None = None
+        self._repair: Callable[[], Repair] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -98,20 +107,23 @@ class Daemon:
     def startup(self) -> None:
         cfg = self.config
         stack = self._stack
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        check_data_dir(cfg.data_dir)  # one line if it is not a writable folder
         # Before anything reads or repairs the data directory: a second daemon must leave
         # the first one's update and staging alone. Released last, after the database.
         stack.callback(lock_data_dir(cfg.data_dir).release)
-        cfg.inbox.mkdir(parents=True, exist_ok=True)
-        db = open_database(cfg.database)
+        check_inbox(cfg.inbox)
+        check_backbone(cfg.model)  # now, not at the first update
+        db = open_db(cfg)
         stack.callback(_stopping("database", db.close))
         store = VersionStore(cfg.data_dir)
-        current = reconcile(store, db)
-        if current is None:
-            current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
+        repaired = repair(cfg, store, db)
+        current = repaired.current
+        self._read_only = repaired.read_only
         self.serving.load(store, current)
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
-        history.start()
+        if self._read_only is None:
+            history.start()
+        self._repair = lambda: repair(cfg, store, db)
         self.updater = updater = Updater(
             cfg, db, store, history, self.events, lambda: self.should_exit
         )
@@ -211,17 +223,46 @@ class Daemon:
             if not self._wake.wait(POLL_SECONDS):
                 continue
             self._wake.clear()
-            manual, self._manual = self._manual, False
-            decision = self._decide(manual)
-            self._policy_reason = decision.reason
-            if decision.run:
-                self.updater.run(decision.reason)
-                self._note_outcome()
-                self.wake()  # samples may have arrived meanwhile
-            elif manual and self.updater.has_pending():
-                self.updater.run(decision.reason)  # ends the request: nothing to learn
-            elif decision.retry_in is not None:
-                self._wake_in(decision.retry_in)
+            try:
+                self._once()
+            except Exception as exc:
+                # A full or failing disk (or a bug) must not end the daemon: the API keeps
+                # serving, and the next wake-up tries again after the failure back-off.
+                self._failures += 1
+                self._last_failure_at = time.monotonic()
+                problem = disk_problem(exc, self.config.data_dir)
+                if problem is None:
+                    logger.exception("the main loop's step failed; trying again later")
+                else:
+                    logger.error("the main loop's step failed: %s; trying again later", problem)
+
+    def _once(self) -> None:
+        if self._read_only is not None and not self._leave_read_only():
+            self._policy_reason = self._read_only
+            return
+        self.updater.record_unrecorded()
+        manual, self._manual = self._manual, False
+        decision = self._decide(manual)
+        self._policy_reason = decision.reason
+        if decision.run:
+            self.updater.run(decision.reason)
+            self._note_outcome()
+            self.wake()  # samples may have arrived meanwhile
+        elif manual and self.updater.has_pending():
+            self.updater.run(decision.reason)  # ends the request: nothing to learn
+        elif decision.retry_in is not None:
+            self._wake_in(decision.retry_in)
+
+    def _leave_read_only(self) -> bool:
+        """Retry start-up repair; True once it succeeded (updates may run again)."""
+        assert self._repair is not None
+        repaired = self._repair()
+        if repaired.read_only is not None:
+            self._read_only = repaired.read_only
+            return False
+        logger.warning("start-up repair succeeded; leaving read-only mode")
+        self._read_only = None
+        return True
 
     def _decide(self, manual: bool) -> Decision:
         assert self._ctx is not None
@@ -246,7 +287,8 @@ class Daemon:
 
     def _note_outcome(self) -> None:
         last = self.updater.last_update()
-        if last is not None and UpdateState(last.state) is UpdateState.FAILED:
+        failed = last is not None and UpdateState(last.state) is UpdateState.FAILED
+        if failed or self.updater.unrecorded:  # a failure the disk would not let us record
             self._failures += 1
             self._last_failure_at = time.monotonic()
         else:
