@@ -143,7 +143,7 @@ class Daemon:
         )
         ingestor.start()
         stack.callback(_stopping("ingestor", ingestor.stop))
-        watcher = Watcher(cfg.inbox, self.pending)
+        watcher = Watcher(cfg.inbox, self.pending, on_recreated=ingestor.scan_now)
         watcher.start()
         stack.callback(_stopping("watcher", watcher.stop))
         queued = ingestor.scan_now()  # after the watcher starts, so nothing falls between
