@@ -58,7 +58,7 @@ def check_data_dir(data_dir: Path) -> None:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             # Full, but ours: the current version can still be served (see repair()).
-            logger.error("the data directory is full: %s", disk_problem(exc, data_dir))
+            logger.warning("the data directory is full: %s", disk_problem(exc, data_dir))
             return
         raise StartupError(f"cannot use the data directory: {_describe(exc, data_dir)}") from None
 
