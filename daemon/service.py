@@ -47,6 +47,7 @@ from tailord.daemon.startup import (
     check_data_dir,
     check_inbox,
     open_db,
+    open_store,
     repair,
 )
 from tailord.daemon.updates.updater import Updater
@@ -54,7 +55,6 @@ from tailord.daemon.versions.history import History
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.samples import counts, last_queued_at
 from tailord.storage.states import SampleState, UpdateState
-from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +115,12 @@ class Daemon:
         check_backbone(cfg.model)  # now, not at the first update
         db = open_db(cfg)
         stack.callback(_stopping("database", db.close))
-        store = VersionStore(cfg.data_dir)
+        store = open_store(cfg)
         repaired = repair(cfg, store, db)
         current = repaired.current
         self._read_only = repaired.read_only
+        if self._read_only is not None:
+            self._policy_reason = self._read_only  # status says so from the first request
         self.serving.load(store, current)
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
         if self._read_only is None:
@@ -262,6 +264,8 @@ class Daemon:
             return False
         logger.warning("start-up repair succeeded; leaving read-only mode")
         self._read_only = None
+        assert self._ctx is not None
+        self._ctx.history.start()  # [versions] keep, skipped while read-only
         return True
 
     def _decide(self, manual: bool) -> Decision:

@@ -81,6 +81,16 @@ def open_db(config: Config) -> Database:
         ) from None
 
 
+def open_store(config: Config) -> VersionStore:
+    """The version folders (``versions/``, ``staging/`` made if missing), or one line."""
+    try:
+        return VersionStore(config.data_dir)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot make the version folders: {_describe(exc, config.data_dir)}"
+        ) from None
+
+
 def check_backbone(spec: ModelSpec) -> None:
     """A custom backbone's module can be found (not imported: that may import torch)."""
     if not spec.is_custom:
