@@ -32,7 +32,7 @@ def open_rejected(inbox: Path) -> int:
     """
     path = inbox / REJECTED
     with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o755)
+        os.mkdir(path, 0o750)
     try:
         return os.open(path, _DIR_FLAGS)
     except OSError as exc:
@@ -48,7 +48,7 @@ def open_rejected(inbox: Path) -> int:
         escape(os.readlink(path)),
     )
     os.unlink(path)
-    os.mkdir(path, 0o755)
+    os.mkdir(path, 0o750)
     return os.open(path, _DIR_FLAGS)
 
 
