@@ -26,8 +26,11 @@ from tailord.trainer.spec import GateParams, ModelSpec, UpdateParams
 from tailord.trainer.structs import convert
 
 # The bounds each key takes; a value outside makes a ConfigError that names the key.
-Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
-Interval = Annotated[float, msgspec.Meta(gt=0.0)]  # a period the daemon waits on: never 0
+# Durations stop at a year: far beyond any use, and far below what the timers take (a
+# check_seconds of 1e300 used to end start-up in an OverflowError traceback).
+YEAR = 365 * 24 * 3600.0
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=YEAR)]
+Interval = Annotated[float, msgspec.Meta(gt=0.0, le=YEAR)]  # a period the daemon waits on
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1)]

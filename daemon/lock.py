@@ -59,8 +59,10 @@ def lock_data_dir(data_dir: Path) -> DataDirLock:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # The pid only names the holder: a full disk may refuse it, and the lock holds anyway.
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     logger.debug("locked %s", path)
     return DataDirLock(path, fd)
 

@@ -42,6 +42,7 @@ from tailord.daemon.api.handlers import Api
 from tailord.daemon.conditions.check import Check
 from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import Config
+from tailord.daemon.disk import disk_problem
 from tailord.daemon.errors import ConfigError, TailordError
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected, UpdateExpired
 from tailord.daemon.http.auth import Authorizer
@@ -55,16 +56,23 @@ from tailord.daemon.notify import Notifier
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.privacy import apply_umask, make_inbox, make_private_dir, modes_for, tighten
 from tailord.daemon.reload import reload_and_log
+from tailord.daemon.startup import (
+    Repair,
+    check_backbone,
+    check_data_dir,
+    check_inbox,
+    open_db,
+    open_store,
+    repair,
+)
 from tailord.daemon.updates.forget import Forgetter
 from tailord.daemon.updates.guard import Guard, add_policy_jobs
 from tailord.daemon.updates.resume import resumable
 from tailord.daemon.updates.selection import spec_change
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
-from tailord.daemon.versions.publish import ensure_base
-from tailord.daemon.versions.reconcile import reconcile
 from tailord.daemon.versions.serving import Serving
-from tailord.storage.db import open_database
+from tailord.storage.db import Database
 from tailord.storage.samples import counts, last_queued_at, oldest_queued_at
 from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
@@ -115,6 +123,9 @@ class Daemon:
         self._forgets: queue.SimpleQueue[tuple[bodies.ForgetRequest, Future[bodies.ForgetResult]]]
         self._forgets = queue.SimpleQueue()
         self._forgetter: Forgetter | None = None
+        # Why no update may run: start-up repair was refused by the disk (see startup.py).
+        self._read_only: str | None = None
+        self._repair: Callable[[], Repair] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -136,32 +147,43 @@ class Daemon:
         modes = modes_for(cfg.group)
         old_umask = apply_umask(modes)
         self._stack.callback(os.umask, old_umask)
+        check_data_dir(cfg.data_dir)  # one line if it is not a writable folder
         make_private_dir(cfg.data_dir, modes)
         # Before anything reads or repairs the data directory: a second daemon must leave
         # the first one's update and staging alone. Released last, after the database.
         self._stack.callback(lock_data_dir(cfg.data_dir).release)
-        make_inbox(cfg.inbox, modes)
+        check_inbox(cfg.inbox, lambda inbox: make_inbox(inbox, modes))
         tighten(cfg.data_dir, modes, skip=(cfg.inbox, cfg.socket))
         if (missing := torch_missing(cfg.model)) is not None:  # say so now, not mid-update
             raise ConfigError(missing)
+        check_backbone(cfg.model)  # now, not at the first update
+
+    def _open_state(self) -> tuple[Database, VersionStore, int]:
+        """The database and the version folders, repaired; the current version loaded."""
+        cfg = self.config
+        db = open_db(cfg)
+        self._stack.callback(_stopping("database", db.close))
+        store = open_store(cfg)
+        repaired = repair(cfg, store, db)
+        self._read_only = repaired.read_only
+        if self._read_only is not None:
+            self._policy_reason = self._read_only  # status says so from the first request
+        self.serving.load(store, repaired.current)
+        with db.read() as session:
+            change = spec_change(session, repaired.current, cfg.model)
+        if change is not None:
+            logger.warning("%s", change)
+        self._repair = lambda: repair(cfg, store, db)
+        return db, store, repaired.current
 
     def startup(self) -> None:
         cfg = self.config
         stack = self._stack
         self._claim_directories()
-        db = open_database(cfg.database)
-        stack.callback(_stopping("database", db.close))
-        store = VersionStore(cfg.data_dir)
-        current = reconcile(store, db)
-        if current is None:
-            current = ensure_base(store, db, cfg.model, cfg.versions.base_file)
-        self.serving.load(store, current)
-        with db.read() as session:
-            change = spec_change(session, current, cfg.model)
-        if change is not None:
-            logger.warning("%s", change)
+        db, store, current = self._open_state()
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
-        history.start()
+        if self._read_only is None:
+            history.start()
         self.updater = updater = Updater(cfg, db, store, history, self.events, self._tend)
         if updater.has_pending():
             self._manual = True  # a request accepted before a restart still runs
@@ -189,7 +211,7 @@ class Daemon:
         ingestor.start()
         stack.callback(_stopping("ingestor", ingestor.stop))
         self._alive["ingestor"] = ingestor.alive
-        watcher = Watcher(cfg.inbox, self.pending)
+        watcher = Watcher(cfg.inbox, self.pending, on_recreated=ingestor.scan_now)
         watcher.start()
         stack.callback(_stopping("watcher", watcher.stop))
         self._alive["watcher"] = watcher.alive
@@ -320,32 +342,64 @@ class Daemon:
             if not self._wake.wait(POLL_SECONDS):
                 continue
             self._wake.clear()
-            self._run_forgets()
-            manual, self._manual = self._manual, False
-            decision = self._decide(manual)
-            reason = decision.reason
-            if not decision.run and self._expired:
-                reason = f"{self._expired}; {reason}"  # why the last one stopped, and now
-            self._policy_reason, self._conditions = reason, decision.conditions
-            if not decision.run and decision.reason == "nothing queued":
-                self.monitor.served()  # a schedule that fires on an empty queue has no work
+            try:
+                self._once()
+            except Exception as exc:
+                # A full or failing disk (or a bug) must not end the daemon: the API keeps
+                # serving, and the next wake-up tries again after the failure back-off.
+                self._failures += 1
+                self._last_failure_at = time.monotonic()
+                problem = disk_problem(exc, self.config.data_dir)
+                if problem is None:
+                    logger.exception("the main loop's step failed; trying again later")
+                else:
+                    logger.error("the main loop's step failed: %s; trying again later", problem)
+
+    def _once(self) -> None:
+        self._run_forgets()
+        if self._read_only is not None and not self._leave_read_only():
+            self._policy_reason = self._read_only
             self.notifier.status(self._status_line())
-            if decision.run:
-                self._expired = None
-                assert self._ctx is not None
-                resume = resumable(
-                    self._ctx.db, self._ctx.store.current_number(), self.updater.checkpoints
-                )
-                self.guard.watch(manual, ignore_idle=decision.overdue)
-                if not manual:
-                    self.monitor.served()
-                self.updater.run(decision.reason, resume)
-                self._note_outcome()
-                self.wake()  # samples may have arrived meanwhile
-            elif manual and self.updater.has_pending():
-                self.updater.run(decision.reason)  # ends the request: nothing to learn
-            elif decision.retry_in is not None:
-                self._wake_in(decision.retry_in)
+            return
+        self.updater.record_unrecorded()
+        manual, self._manual = self._manual, False
+        decision = self._decide(manual)
+        reason = decision.reason
+        if not decision.run and self._expired:
+            reason = f"{self._expired}; {reason}"  # why the last one stopped, and now
+        self._policy_reason, self._conditions = reason, decision.conditions
+        if not decision.run and decision.reason == "nothing queued":
+            self.monitor.served()  # a schedule that fires on an empty queue has no work
+        self.notifier.status(self._status_line())
+        if decision.run:
+            self._expired = None
+            assert self._ctx is not None
+            resume = resumable(
+                self._ctx.db, self._ctx.store.current_number(), self.updater.checkpoints
+            )
+            self.guard.watch(manual, ignore_idle=decision.overdue)
+            if not manual:
+                self.monitor.served()
+            self.updater.run(decision.reason, resume)
+            self._note_outcome()
+            self.wake()  # samples may have arrived meanwhile
+        elif manual and self.updater.has_pending():
+            self.updater.run(decision.reason)  # ends the request: nothing to learn
+        elif decision.retry_in is not None:
+            self._wake_in(decision.retry_in)
+
+    def _leave_read_only(self) -> bool:
+        """Retry start-up repair; True once it succeeded (updates may run again)."""
+        assert self._repair is not None
+        repaired = self._repair()
+        if repaired.read_only is not None:
+            self._read_only = repaired.read_only
+            return False
+        logger.warning("start-up repair succeeded; leaving read-only mode")
+        self._read_only = None
+        assert self._ctx is not None
+        self._ctx.history.start()  # [versions] keep, skipped while read-only
+        return True
 
     def _decide(self, manual: bool) -> Decision:
         assert self._ctx is not None
@@ -392,7 +446,8 @@ class Daemon:
         if last is not None and UpdateState(last.state) is UpdateState.EXPIRED:
             self.events.publish(UpdateExpired(last.id, last.error or "expired"))
             self._expired = last.error or "expired"
-        if last is not None and UpdateState(last.state) is UpdateState.FAILED:
+        failed = last is not None and UpdateState(last.state) is UpdateState.FAILED
+        if failed or self.updater.unrecorded:  # a failure the disk would not let us record
             self._failures += 1
             self._last_failure_at = time.monotonic()
         else:

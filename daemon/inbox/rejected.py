@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,24 +18,68 @@ logger = logging.getLogger(__name__)
 MAX_LISTED_LINES = 5  # refused .jsonl lines named in the one-line reason
 
 
-def _free_name(rejected: Path, name: str) -> Path:
-    target = rejected / name
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_rejected(inbox: Path) -> int:
+    """A descriptor of ``INBOX/.rejected/`` (made if missing), never through a symlink.
+
+    The inbox's writers can make ``.rejected`` a symlink to any folder the daemon may write
+    (its own versions, say), and rejected files and reasons would land there. A symlink is
+    removed (its target untouched) and a real folder made; anything else that is not a
+    folder is refused with OSError. Every step after this one goes through the descriptor.
+    """
+    path = inbox / REJECTED
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o750)
+    try:
+        return os.open(path, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+    if not stat.S_ISLNK(os.lstat(path).st_mode):
+        raise OSError(
+            errno.ENOTDIR, f"{path} is not a folder; move it away so rejected files can go there"
+        )
+    logger.warning(
+        "%s was a symlink (to %s); replaced by a folder: rejected files stay in the inbox",
+        escape(path),
+        escape(os.readlink(path)),
+    )
+    os.unlink(path)
+    os.mkdir(path, 0o750)
+    return os.open(path, _DIR_FLAGS)
+
+
+def _free_name(folder: int, name: str) -> str:
+    """``name``, or ``name`` numbered, not yet taken in the folder ``folder`` (a descriptor)."""
+    target = name
     stem, dot, suffix = name.rpartition(".")
     if not dot:
         stem, suffix = name, ""
     counter = 1
-    while target.exists() or target.is_symlink():
-        target = rejected / (f"{stem}.{counter}.{suffix}" if dot else f"{stem}.{counter}")
+    while True:
+        try:
+            os.lstat(target, dir_fd=folder)
+        except FileNotFoundError:
+            return target
+        target = f"{stem}.{counter}.{suffix}" if dot else f"{stem}.{counter}"
         counter += 1
-    return target
 
 
-def _write_reason(target: Path, rel: Path, reason: str) -> None:
-    line = " ".join(f"{rel}: {reason}".split())  # one line, whatever the reason held
+def _write_reason(folder: int, name: str, rel: Path, reason: str) -> None:
+    # One line, whatever the reason held; control characters from file names and labels
+    # written as escapes (``\x1b``), so whoever cats the file gets no terminal sequence.
+    line = escape(f"{rel}: {' '.join(reason.split())}")
     # Written aside and renamed in, so whoever watches .rejected/ never reads half a reason.
-    tmp = target.with_name(f".{target.name}.reason.tmp")
-    tmp.write_text(line + "\n")
-    os.rename(tmp, target.with_name(target.name + ".reason"))
+    tmp = f".{name}.reason.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=folder)
+    fd = os.open(tmp, _FILE_FLAGS, 0o644, dir_fd=folder)
+    with os.fdopen(fd, "w") as out:
+        out.write(line + "\n")
+    os.rename(tmp, f"{name}.reason", src_dir_fd=folder, dst_dir_fd=folder)
 
 
 def reject(inbox: Path, path: Path, reason: str) -> Path:
@@ -42,18 +88,19 @@ def reject(inbox: Path, path: Path, reason: str) -> Path:
     A symlinked label folder is moved as a whole, so nothing outside the inbox is touched.
     Raises OSError when the inbox cannot be changed (read-only): the caller records that.
     """
-    rejected = inbox / REJECTED
-    # At most 0750: the daemon's umask (daemon/privacy.py) leaves it to the owner, or its group.
-    rejected.mkdir(mode=0o750, exist_ok=True)
-    rel = path.relative_to(inbox)
-    source = path
-    if len(rel.parts) >= 2 and (inbox / rel.parts[0]).is_symlink():
-        source = inbox / rel.parts[0]
-    target = _free_name(rejected, source.name)
-    os.rename(source, target)
-    _write_reason(target, rel, reason)
+    folder = open_rejected(inbox)
+    try:
+        rel = path.relative_to(inbox)
+        source = path
+        if len(rel.parts) >= 2 and (inbox / rel.parts[0]).is_symlink():
+            source = inbox / rel.parts[0]
+        name = _free_name(folder, source.name)
+        os.rename(source, name, dst_dir_fd=folder)
+        _write_reason(folder, name, rel, reason)
+    finally:
+        os.close(folder)
     logger.warning("rejected %s: %s", escape(rel), escape(reason))
-    return target
+    return inbox / REJECTED / name
 
 
 class RefusedLines:
@@ -70,7 +117,8 @@ class RefusedLines:
         self.path = path
         self.count = 0
         self.first: list[tuple[int, str]] = []  # (line number, reason), at most MAX_LISTED_LINES
-        self._tmp = inbox / REJECTED / f".{path.name}.refused.tmp"
+        self._tmp = f".{path.name}.refused.tmp"  # in .rejected/, reached by descriptor
+        self._dir: int | None = None  # .rejected/'s descriptor while lines are written
         self._out: BinaryIO | None = None
         self._error: OSError | None = None  # a read-only inbox: counted, not written
 
@@ -106,16 +154,20 @@ class RefusedLines:
         out = self._out or self._open()
         self._out = None
         out.close()
+        folder = self._dir
+        assert folder is not None
         try:
-            target = _free_name(self.inbox / REJECTED, self.path.name)
-            os.rename(self._tmp, target)
+            name = _free_name(folder, self.path.name)
+            os.rename(self._tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+            _write_reason(folder, name, self.path.relative_to(self.inbox), reason)
         except OSError:
             with contextlib.suppress(OSError):
-                self._tmp.unlink()
+                os.unlink(self._tmp, dir_fd=folder)
             raise
-        _write_reason(target, self.path.relative_to(self.inbox), reason)
+        finally:
+            self._close_dir()
         logger.warning("rejected lines of %s: %s", escape(self.path.name), escape(reason))
-        return target
+        return self.inbox / REJECTED / name
 
     def discard(self) -> None:
         """Drop what was written (the file is read again later, or was published)."""
@@ -123,13 +175,20 @@ class RefusedLines:
             self._out.close()
             self._out = None
             with contextlib.suppress(OSError):
-                self._tmp.unlink()
+                os.unlink(self._tmp, dir_fd=self._dir)
+        self._close_dir()
 
     def _open(self) -> BinaryIO:
-        self._tmp.parent.mkdir(mode=0o750, exist_ok=True)
+        self._close_dir()
+        self._dir = folder = open_rejected(self.inbox)
         # The inbox's writers can write here too: never follow or reuse what they left.
         with contextlib.suppress(FileNotFoundError):
-            self._tmp.unlink()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._out = os.fdopen(os.open(self._tmp, flags, 0o644), "wb", buffering=1 << 16)
+            os.unlink(self._tmp, dir_fd=folder)
+        fd = os.open(self._tmp, _FILE_FLAGS, 0o644, dir_fd=folder)
+        self._out = os.fdopen(fd, "wb", buffering=1 << 16)
         return self._out
+
+    def _close_dir(self) -> None:
+        if self._dir is not None:
+            os.close(self._dir)
+            self._dir = None

@@ -4,6 +4,11 @@ Events announce a file once it is closed after writing; scans also find files th
 announced, and such a file may still be open for writing. :class:`Settling` queues a scanned
 entry only once it has settled, and keeps out the entries not to be read again: files
 refused in a read-only inbox (until they change) and ingested files it could not remove.
+
+Settled means unchanged (size, mtime, ctime) for ``settle_seconds`` of the monotonic clock
+since the daemon first saw it so. The file's timestamps are compared with each other, never
+with the wall clock: a file dated in the future (``touch -d '+2 hours'``, a writer's clock
+ahead) or a wall clock stepped back used to make a scanned file wait hours, silently.
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ class Settling:
         self._skip = skip
         self._lock = threading.Lock()  # scans run on the scheduler's thread too
         self._unmovable: set[Path] = set()
-        # Scanned files that may still be written: their (size, mtime, ctime) and when to
-        # look at them again.
+        # Scanned files that may still be written: their (size, mtime, ctime), and since when
+        # (monotonic) they have looked so.
         self._unsettled: dict[Path, tuple[tuple[int, int, int], float]] = {}
 
     def queue_when_settled(self, path: Path) -> bool:
@@ -46,8 +51,8 @@ class Settling:
 
         Scans find files that no event announced, and such a file may still be open for
         writing. Its size, mtime and ctime (which ``touch -d`` cannot fake) are the only
-        signs that the writer is done: a file changed recently, or since the last look,
-        waits.
+        signs that the writer is done: a file first seen just now, or changed since the last
+        look, waits ``settle_seconds`` from then.
         """
         with self._lock:
             if path in self._unmovable:
@@ -60,26 +65,32 @@ class Settling:
             if (relative(self.inbox, path), st.st_size, st.st_mtime_ns) in self._skip:
                 return False
             key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            settle = self.settle_seconds
-            age = time.time() - max(st.st_mtime, st.st_ctime)
+            now = time.monotonic()
             seen = self._unsettled.get(path)
-            if age < settle or (seen is not None and seen[0] != key):
-                self._unsettled[path] = (key, time.monotonic() + max(settle - age, settle / 4))
+            if seen is None or seen[0] != key:
+                self._unsettled[path] = (key, now)
+                return False
+            if now - seen[1] < self.settle_seconds:
                 return False
             self._unsettled.pop(path, None)
         self.pending.add(path)
         return True
 
     def defer(self, path: Path) -> None:
-        """Look at ``path`` again after ``settle_seconds``."""
+        """Look at ``path`` again after ``settle_seconds``, as if first seen now."""
         with self._lock:
-            self._unsettled[path] = ((-1, -1, -1), time.monotonic() + self.settle_seconds)
+            self._unsettled.pop(path, None)
+        self.queue_when_settled(path)
 
     def recheck(self) -> None:
-        """Look again at the entries whose time has come."""
+        """Look again at the entries that have been unchanged for ``settle_seconds``."""
         now = time.monotonic()
         with self._lock:
-            due = [path for path, (_, at) in self._unsettled.items() if at <= now]
+            due = [
+                path
+                for path, (_, since) in self._unsettled.items()
+                if now - since >= self.settle_seconds
+            ]
         for path in due:
             self.queue_when_settled(path)
 

@@ -1,4 +1,10 @@
-"""Watching the inbox: a watchdog observer that only records paths, and the paths it records."""
+"""Watching the inbox: a watchdog observer that only records paths, and the paths it records.
+
+The inbox's parent folder is watched too (not recursively, folders only): an inbox deleted
+(or moved away) and made again is a new folder, which inotify's watch on the old one never
+sees, so files dropped there used to wait for the periodic rescan. Its creation now
+re-watches it at once, says so in the log, and asks for a scan of what came meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
     DirCreatedEvent,
+    DirDeletedEvent,
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
@@ -19,6 +27,7 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
 from tailord.daemon.inbox.layout import is_candidate
@@ -152,20 +161,68 @@ class _Handler(FileSystemEventHandler):
                 self.pending.add_created(path)
 
 
-class Watcher:
-    """A watchdog observer on the inbox that only records paths and returns."""
+class _ParentHandler(FileSystemEventHandler):
+    """Events of the inbox's parent folder: the inbox itself going away and coming back."""
 
-    def __init__(self, inbox: Path, pending: PendingPaths) -> None:
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if event.is_directory and self._is_inbox(event.src_path):
+            self.watcher.rewatch()
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            return
+        if event.dest_path and self._is_inbox(event.dest_path):
+            self.watcher.rewatch()  # a folder renamed into the inbox's place
+        elif self._is_inbox(event.src_path):
+            self.watcher.gone("moved away")
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        if event.is_directory and self._is_inbox(event.src_path):
+            self.watcher.gone("deleted")
+
+    def _is_inbox(self, raw: str | bytes) -> bool:
+        return Path(os.fsdecode(raw)) == self.watcher.inbox
+
+
+class Watcher:
+    """A watchdog observer on the inbox that only records paths and returns.
+
+    ``on_recreated`` is called (on the observer's thread) once a deleted inbox has been
+    made again and is watched again: the place to scan it for files dropped meanwhile.
+    """
+
+    def __init__(
+        self,
+        inbox: Path,
+        pending: PendingPaths,
+        on_recreated: Callable[[], object] | None = None,
+    ) -> None:
         self.inbox = inbox
+        self._pending = pending
+        self._on_recreated = on_recreated
         # Full events: a file renamed in from a folder outside the inbox (inotify's
         # IN_MOVED_TO with no IN_MOVED_FROM in the watched tree) is then a move with an
         # empty source, rather than a created file indistinguishable from one open() made.
         self._observer = InotifyObserver(generate_full_events=True)
+        self._watch = self._schedule()
+        with contextlib.suppress(OSError):  # a parent we may not watch: rescans still cover
+            self._observer.schedule(
+                _ParentHandler(self),
+                str(inbox.parent),
+                recursive=False,
+                event_filter=[DirCreatedEvent, DirMovedEvent, DirDeletedEvent],
+            )
+        self._observer.daemon = True
+
+    def _schedule(self) -> ObservedWatch:
         # Only the events acted on: inotify is then not even asked for modify, open, delete
         # or attribute events, which would fill its queue (and overflow it) in a burst.
-        self._observer.schedule(
-            _Handler(inbox, pending),
-            str(inbox),
+        return self._observer.schedule(
+            _Handler(self.inbox, self._pending),
+            str(self.inbox),
             recursive=True,
             event_filter=[
                 FileClosedEvent,
@@ -175,7 +232,26 @@ class Watcher:
                 DirCreatedEvent,
             ],
         )
-        self._observer.daemon = True
+
+    def gone(self, how: str) -> None:
+        logger.warning(
+            "the inbox %s was %s; files dropped in its place are taken once it exists again",
+            self.inbox,
+            how,
+        )
+
+    def rewatch(self) -> None:
+        """Watch the inbox folder now at its path (it was made again); then scan it."""
+        with contextlib.suppress(KeyError):
+            self._observer.unschedule(self._watch)
+        try:
+            self._watch = self._schedule()
+        except OSError as exc:  # gone again already, or not a folder: the next creation
+            logger.warning("cannot watch the inbox %s again: %s", self.inbox, exc)
+            return
+        logger.warning("the inbox %s was created again; watching it again", self.inbox)
+        if self._on_recreated is not None:
+            self._on_recreated()
 
     def start(self) -> None:
         self._observer.start()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import msgspec
 
 from tailord.daemon.api import bodies
+from tailord.daemon.disk import disk_errno
 from tailord.daemon.events import EventBus, UpdateProgressed
 from tailord.storage.db import Database
 from tailord.storage.update_events import add_event
 
 PUBLISH_EVERY = 0.1  # seconds between published mini-batch events
 STORE_EVERY = 1.0  # seconds between writes of the events received meanwhile
+
+logger = logging.getLogger(__name__)
 
 
 class ProgressLog:
@@ -42,7 +46,14 @@ class ProgressLog:
             self.events.publish(UpdateProgressed.of(self.update_id, event))
             self._next_publish = now + PUBLISH_EVERY
         if now >= self._next_store:
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:
+                # A full disk: the curve loses these events, the update goes on (its own
+                # writes meet the same disk, and fail or not on their own account).
+                if disk_errno(exc) is None:
+                    raise
+                logger.warning("update %d: progress events not stored: %s", self.update_id, exc)
 
     def flush(self) -> None:
         """Store what has come since the last write (also called when the update ends)."""

@@ -16,6 +16,7 @@ from sqlalchemy import update as sa_update
 
 from tailord.daemon.api import bodies
 from tailord.daemon.config import Config
+from tailord.daemon.disk import disk_problem
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import (
     EventBus,
@@ -88,6 +89,8 @@ class Updater:
         # A vector k-NN head learns in the daemon (knn.py): no worker to keep warm for it.
         self.in_daemon = learns_in_daemon(config.model)
         self.workers = Workers(config.worker.prewarm and not self.in_daemon, self._stopping)
+        # Endings the disk (full, failing) would not let us record: recorded once it does.
+        self.unrecorded: dict[int, Ending] = {}
 
     def _stopping(self) -> bool:
         return self.should_stop() or self._stop_as is not None
@@ -109,6 +112,7 @@ class Updater:
         """
         base = self.store.current_number()
         assert base is not None, "reconcile() runs before any update"
+        self.record_unrecorded()
         # Before the worker reads the queue: a sample relabeled from now on may be learned
         # under its old label, so publishing leaves it queued (see mark_learned).
         read_at = time.time()
@@ -118,9 +122,33 @@ class Updater:
         if claimed is None:
             return None
         update_id, selection, asked = claimed
+        try:
+            return self._run(update_id, base, reason, read_at, selection, asked, resume)
+        finally:
+            self.running = None
+            self._stop_as = None
+            self._progress_log = None
+            self._cleanup()
+
+    def _run(
+        self,
+        update_id: int,
+        base: int,
+        reason: str,
+        read_at: float,
+        selection: Selection,
+        asked: bodies.UpdateRequest,
+        resume: Resume | None,
+    ) -> int | None:
         spec, params = overrides.split(self.config, asked)
         staging_name = f"update-{update_id}"
-        staging = self.store.new_staging(staging_name)
+        try:
+            # On a full disk even the folder cannot be made: the update fails, recorded below.
+            staging = self.store.new_staging(staging_name)
+        except OSError as exc:
+            logger.error("update %d cannot start: %s", update_id, exc)
+            self._finish(update_id, Ending(UpdateState.FAILED, error=_why(exc, self.config)))
+            return None
         job = WorkerJob(
             update_id=update_id,
             database=self.config.database,
@@ -167,17 +195,19 @@ class Updater:
                 update_id, staging_name, base, read_at, result, from_base=selection.relearn
             )
         except Exception as exc:
-            logger.exception("update %d failed while publishing", update_id)
-            self._finish(
-                update_id, Ending(UpdateState.FAILED, error=f"{exc.__class__.__name__}: {exc}")
-            )
+            if disk_problem(exc, self.config.data_dir) is None:
+                logger.exception("update %d failed while publishing", update_id)
+            else:  # no traceback: the disk, not the code, and the line says what to do
+                logger.error("update %d failed: %s", update_id, _why(exc, self.config))
+            self._finish(update_id, Ending(UpdateState.FAILED, error=_why(exc, self.config)))
             return None
-        finally:
-            self.running = None
-            self._stop_as = None
-            self._progress_log = None
+
+    def _cleanup(self) -> None:
+        try:
             self.store.clear_staging()
-            self.workers.reap()
+        except OSError as exc:  # an I/O error: the next update, or the next start, retries
+            logger.error("could not clear staging/: %s", exc)
+        self.workers.reap()
 
     def _claim(
         self,
@@ -303,9 +333,35 @@ class Updater:
                 logger.exception("could not store update %d's last progress events", job.update_id)
 
     def _finish(self, update_id: int, ending: Ending) -> None:
-        with self.db.write() as session:
-            record(session, update_id, ending)
-        self._announce(update_id, ending)
+        """Record how the update ended; on a full or failing disk, keep it to record later.
+
+        Recording a failure is what a full disk most often refuses: raising here would take
+        the main loop (and the daemon) down, which is worse than a row recorded late.
+        """
+        self.unrecorded[update_id] = ending
+        self.record_unrecorded()
+
+    def record_unrecorded(self) -> None:
+        """Record the endings the disk refused so far, oldest first; stops at the first
+        refusal (the disk is still full). The main loop calls it on each wake-up."""
+        for update_id, ending in list(self.unrecorded.items()):
+            try:
+                with self.db.write() as session:
+                    record(session, update_id, ending)
+            except Exception as exc:
+                problem = disk_problem(exc, self.config.data_dir)
+                if problem is None:
+                    raise
+                logger.error(
+                    "cannot record that update %d ended %s (%s); retrying when the daemon "
+                    "next looks, and a restart records it as interrupted",
+                    update_id,
+                    ending.state.value,
+                    problem,
+                )
+                return
+            del self.unrecorded[update_id]
+            self._announce(update_id, ending)
 
     def _announce(self, update_id: int, ending: Ending) -> None:
         # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
@@ -496,3 +552,8 @@ def _differences(have: bodies.UpdateRequest, want: bodies.UpdateRequest) -> str:
     """``epochs 10, not 3`` for each key where ``want`` differs from ``have``."""
     old, new = msgspec.structs.asdict(have), msgspec.structs.asdict(want)
     return ", ".join(f"{key} {old[key]}, not {new[key]}" for key in new if old[key] != new[key])
+
+
+def _why(exc: BaseException, config: Config) -> str:
+    """An update's error line: the disk condition in words when it is one."""
+    return disk_problem(exc, config.data_dir) or f"{exc.__class__.__name__}: {exc}"
