@@ -114,7 +114,7 @@ def _checks(
             Check(
                 "min_queued",
                 False,
-                f"{queued} queued, waiting for {policy.min_queued} (min_queued)",
+                f"{queued} queued of the {policy.min_queued} needed (min_queued)",
             )
         )
     else:

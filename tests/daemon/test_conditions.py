@@ -252,7 +252,7 @@ def test_the_schedule_stands_in_for_the_quiet_period_and_max_wait_for_idle(
         machine=monitor.machine(),
         schedule=monitor.schedule(),
     )
-    assert waiting.reason == "waiting: 1 queued, waiting for 5 (min_queued)"
+    assert waiting.reason == "waiting: 1 queued of the 5 needed (min_queued)"
     monitor.fire()
     due = decide(
         policy,

@@ -76,7 +76,9 @@ def test_sighup_reloads_policy_and_names_the_keys_needing_a_restart(
     listener.wait_for("READY")
     assert daemon.process is not None
     daemon.drop("cat", "a.npy", npy_bytes(np.ones(8, dtype=np.float32)))
-    listener.wait_for("STATUS", value="serving version 0; 1 queued, quiet period ends in 3600s")
+    listener.wait_for(
+        "STATUS", value="serving version 0; waiting: 1 queued, quiet period ends in 3600s"
+    )
 
     # The flag --quiet-seconds stays on top of the file: min_queued is what changes here.
     config.write_text("[policy]\nmin_queued = 2\n[ingest]\nbatch_files = 7\n")
@@ -84,7 +86,9 @@ def test_sighup_reloads_policy_and_names_the_keys_needing_a_restart(
     reloading = listener.wait_for("RELOADING")
     assert int(reloading["MONOTONIC_USEC"]) > 0
     listener.wait_for("READY")
-    listener.wait_for("STATUS", value="serving version 0; 1 queued, waiting for 2 (min_queued)")
+    listener.wait_for(
+        "STATUS", value="serving version 0; waiting: 1 queued of the 2 needed (min_queued)"
+    )
     wait_for(lambda: "apply only on a restart" in daemon.log.read_text(), timeout=10)
     log = daemon.log.read_text()
     assert "applied policy.min_queued" in log
