@@ -84,6 +84,13 @@ def crash_at_publish_step(
     daemon.start("--quiet-seconds", "3600")  # no new update: look at what the crash left
     expected = EXPECTED[step]
     assert daemon.version() == expected
+    with daemon.client() as client:
+        # Files the crash left in the inbox are taken once settled: [ingest] settle_seconds
+        # after this start first sees them (by the monotonic clock, not their timestamps).
+        wait_for(
+            lambda: sum(sum(c.values()) for c in client.status().samples.values()) == len(names),
+            30,
+        )
     assert daemon.stop() == 0
     assert check_current(daemon.data_dir) == expected
     check_no_leftovers(daemon.data_dir)
