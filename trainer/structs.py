@@ -83,7 +83,8 @@ def explain(
     keys = _keys(found["path"])
     owner, where, value = _walk(cls, table, section, keys)
     key = next((k for k in reversed(keys) if isinstance(k, str)), "")
-    field = next((f for f in msgspec.structs.fields(owner) if f.name == key), None)
+    # A field renamed on the wire (``from_`` as "from") is named in messages by its wire name.
+    field = next((f for f in msgspec.structs.fields(owner) if key in (f.name, f.encode_name)), None)
     subject = f"{where + ' ' if where else ''}{key} = {_toml(value)}"
     if expected:
         rule = _NOUNS.get(expected["want"], f"a {expected['want']}") + expected["bound"]
@@ -94,6 +95,8 @@ def explain(
             rule += f" (write its keys under a [{key}] line)"
     elif enum and field is not None:
         rule = "must be one of " + ", ".join(_toml(c) for c in _choices(field.type))
+    elif enum:  # choices the struct does not list (a field we could not find): msgspec's words
+        rule = message.split(" - at ", maxsplit=1)[0]
     else:
         rule = found["text"]
     example = _example(owner, field)
@@ -161,7 +164,7 @@ def _example(owner: type[msgspec.Struct], field: msgspec.structs.FieldInfo | Non
     default = field.default
     if default is msgspec.NODEFAULT and field.default_factory is not msgspec.NODEFAULT:
         default = field.default_factory()
-    if default is msgspec.NODEFAULT or default is None or isinstance(default, msgspec.Struct):
+    if default in (msgspec.NODEFAULT, msgspec.UNSET, None) or isinstance(default, msgspec.Struct):
         return ""
     return _toml(default)
 

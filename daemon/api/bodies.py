@@ -20,7 +20,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 Count = Annotated[int, Meta(ge=0)]
 # A version number (0 is the base version); SQLite integers are 64-bit, a longer one is none.
 Number = Annotated[int, Meta(ge=0, lt=10**18)]
-Id = Annotated[int, Meta(ge=1)]  # a row id
+Id = Annotated[int, Meta(ge=1, le=2**62)]  # a row id (SQLite integers: 64-bit)
 Seconds = Annotated[float, Meta(description="Unix seconds")]
 Share = Annotated[float, Meta(ge=0, le=1)]
 
@@ -118,29 +118,35 @@ class Gate(Struct, frozen=True):
     enabled: bool | UnsetType = UNSET
 
 
+_Share = Annotated[float, Meta(ge=0.0, lt=1.0)]  # momentum and Adam's betas
+
+
 class UpdateRequest(Struct, frozen=True, forbid_unknown_fields=True):
     """``POST /v1/update``'s body (optional): ``[update]`` parameters for this update only,
     and ``k`` for a k-NN head; a key left out keeps the configured value.
 
-    The bounds are ``[update]``'s own (docs/configuration.md), checked by the daemon with
-    the one definition it reads its config with: a value outside is a 422 naming the key.
+    The bounds are ``[update]``'s own (docs/configuration.md), declared again here so that the
+    OpenAPI document states them (a test pins them equal to ``UpdateParams``'s): a value
+    outside is a 422 naming the key.
     In an update's description every key is set: the parameters it ran with.
     """
 
-    epochs: int | UnsetType = UNSET
-    learning_rate: float | UnsetType = UNSET
-    batch_size: int | UnsetType = UNSET
-    seed: int | UnsetType = UNSET
-    replay: int | UnsetType = UNSET
+    epochs: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    learning_rate: Annotated[float, Meta(gt=0.0)] | UnsetType = UNSET
+    batch_size: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] | UnsetType = UNSET
+    replay: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
     optimizer: Literal["adam", "sgd"] | UnsetType = UNSET
-    momentum: float | UnsetType = UNSET
-    beta1: float | UnsetType = UNSET
-    beta2: float | UnsetType = UNSET
-    eps: float | UnsetType = UNSET
-    weight_decay: float | UnsetType = UNSET
+    momentum: _Share | UnsetType = UNSET
+    beta1: _Share | UnsetType = UNSET
+    beta2: _Share | UnsetType = UNSET
+    eps: Annotated[float, Meta(gt=0.0)] | UnsetType = UNSET
+    weight_decay: Annotated[float, Meta(ge=0.0)] | UnsetType = UNSET
     shuffle: bool | UnsetType = UNSET
     device: Literal["auto", "cpu", "cuda"] | UnsetType = UNSET
-    k: Annotated[int, Meta(description="neighbours that vote (k-NN heads)")] | UnsetType = UNSET
+    k: Annotated[int, Meta(ge=1, description="neighbours that vote (k-NN heads)")] | UnsetType = (
+        UNSET
+    )
     from_: (
         Annotated[
             UpdateFrom,

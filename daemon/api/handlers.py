@@ -19,7 +19,7 @@ from tailord.daemon.api import bodies, reads, steer
 from tailord.daemon.api.add import add_samples
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.openapi import openapi_document
-from tailord.daemon.api.params import ApiError, read_query, whole_number
+from tailord.daemon.api.params import ApiError, read_query, whole_floats, whole_number
 from tailord.daemon.api.predict import predict
 from tailord.daemon.api.routes import ROUTES, Route
 from tailord.daemon.api.steer import update_request, who
@@ -311,27 +311,17 @@ def _body(request: Request, kind: type[S], empty: S | None = None) -> S:
     try:
         # JSON Schema's integer includes 3.0, so the document allows {"version": 3.0}: whole
         # floats become integers before the struct is checked (strictly otherwise).
-        return msgspec.convert(_whole_floats(msgspec.json.decode(request.body)), kind)
+        return msgspec.convert(whole_floats(msgspec.json.decode(request.body)), kind)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "bad_input", 'send {"version": N} with N a version number') from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from exc
 
 
-def _whole_floats(value: object) -> object:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_floats(v) for v in value]
-    return value
-
-
 def _decoded(request: Request, kind: type[S], route: str) -> S:
     """The JSON body as ``kind``; a 422 names the field that does not fit."""
     try:
-        return msgspec.convert(_whole_floats(msgspec.json.decode(request.body)), kind)
+        return msgspec.convert(whole_floats(msgspec.json.decode(request.body)), kind)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "bad_input", f"{exc}; see {route} in docs/api.md") from exc
     except msgspec.DecodeError as exc:

@@ -63,6 +63,18 @@ def whole_number(text: str, digits: int = 19) -> int | None:
     return int(whole)
 
 
+def whole_floats(value: object) -> object:
+    """A decoded JSON value with every whole-number float as an int: JSON Schema's integer
+    includes 3.0, so a document that says integer allows it (strict structs refuse it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_floats(v) for v in value]
+    return value
+
+
 def number_param(
     request: Request, name: str, default: float, minimum: float, maximum: float
 ) -> float:

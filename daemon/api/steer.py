@@ -10,7 +10,7 @@ import msgspec
 
 from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
-from tailord.daemon.api.params import ApiError
+from tailord.daemon.api.params import ApiError, whole_floats
 from tailord.daemon.http.auth import Peer
 from tailord.daemon.http.wire import Request
 from tailord.daemon.updates.overrides import BadParameters, asked
@@ -35,7 +35,7 @@ def update_request(request: Request) -> bodies.UpdateRequest:
     if not request.body.strip():
         return bodies.UpdateRequest()
     try:
-        table = msgspec.json.decode(request.body)
+        table = whole_floats(msgspec.json.decode(request.body))
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON ({exc})") from exc
     if not isinstance(table, dict):

@@ -13,7 +13,7 @@ from tailord.daemon.config import load_config
 from tailord.daemon.ctl.main import UPDATE_PARAMETERS
 from tailord.daemon.updates.overrides import BadParameters, asked, resolve, split
 from tailord.storage.db import open_database
-from tailord.trainer.spec import UpdateParams
+from tailord.trainer.spec import ModelSpec, UpdateParams
 
 # ``from`` says which head an update starts from (current or base), not how it runs.
 REQUEST_FIELDS = [f.name for f in msgspec.structs.fields(bodies.UpdateRequest) if f.name != "from_"]
@@ -22,6 +22,18 @@ REQUEST_FIELDS = [f.name for f in msgspec.structs.fields(bodies.UpdateRequest) i
 def test_the_request_takes_every_update_parameter_and_k() -> None:
     assert [f.name for f in msgspec.structs.fields(UpdateParams)] + ["k"] == REQUEST_FIELDS
     assert [name for name, _, _ in UPDATE_PARAMETERS] == REQUEST_FIELDS, "tailorctl's flags"
+
+
+def test_the_documented_bounds_are_the_configs() -> None:
+    """The request declares ``[update]``'s bounds again, for the OpenAPI document: the same."""
+    _, params = msgspec.json.schema_components([UpdateParams, ModelSpec])
+    _, request = msgspec.json.schema_components([bodies.UpdateRequest])
+    config = {**params["UpdateParams"]["properties"], "k": params["ModelSpec"]["properties"]["k"]}
+    asked = request["UpdateRequest"]["properties"]
+    for name in REQUEST_FIELDS:
+        bounds = {key: value for key, value in config[name].items() if key != "default"}
+        got = {key: value for key, value in asked[name].items() if key != "description"}
+        assert got == bounds, name
 
 
 def test_bounds_are_the_configs_and_errors_name_the_key(tmp_path: Path) -> None:

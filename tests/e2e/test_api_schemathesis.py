@@ -92,15 +92,19 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
+_MODEL_DEPENDENT = ("/v1/predict", "/v1/samples", "/v1/samples/requeue")
+
+
 def allowed_data_is_taken(ctx: object, response: object, case: schemathesis.Case) -> None:
     """What the document allows, the server takes: no 400 or 422 for parameters and bodies
-    its schemas accept (they disagreed on whole-number floats, null and maxima). Predict is
-    left out: an input's length must match the model's, which a schema cannot say."""
+    its schemas accept (they disagreed on whole-number floats, null and maxima). Left out
+    is what a schema cannot say: an input's length (or a sample's) must match the model's
+    (predict, adding samples), and requeue needs at least one of its keys."""
     meta = case.meta
     if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
         return  # data meant to be invalid (the coverage phase draws some): refusing is right
     status = getattr(response, "status_code", 0)
-    if status in (400, 422) and case.operation.path != "/v1/predict":
+    if status in (400, 422) and case.operation.path not in _MODEL_DEPENDENT:
         raise AssertionError(
             f"{case.method} {case.formatted_path} was refused ({status}) though the document "
             f"allows it: query {case.query}, body {case.body!r}"
