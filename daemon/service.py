@@ -446,6 +446,7 @@ class Daemon:
         if last is not None and UpdateState(last.state) is UpdateState.EXPIRED:
             self.events.publish(UpdateExpired(last.id, last.error or "expired"))
             self._expired = last.error or "expired"
+            self.monitor.expired()
         failed = last is not None and UpdateState(last.state) is UpdateState.FAILED
         if failed or self.updater.unrecorded:  # a failure the disk would not let us record
             self._failures += 1

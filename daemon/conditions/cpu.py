@@ -69,6 +69,15 @@ class CpuMeter:
         self.root = root
         self.clock = clock or time.monotonic
         self._readings: deque[CpuReading] = deque()
+        # After an expiry: not idle until a whole window measured since says so. The window
+        # before it overlaps the stopped worker's last moments, and would start the same
+        # update again at once, to be expired again (flapping).
+        self._fresh_window_needed = False
+
+    def restart(self) -> None:
+        """Forget the readings: ``idle`` holds again only once a whole new window says so."""
+        self._readings = deque(list(self._readings)[-1:])
+        self._fresh_window_needed = True
 
     def sample(self, own_pids: Iterable[int] = ()) -> None:
         reading = read_cpu(self.root, own_pids, self.clock())
@@ -79,11 +88,15 @@ class CpuMeter:
 
     def check(self, worker_running: bool) -> Check:
         readings = list(self._readings)
+        span = f"{self.idle_seconds:g} s"
+        covered = len(readings) >= 2 and (
+            readings[-1].at - readings[0].at >= self.idle_seconds * 0.95
+        )
+        if self._fresh_window_needed and not covered:
+            return Check("idle", False, f"measuring the CPU again for {span} after an expiry")
         if len(readings) < 2:
             return Check("idle", True, "measuring the CPU (no reading yet)")
         first, last = readings[0], readings[-1]
-        covered = last.at - first.at >= self.idle_seconds * 0.95
-        span = f"{self.idle_seconds:g} s"
         measures = []  # (figure over the window, sustained above its limit, how to say it)
         if last.pressure_us is not None and not worker_running:
             mean = _pressure_pct(first, last)
@@ -97,6 +110,7 @@ class CpuMeter:
         for above, what, bound in measures:
             if covered and above:
                 return Check("idle", False, f"{what} > {bound} for {span}")
+        self._fresh_window_needed = False
         said = ", ".join(f"{what} <= {bound}" for _, what, bound in measures)
         return Check("idle", True, f"{said} over {span}")
 

@@ -62,6 +62,12 @@ class Monitor:
                 checks.append(self.cpu.check(worker_running))
         return checks
 
+    def expired(self) -> None:
+        """An update expired: the machine must be measured idle anew before the next one."""
+        if self.cpu is not None:
+            with self._lock:
+                self.cpu.restart()
+
     # -- the schedule ------------------------------------------------------------------------
 
     def schedule(self) -> Check | None:

@@ -121,6 +121,31 @@ def test_an_update_alone_on_an_idle_machine_is_not_busy(tmp_path: Path) -> None:
     assert not meter.check(worker_running=True).ok
 
 
+def test_after_an_expiry_idle_needs_a_whole_new_window(tmp_path: Path) -> None:
+    """The window before an expiry overlaps the stopped worker (others then got less of the
+    CPU): judged on it, the same update would start again at once, only to expire again."""
+    machine = FakeMachine(tmp_path, cores=2, psi=False)
+    meter = _meter(machine)
+    meter.sample([4242])
+    for _ in range(11):
+        machine.run(1, others=0.8, own=1.2)  # 0.4 per core beside the worker: under 0.5
+        meter.sample([4242])
+    assert meter.check(worker_running=False).ok
+    meter.restart()  # the update expired
+    check = meter.check(worker_running=False)
+    assert not check.ok
+    assert check.detail == "measuring the CPU again for 10 s after an expiry"
+    for _ in range(5):
+        machine.run(1, others=0.2)
+        meter.sample()
+    assert not meter.check(worker_running=False).ok, "half a window is not enough"
+    for _ in range(5):
+        machine.run(1, others=0.2)
+        meter.sample()
+    check = meter.check(worker_running=False)
+    assert check.ok, check.detail
+
+
 def _supply(root: Path, name: str, **files: str) -> None:
     folder = root / "sys" / "class" / "power_supply" / name
     folder.mkdir(parents=True)

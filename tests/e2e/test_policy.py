@@ -242,8 +242,13 @@ def _expire_and_resume(
     assert first["error"].startswith("expired at epoch ")
     assert "machine busy (load " in first["error"]
     assert first["error"].endswith("resumes when idle")
-    status = _status(daemon)
-    assert status["policy"].startswith(first["error"])
+    # The row ends a moment before the main loop decides again: the sentence follows then.
+    status = wait_for(
+        lambda: (now := _status(daemon))["policy"].startswith(first["error"]) and now,
+        timeout=10,
+        interval=0.1,
+    )
+    assert isinstance(status, dict)
     idle = next(c for c in status["conditions"] if c["name"] == "idle")
     assert not idle["ok"], idle
     for hog in hogs:
