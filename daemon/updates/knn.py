@@ -125,7 +125,7 @@ def run_knn(
         metrics=bodies.UpdateMetrics(
             seconds=seconds, encode_seconds=encode_seconds, replayed=0, curve=[]
         ),
-        gate=_figures(verdict, gate.enabled),
+        gate=gate_figures(verdict, gate.enabled),
         promote=promote,
     )
 
@@ -143,7 +143,8 @@ def _labels(samples: Sequence[SampleRow]) -> list[str]:
     return [s.label for s in samples]
 
 
-def _figures(verdict: GateResult, enabled: bool) -> bodies.Gate:
+def gate_figures(verdict: GateResult, enabled: bool) -> bodies.Gate:
+    """The gate's verdict as the API shows it (an update's ``gate``), for both paths."""
     return bodies.Gate(
         promote=verdict.promote,
         reason=verdict.reason,

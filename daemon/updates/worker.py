@@ -26,6 +26,7 @@ import numpy.typing as npt
 import torch
 
 from tailord.daemon.api import bodies
+from tailord.daemon.updates.knn import gate_figures
 from tailord.daemon.updates.messages import (
     Failure,
     Message,
@@ -41,7 +42,7 @@ from tailord.storage.embeddings import cached as cached_embeddings
 from tailord.storage.embeddings import store as store_embeddings
 from tailord.storage.replay import SampleRow, queued_rows, replay_and_canary
 from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
-from tailord.trainer.gate import GateResult, evaluate, split_holdout
+from tailord.trainer.gate import evaluate, split_holdout
 from tailord.trainer.model import Model
 from tailord.trainer.update import ProgressEvent, run_update, warm_up
 
@@ -217,23 +218,8 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
             replayed=len(old),
             curve=progress.curve,
         ),
-        gate=_figures(verdict, gate.enabled),
+        gate=gate_figures(verdict, gate.enabled),
         promote=promote,
-    )
-
-
-def _figures(verdict: GateResult, enabled: bool) -> bodies.Gate:
-    return bodies.Gate(
-        promote=verdict.promote,
-        reason=verdict.reason,
-        holdout_samples=verdict.holdout_samples,
-        holdout_candidate=verdict.holdout_candidate,
-        holdout_current=verdict.holdout_current,
-        canary_samples=verdict.canary_samples,
-        canary_candidate=verdict.canary_candidate,
-        canary_current=verdict.canary_current,
-        metric="mse" if verdict.metric == "mse" else "accuracy",
-        enabled=enabled,
     )
 
 
