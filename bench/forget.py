@@ -81,7 +81,7 @@ def main() -> None:
 
         wait(learned, daemon, root)
         started = time.monotonic()
-        done = client.update(wait=True, timeout=600, request=bodies.UpdateRequest(from_="base"))
+        done = client.update(bodies.UpdateRequest(from_="base"), wait=True, timeout=600)
         retrain_s = time.monotonic() - started
         assert done.state == "succeeded", done
         with sqlite3.connect(root / "data" / "tailord.db") as conn:
