@@ -34,6 +34,8 @@ from tailord.trainer.weights import (
     Estimate,
     Prediction,
     as_rows,
+    check_task,
+    check_width,
     metadata_of,
     read_weights,
 )
@@ -192,17 +194,11 @@ class LightModel:
 
     def _inputs(self, x: npt.NDArray[np.generic]) -> F32:
         inputs = as_rows(x)
-        if inputs.shape[1] != self.dim:
-            raise ModelError(
-                f"the features have {inputs.shape[1]} values, the head expects {self.dim}; "
-                "use samples of the kind this model learned"
-            )
+        check_width(inputs.shape[1], self.dim)
         return inputs
 
     def _check_ready(self, task: str) -> None:
-        if self.spec.task != task:
-            how = "estimate (a number)" if self.spec.regress else "predict (a label)"
-            raise ModelError(f'this is a task = "{self.spec.task}" model; ask it to {how} instead')
+        check_task(self.spec, task)
         self.check_learned()
 
     def _check_learned_consistent(self) -> bool:

@@ -32,6 +32,8 @@ from tailord.trainer.weights import (
     Prediction,
     as_rows,
     check_labels,
+    check_task,
+    check_width,
     metadata_of,
     read_fields,
     read_metadata,
@@ -216,17 +218,11 @@ class Model:
         inputs = torch.from_numpy(as_rows(x))
         if self.trains_backbone:
             inputs = self.backbone.forward_vectors(inputs)
-        if inputs.shape[1] != self.dim:
-            raise ModelError(
-                f"the features have {inputs.shape[1]} values, the head expects {self.dim}; "
-                "use samples of the kind this model learned"
-            )
+        check_width(inputs.shape[1], self.dim)
         return inputs
 
     def _check_ready(self, task: str) -> None:
-        if self.spec.task != task:
-            how = "estimate (a number)" if self.spec.regress else "predict (a label)"
-            raise ModelError(f'this is a task = "{self.spec.task}" model; ask it to {how} instead')
+        check_task(self.spec, task)
         self.check_learned()
 
     def check_learned(self) -> None:

@@ -154,3 +154,20 @@ def check_labels(labels: tuple[str, ...]) -> None:
         raise ModelError("every label must be a non-empty string; name each inbox folder")
     if len(set(labels)) != len(labels):
         raise ModelError(f"the labels {list(labels)} repeat a name; keep each label once")
+
+
+def check_task(spec: ModelSpec, task: str) -> None:
+    """Refuse a prediction of the other kind (a label from a regress model, a number from a
+    classifier), saying which to ask for."""
+    if spec.task != task:
+        how = "estimate (a number)" if spec.regress else "predict (a label)"
+        raise ModelError(f'this is a task = "{spec.task}" model; ask it to {how} instead')
+
+
+def check_width(width: int, dim: int | None) -> None:
+    """Refuse features of another width than the head's."""
+    if width != dim:
+        raise ModelError(
+            f"the features have {width} values, the head expects {dim}; "
+            "use samples of the kind this model learned"
+        )
