@@ -115,8 +115,9 @@ def test_a_second_stop_signal_exits_at_once(
     daemon.process.send_signal(signal.SIGTERM)
     code = daemon.process.wait(timeout=30)
     daemon.process = None
-    # Either the second signal forced the exit, or the orderly stop had already finished.
-    assert code in (128 + signal.SIGTERM, 0)
+    # Either the second signal forced the exit (which of the two the interpreter runs its
+    # handler for second is its choice), or the orderly stop had already finished.
+    assert code in (128 + signal.SIGTERM, 128 + signal.SIGINT, 0)
     if code:
         assert "second stop signal" in daemon.log.read_text()
 
