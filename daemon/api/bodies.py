@@ -97,6 +97,12 @@ class UpdateMetrics(Struct, frozen=True):
     encode_seconds: float | UnsetType | None = UNSET  # backbone features (cache misses) time
     replayed: int | UnsetType = UNSET  # earlier samples mixed in
     curve: list[CurvePoint] | UnsetType = UNSET  # one point per epoch; [] for a k-NN head
+    # The worker's CPU time (all its threads) training, and for the whole job (reading,
+    # encoding, training, gate); mini-batches this update trained (a resumed one: only its
+    # own). An expired or interrupted update's row has them up to its stop.
+    cpu_seconds: float | UnsetType = UNSET
+    worker_cpu_seconds: float | UnsetType = UNSET
+    batches: int | UnsetType = UNSET
 
 
 class Gate(Struct, frozen=True):

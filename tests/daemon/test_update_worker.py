@@ -21,6 +21,7 @@ from tailord.daemon.updates.messages import (
     Failure,
     Progress,
     Result,
+    Stopped,
     WorkerJob,
     receive,
     send,
@@ -145,17 +146,35 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     process, pipe = start(job)
     wait_for(meta.exists, timeout=60, interval=0.02)
     os.kill(process.pid, signal.SIGTERM)  # what Updater does when the daemon stops
+    messages = []
+    while pipe.poll(30):
+        try:
+            messages.append(receive(pipe))
+        except EOFError:
+            break
     process.join(30)
     pipe.close()
-    done = json.loads(meta.read_text())["epoch"]
+    # It stopped between two mini-batches, checkpointed there, and said what it cost.
+    assert process.exitcode == 0
+    assert isinstance(messages[-1], Stopped)
+    stopped = messages[-1].metrics
+    saved = json.loads(meta.read_text())
+    done, batch = saved["epoch"], saved["batch"]
     if done >= params.epochs:
         pytest.fail("the worker finished before it was killed; give it more work")
 
     resumed, events = run(job)
-    assert events[0].kind == "began"
-    assert events[0].epoch >= done >= 1
+    assert (events[0].kind, events[0].epoch, events[0].batch) == ("began", done, batch)
     assert sum(e.kind == "epoch" for e in events) == params.epochs  # the whole curve
     assert resumed.metrics.curve == whole.metrics.curve
+    # No mini-batch trained twice; CPU time is measured on both sides of the stop.
+    assert isinstance(stopped.batches, int)
+    assert isinstance(resumed.metrics.batches, int)
+    assert stopped.batches + resumed.metrics.batches == whole.metrics.batches
+    assert isinstance(stopped.cpu_seconds, float)
+    assert isinstance(resumed.metrics.cpu_seconds, float)
+    assert stopped.cpu_seconds > 0
+    assert resumed.metrics.cpu_seconds > 0
     cut = head_tensors(tmp_path / "staging" / "cut")
     full = head_tensors(tmp_path / "staging" / "whole")
     assert all(torch.equal(cut[k], full[k]) for k in full)
