@@ -306,3 +306,39 @@ def test_exit_reasons_name_the_signal() -> None:
     assert "out-of-memory" not in exit_reason(-signal.SIGSEGV)
     assert exit_reason(3).startswith("the worker process exited with code 3")
     assert "did not exit" in exit_reason(None)
+
+
+@pytest.mark.slow
+def test_a_stop_starts_the_next_spare_while_the_worker_checkpoints(tmp_path: Path) -> None:
+    """With ``prewarm``, an expiry's resume must not pay a worker's start-up: the spare is
+    started when the stop is asked, not after the stopped worker is reaped."""
+    setup_data(tmp_path, vector_samples(300, 16, seed=3)).close()
+    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when stopped
+    asked: list[bool] = []
+    workers = Workers(prewarm=True, should_stop=lambda: bool(asked))
+    try:
+        assert workers.wait_warm(120), "the first spare did not load torch"
+        job = job_for(tmp_path, "stopped", params)
+
+        def stop_on_first_batch(event: bodies.Progress) -> None:
+            if event.kind == "batch":
+                asked.append(True)
+
+        outcome = workers.run(job, stop_on_first_batch)
+        assert outcome is None
+        assert workers.stopped is not None  # it answered Stopped: its checkpoint is whole
+        assert isinstance(workers.stopped.batches, int)
+        assert workers.stopped.batches >= 1
+        assert job.checkpoints is not None
+        assert (job.checkpoints / checkpoint.TENSORS).exists()
+        # Before reap: the stopped worker's successor is there already.
+        ran = workers.pids()
+        assert len(ran) == 2
+        asked.clear()
+        assert workers.wait_warm(120), "the next spare did not load torch"
+    finally:
+        asked.append(True)  # reap starts no further spare
+        workers.reap()
+        for process in multiprocessing.active_children():
+            process.kill()
+            process.join()
