@@ -39,6 +39,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
+from tailord.daemon.clockwatch import ClockWatch
 from tailord.daemon.conditions.check import Check
 from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import Config
@@ -126,6 +127,7 @@ class Daemon:
         # Why no update may run: start-up repair was refused by the disk (see startup.py).
         self._read_only: str | None = None
         self._repair: Callable[[], Repair] | None = None
+        self._clock_watch: ClockWatch | None = None  # once the scheduler runs
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -230,6 +232,7 @@ class Daemon:
         )
         add_policy_jobs(scheduler, cfg.policy, self.monitor, self.guard, self.wake)
         scheduler.start()
+        self._clock_watch = ClockWatch(scheduler, self.wake)
         stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
         self._alive["scheduler"] = lambda: _scheduler_alive(scheduler)
         self._ctx = ctx = ApiContext(
@@ -323,6 +326,8 @@ class Daemon:
                 )
             self.notifier.reloaded()
             self.wake()
+        if self._clock_watch is not None:
+            self._clock_watch.check()  # a wall-clock step would stall the scheduler's jobs
         self.notifier.ping_if_due(self._alive)
         return self.should_exit
 

@@ -124,7 +124,8 @@ def add_policy_jobs(
 ) -> None:
     """The policy's timers, on the daemon's one scheduler: the conditions' re-check and
     the cron ``schedule``. Explicit ids, ``coalesce`` and one instance at a time: a late or
-    slow tick is merged, never stacked; a wall-clock jump fires the cron at most once."""
+    slow tick is merged, never stacked; a wall-clock jump fires the cron at most once
+    (a step backward is handled by clockwatch.py)."""
     scheduler.add_job(
         guard.tick,
         "interval",
@@ -148,5 +149,7 @@ def add_policy_jobs(
             replace_existing=True,
             coalesce=True,
             max_instances=1,
-            misfire_grace_time=3600,  # a fire missed while suspended still counts, once
+            # A fire missed while suspended, or skipped over by a wall-clock step forward,
+            # still counts, once (coalesce): no grace limit.
+            misfire_grace_time=None,
         )
