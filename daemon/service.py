@@ -187,8 +187,9 @@ class Daemon:
         if self._read_only is None:
             history.start()
         self.updater = updater = Updater(cfg, db, store, history, self.events, self._tend)
-        if updater.has_pending():
-            self._manual = True  # a request accepted before a restart still runs
+        if updater.has_pending(deferred=False):
+            self._manual = True  # a request accepted before a restart still runs (a deferred
+            # one still waits for the conditions: the automatic path takes its row)
         self._forgetter = Forgetter(db, store, history, updater, self.events, cfg.model)
         self.monitor = Monitor(cfg.policy)
         self.guard = Guard(

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 _ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
 CHECKPOINTS = "checkpoints"  # under the data dir: survives restarts, unlike staging/
+DEFERRED = ", deferred"  # ends a deferred request's reason: it waits for the conditions
 
 
 @dataclass(frozen=True)
@@ -449,7 +450,7 @@ class Updater:
                     )
                 active = Update(
                     reason=("requested from base" if from_base else "requested")
-                    + (", deferred" if deferred else ""),
+                    + (DEFERRED if deferred else ""),
                     base_version=current,
                     state=UpdateState.PENDING,
                     params=self._configured() if wanted is None else _stored(wanted),
@@ -470,14 +471,13 @@ class Updater:
             return overrides.resolve(self.config, bodies.UpdateRequest())
         return msgspec.convert(row.params, bodies.UpdateRequest)
 
-    def has_pending(self) -> bool:
+    def has_pending(self, *, deferred: bool = True) -> bool:
+        """Whether a request is pending; without ``deferred``, one to run now."""
+        query = select(Update.id).where(Update.state == UpdateState.PENDING)
+        if not deferred:
+            query = query.where(Update.reason.not_like(f"%{DEFERRED}"))
         with self.db.read() as session:
-            return (
-                session.scalar(
-                    select(Update.id).where(Update.state == UpdateState.PENDING).limit(1)
-                )
-                is not None
-            )
+            return session.scalar(query.limit(1)) is not None
 
     def describe(self, update_id: int) -> bodies.UpdateInfo | None:
         with self.db.read() as session:
