@@ -3,8 +3,9 @@
 The recipe has fixed phases: check the inputs, extend the labels, then append (k-NN), grow
 and train (linear, mlp), or both (auto). A regress model's "labels" are its targets' text
 (see targets.py): it has no labels to extend, and its heads learn the numbers. Training
-checkpoints at each epoch end when given a folder, and a run with the same inputs resumes
-from there (fit.py). The input Model is never touched, so it keeps serving meanwhile.
+checkpoints at each epoch end and at a stop when given a folder, and a run with the same
+inputs resumes from there (fit.py). The input Model is never touched, so it keeps serving
+meanwhile.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def run_update(
     with updatable parameters (it is trained with the head). ``replay_x`` holds earlier
     learned samples the caller picked (shape (0, dim) for none); trained heads train on
     them too, at most ``params.replay`` of them. ``should_stop`` is asked before every
-    batch; when it answers True, UpdateCancelled is raised (the last checkpoint stays).
+    batch; when it answers True, the trainer checkpoints there (given ``checkpoint_dir``)
+    and UpdateCancelled is raised.
     """
     joint = model.trains_backbone
     new = _rows(new_x, new_labels, "new samples")

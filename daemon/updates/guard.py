@@ -3,7 +3,7 @@
 :meth:`Guard.tick` runs on the scheduler's thread every ``sample_seconds``. It samples the
 machine's conditions; while an *automatic* update runs and ``expire = true``, a failing
 ``power``, ``window`` or ``idle`` check asks the updater to stop it as ``expired`` (the
-worker stops at once; its epoch-end checkpoint stays, so the next update resumes). A worker
+worker stops at its next mini-batch and checkpoints there, so the next update resumes). A worker
 that sent no progress for ``stall_seconds`` is stopped too, and its update fails with reason
 ``stalled`` (a failure: the back-off applies). Manual updates never expire; they can stall.
 """

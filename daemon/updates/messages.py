@@ -41,7 +41,7 @@ class WorkerJob(msgspec.Struct, frozen=True, kw_only=True):
     threads: int = 1
     nice: int = 10
     log_level: int = logging.INFO
-    checkpoints: Path | None = None  # where epoch-end checkpoints go (survive restarts)
+    checkpoints: Path | None = None  # where checkpoints go (survive restarts)
 
 
 class Ready(msgspec.Struct, frozen=True, tag="ready"):
