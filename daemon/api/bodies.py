@@ -74,7 +74,9 @@ class Progress(Struct, frozen=True):
 
     kind: ProgressKind
     epoch: int  # 1-based; for "began", the epochs already done (resumed from a checkpoint)
-    batch: int  # 1-based within the epoch; for "epoch", the number of batches it had
+    # 1-based within the epoch; for "epoch", the number of batches it had; for "began",
+    # the batches of the next epoch already done (resumed from a checkpoint taken at a stop)
+    batch: int
     loss: float | None  # batch loss, or the epoch's mean loss per sample; None for k-NN
     samples_per_second: float | None  # since "began"
     accuracy: float | None = None  # "epoch" only, and only for classify heads
