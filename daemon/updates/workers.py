@@ -108,14 +108,26 @@ class Workers:
                     return None if self.should_stop() else _died(process)
                 if isinstance(message, Progress):
                     on_progress(message.event)
-                elif isinstance(message, Result):
-                    return message
-                elif isinstance(message, Failure):
-                    logger.debug("worker traceback:\n%s", message.traceback)
+                elif isinstance(message, Stopped):
+                    return self._stopped_by(message)
+                elif isinstance(message, Result | Failure):
+                    if isinstance(message, Failure):
+                        logger.debug("worker traceback:\n%s", message.traceback)
                     return message
                 # Ready: a spare's greeting that wait_warm did not read; nothing to do.
         finally:
             pipe.close()
+
+    def _stopped_by(self, message: Stopped) -> Failure | None:
+        """The worker stopped on a SIGTERM before the daemon asked (systemd signals the whole
+        group at once): a stop if the daemon is stopping it too, else a failure."""
+        if self.should_stop():
+            self.stopped = message.metrics
+            return None
+        return Failure(
+            "the worker process was stopped by a SIGTERM that tailord did not send "
+            "(its update is not resumed); the next update tries again"
+        )
 
     def _stop(
         self,

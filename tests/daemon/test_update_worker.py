@@ -301,6 +301,26 @@ def test_a_worker_killed_by_sigkill_is_named_with_the_oom_killer(tmp_path: Path)
     assert "code" not in outcome.message
 
 
+@pytest.mark.slow
+def test_a_worker_stopped_by_someone_else_fails_its_update(tmp_path: Path) -> None:
+    setup_data(tmp_path, vector_samples(300, 16, seed=3)).close()
+    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when stopped
+    workers = Workers(prewarm=False, should_stop=lambda: False)
+    stopped: list[int] = []
+
+    def sigterm_on_first_event(event: bodies.Progress) -> None:
+        if not stopped:
+            stopped.extend(spawned_children())
+            for pid in stopped:
+                os.kill(pid, signal.SIGTERM)
+
+    outcome = workers.run(job_for(tmp_path, "stopped", params), sigterm_on_first_event)
+    workers.reap()
+    assert len(stopped) == 1
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.message.startswith("the worker process was stopped by a SIGTERM that ")
+
+
 def test_exit_reasons_name_the_signal() -> None:
     assert exit_reason(-signal.SIGTERM).startswith("the worker process was killed by SIGTERM (")
     assert "out-of-memory" not in exit_reason(-signal.SIGSEGV)
