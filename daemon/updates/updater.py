@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 _ACTIVE = (UpdateState.PENDING, UpdateState.RUNNING)
 CHECKPOINTS = "checkpoints"  # under the data dir: survives restarts, unlike staging/
-DEFERRED = ", deferred"  # ends a deferred request's reason: it waits for the conditions
 
 
 @dataclass(frozen=True)
@@ -439,6 +438,8 @@ class Updater:
                     )
                     if active is not None:
                         active.from_base = True
+            if active is not None and not deferred:
+                active.deferred = False  # asked to run now: it no longer waits
             if active is None:
                 current = self.store.current_number() or 0
                 if choose(session, base_version=current, from_base=from_base) is None:
@@ -450,7 +451,8 @@ class Updater:
                     )
                 active = Update(
                     reason=("requested from base" if from_base else "requested")
-                    + (DEFERRED if deferred else ""),
+                    + (", deferred" if deferred else ""),
+                    deferred=deferred,
                     base_version=current,
                     state=UpdateState.PENDING,
                     params=self._configured() if wanted is None else _stored(wanted),
@@ -475,7 +477,7 @@ class Updater:
         """Whether a request is pending; without ``deferred``, one to run now."""
         query = select(Update.id).where(Update.state == UpdateState.PENDING)
         if not deferred:
-            query = query.where(Update.reason.not_like(f"%{DEFERRED}"))
+            query = query.where(Update.deferred.is_(False))
         with self.db.read() as session:
             return session.scalar(query.limit(1)) is not None
 

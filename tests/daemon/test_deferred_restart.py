@@ -22,7 +22,7 @@ from tailord.storage.versions import VersionStore
 from tailord.trainer.inputs import vector_to_bytes
 
 
-def _pending_request(config: Config, *, deferred: bool) -> None:
+def _pending_request(config: Config, *, deferred: bool, joined: bool) -> None:
     """What a daemon leaves when it stops with a request accepted and not yet run."""
     config.data_dir.mkdir(parents=True)
     db = open_database(config.database)
@@ -40,21 +40,26 @@ def _pending_request(config: Config, *, deferred: bool) -> None:
     history = History(store, db, serving, EventBus(), config.model, config.versions.keep)
     updater = Updater(config, db, store, history, EventBus(), lambda: False)
     updater.request(deferred=deferred)
+    if joined:  # a plain request joins the pending one: it is to run now
+        updater.request()
     db.close()
 
 
-@pytest.mark.parametrize("deferred", [False, True])
+@pytest.mark.parametrize(
+    ("deferred", "joined", "manual"),
+    [(False, False, True), (True, False, False), (True, True, True)],
+)
 def test_a_pending_request_runs_at_once_after_a_restart_unless_deferred(
-    short_tmp: Path, deferred: bool
+    short_tmp: Path, deferred: bool, joined: bool, manual: bool
 ) -> None:
     config = load_config(
         data_dir=short_tmp / "data", inbox=short_tmp / "inbox", socket=short_tmp / "s.sock"
     )
-    _pending_request(config, deferred=deferred)
+    _pending_request(config, deferred=deferred, joined=joined)
     daemon = Daemon(config)
     try:
         daemon.startup()
         assert daemon.updater.has_pending()
-        assert daemon._manual is not deferred  # manual: skips the conditions
+        assert daemon._manual is manual  # manual: skips the conditions
     finally:
         daemon.shutdown()
