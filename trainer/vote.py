@@ -25,6 +25,7 @@ by tests/trainer/test_light.py. No torch here.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from tailord.trainer.npheads import F32, I64, MAX_PAIRS, NearestRows, scaled
 
@@ -80,24 +81,40 @@ def loo_accuracy(
 ) -> float:
     """Leave-one-out accuracy of the vote on the memory's rows ``queries``, each label's
     accuracy weighted equally (so a label's few new shots count as much as an old label)."""
+    hits = loo_hits(memory, targets, queries, k, metric, weighting)
+    return balanced(hits, targets[queries])
+
+
+def balanced(hits: npt.NDArray[np.bool_], truth: I64) -> float:
+    """Accuracy with each label's rows weighing as much as any other label's."""
+    return float(np.mean([hits[truth == label].mean() for label in np.unique(truth)]))
+
+
+def loo_hits(
+    memory: F32,
+    targets: I64,
+    queries: I64,
+    k: int,
+    metric: str,
+    weighting: str,
+    center: F32 | None = None,
+    scale: F32 | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Whether the vote of the other rows gets each row of ``queries`` right."""
     # k + 1 neighbours, then each query's own row is dropped from its list.
-    rows = NearestRows(memory, min(k + 1, len(memory)), metric, weighting)
+    rows = NearestRows(memory, min(k + 1, len(memory)), metric, weighting, center, scale)
     n_labels = int(targets.max()) + 1
     hits = np.zeros(len(queries), dtype=bool)
     step = max(1, MAX_PAIRS // max(1, len(memory)))
     for start in range(0, len(queries), step):
         part = queries[start : start + step]
         weight, index = rows.nearest(memory[part], rows.k)
-        own = index == part[:, None]
         # Drop the query's own row (or, for duplicates, the last neighbour) to keep k.
-        keep = ~own
-        extra = keep.sum(axis=1) > k
-        keep[extra, -1] = False
+        keep = index != part[:, None]
+        keep[keep.sum(axis=1) > k, -1] = False
         weight = np.where(keep, cube(weight), np.float32(0.0))
         votes = np.zeros((len(part), n_labels), dtype=np.float32)
         for j in range(index.shape[1]):
             np.add.at(votes, (np.arange(len(part)), targets[index[:, j]]), weight[:, j])
         hits[start : start + len(part)] = votes.argmax(axis=1) == targets[part]
-    truth = targets[queries]
-    per_label = [float(hits[truth == label].mean()) for label in np.unique(truth)]
-    return float(np.mean(per_label))
+    return hits
