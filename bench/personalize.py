@@ -1,13 +1,14 @@
 """Bench: personalization scenarios through a real daemon, beside scikit-learn peers.
 
-Scenarios (``--scenario``, all by default): ``new-classes`` (below), ``style`` and ``stream``
-(bench/personalize_scenarios.py). ``new-classes``: for each head (knn, linear, auto): a daemon
-learns a base model from 40 samples of each of the
-digits 0-6 (dropped into its inbox); that data directory is then copied once per seed, and in
-each copy 5 shots of each of 7, 8 and 9 are dropped into the inbox of a running daemon. After
-the update (gate on, defaults) the held-out digits are predicted over the socket: accuracy on
-the new classes and on the base classes, mean over 5 seeds. Beside it, scikit-learn's
-KNeighborsClassifier fitted on the same base samples and shots. Needs the `bench` extra.
+Scenarios (``--scenario``, all by default): ``new-classes`` (below), ``style``, ``stream`` and
+``split`` (the style samples in 1, 2 and 5 updates; bench/personalize_scenarios.py).
+``new-classes``: for each head (knn, linear, auto): a daemon learns a base model from 40 samples
+of each of the digits 0-6 (dropped into its inbox); that data directory is then copied once
+per seed, and in each copy 5 shots of each of 7, 8 and 9 are dropped into the inbox of a
+running daemon. After the update (gate on, defaults) the held-out digits are predicted over
+the socket: accuracy on the new classes and on the base classes, mean over the seeds. Beside
+it, scikit-learn's KNeighborsClassifier fitted on the same base samples and shots. Needs the
+`bench` extra.
 
 Run: .venv/bin/python bench/personalize.py [--scenario style] [--heads knn,auto] [--seeds 3]
      [--transform rot90|shift|thick] [--dataset wine|breast_cancer]   (last line: one JSON object)
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.con
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
-from bench.personalize_scenarios import DATASETS, TRANSFORMS, stream, style
+from bench.personalize_scenarios import DATASETS, TRANSFORMS, split_updates, stream, style
 from tailord.daemon.ctl.client import ClientError
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 
@@ -151,14 +152,16 @@ def _updates(daemon: DaemonProcess) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--scenario", choices=["new-classes", "style", "stream", "all"], default="all"
+        "--scenario", choices=["new-classes", "style", "stream", "split", "all"], default="all"
     )
     parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated: knn,linear,auto")
     parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--transform", choices=sorted(TRANSFORMS), default="rot90")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="wine")
     args = parser.parse_args()
-    scenarios = ["new-classes", "style", "stream"] if args.scenario == "all" else [args.scenario]
+    scenarios = (
+        ["new-classes", "style", "stream", "split"] if args.scenario == "all" else [args.scenario]
+    )
     digits = load_digits()
     x, y = digits.data.astype(np.float32), digits.target
     started = time.perf_counter()
@@ -172,8 +175,10 @@ def main() -> None:
                     r = run_head(head, root, x, y, args.seeds)
                 elif scenario == "style":
                     r = style(HEADS[head], root, args.seeds, args.transform)
-                else:
+                elif scenario == "stream":
                     r = stream(HEADS[head], root, args.seeds, args.dataset)
+                else:
+                    r = split_updates(HEADS[head], root, args.transform)
                 results.setdefault(scenario, {})[head] = r
                 print(
                     f"{scenario:11s} {head:6s} " + "  ".join(f"{k} {v:.3f}" for k, v in r.items())

@@ -196,3 +196,36 @@ def stream(
         "sk_std_knn5": float(np.mean(peer)),
         "rejected": float(rejected),
     }
+
+
+def split(
+    head_config: str, root: Path, transform: str, per_class: int = 40, shots: int = 5
+) -> dict[str, float]:
+    """The style scenario's samples (base, then the user's shots) learned in 1, 2 and 5
+    updates by fresh daemons: accuracy on the user's and on standard held-out digits each."""
+    digits = load_digits()
+    x, y = digits.data.astype(np.float32), digits.target
+    shift = TRANSFORMS[transform]
+    rng = np.random.default_rng(0)
+    base = [int(i) for c in range(10) for i in rng.permutation(np.flatnonzero(y == c))[:per_class]]
+    rest = [i for i in range(len(y)) if i not in set(base)]
+    user = [int(i) for c in range(10) for i in [j for j in rest if y[j] == c][:shots]]
+    test = [i for i in rest if i not in set(user)]
+    rows = np.concatenate([x[base], shift(x[user])])
+    labels = [str(v) for v in np.concatenate([y[base], y[user]])]
+    out: dict[str, float] = {}
+    for parts in (1, 2, 5):
+        size = -(-len(rows) // parts)
+        config = root / f"split-{parts}.toml"
+        config.write_text(head_config + WARM + f"[policy]\nmin_queued = {size}\n")
+        daemon = DaemonProcess(root / f"split-{parts}")
+        daemon.root.mkdir()
+        daemon.start("--config", str(config))
+        for part in range(parts):
+            chunk = slice(part * size, (part + 1) * size)
+            drop_all(daemon, rows[chunk], labels[chunk], f"p{part}-")
+            wait_for(lambda d=daemon, n=part + 1: finished_updates(d) >= n, timeout=300)
+        out[f"user_{parts}"] = _acc(y[test], predict(daemon, shift(x[test])))
+        out[f"std_{parts}"] = _acc(y[test], predict(daemon, x[test]))
+        daemon.stop()
+    return out
