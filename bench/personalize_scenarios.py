@@ -198,7 +198,7 @@ def stream(
     }
 
 
-def split(
+def split_updates(
     head_config: str, root: Path, transform: str, per_class: int = 40, shots: int = 5
 ) -> dict[str, float]:
     """The style scenario's samples (base, then the user's shots) learned in 1, 2 and 5
