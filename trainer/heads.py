@@ -15,7 +15,7 @@ from torch import nn
 from tailord.trainer.errors import ModelError
 from tailord.trainer.neighbours import Neighbours
 from tailord.trainer.spec import ModelSpec
-from tailord.trainer.vote import fit_scaling
+from tailord.trainer.vote import METRICS, fit_space, metric_code, raw_metric
 
 
 class Head(Protocol):
@@ -40,6 +40,7 @@ class KnnHead(Neighbours):
     SEEN = "knn.seen"  # samples ever offered per label index: drives the reservoir
     CENTER = "knn.center"  # the vote's standardization (vote.fit_scaling); optional in files
     SCALE = "knn.scale"
+    METRIC = "knn.metric"  # the metric chosen with them (vote.METRICS index); optional in files
 
     def __init__(
         self,
@@ -53,7 +54,10 @@ class KnnHead(Neighbours):
         seen: torch.Tensor | None = None,
         center: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
+        choose: str | None = None,
     ) -> None:
+        """``metric`` is the one this memory votes with; ``choose`` the configured one
+        (``"auto"`` included) that the next update decides from, ``metric`` if None."""
         pair = [t for t in (center, scale) if t is not None]
         if len(pair) == 1 or any(
             t.dtype != torch.float32 or tuple(t.shape) != tuple(memory.shape[1:]) for t in pair
@@ -65,6 +69,7 @@ class KnnHead(Neighbours):
         super().__init__(memory, k, metric, weighting, center, scale)
         self.targets = self._per_row(targets, torch.int64)
         self.max_per_label = max_per_label
+        self.choose = metric if choose is None else choose
         if seen is None:
             size = int(targets.max()) + 1 if len(targets) else 0
             seen = torch.bincount(targets, minlength=size) if len(targets) else torch.zeros(0)
@@ -77,7 +82,7 @@ class KnnHead(Neighbours):
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], spec: ModelSpec) -> KnnHead:
-        optional = {cls.SEEN, cls.CENTER, cls.SCALE} & set(tensors)
+        optional = {cls.SEEN, cls.CENTER, cls.SCALE, cls.METRIC} & set(tensors)
         expect_names(tensors, {cls.MEMORY, cls.TARGETS} | optional)
         return cls._for_spec(
             spec,
@@ -86,6 +91,7 @@ class KnnHead(Neighbours):
             tensors.get(cls.SEEN),
             tensors.get(cls.CENTER),
             tensors.get(cls.SCALE),
+            tensors.get(cls.METRIC),
         )
 
     @classmethod
@@ -97,17 +103,19 @@ class KnnHead(Neighbours):
         seen: torch.Tensor | None = None,
         center: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
+        metric: torch.Tensor | None = None,
     ) -> KnnHead:
         return cls(
             memory,
             targets,
             spec.k,
-            spec.metric,
+            stored_metric(metric, spec.metric),
             weighting=spec.weighting,
             max_per_label=spec.max_per_label,
             seen=seen,
             center=center,
             scale=scale,
+            choose=spec.metric,
         )
 
     def appended(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> KnnHead:
@@ -130,19 +138,20 @@ class KnnHead(Neighbours):
             memory, targets = self._reservoir(x, y, seen, cap, seed)
         memory, targets = memory.contiguous(), targets.contiguous()
         # The same numpy function decides for the daemon's k-NN updates (knn_memory.py).
-        center, scale = fit_scaling(
-            memory.numpy(), targets.numpy(), self.k, self.metric, self.weighting, seed
+        center, scale, metric = fit_space(
+            memory.numpy(), targets.numpy(), self.k, self.choose, self.weighting, seed
         )
         return KnnHead(
             memory,
             targets,
             self.k,
-            self.metric,
+            metric,
             weighting=self.weighting,
             max_per_label=cap,
             seen=seen,
             center=torch.from_numpy(center),
             scale=torch.from_numpy(scale),
+            choose=self.choose,
         )
 
     def _reservoir(
@@ -182,6 +191,7 @@ class KnnHead(Neighbours):
         out = {self.MEMORY: self.memory, self.TARGETS: self.targets, self.SEEN: self.seen}
         if self.center is not None and self.scale is not None:
             out[self.CENTER], out[self.SCALE] = self.center, self.scale
+            out[self.METRIC] = torch.from_numpy(metric_code(self.metric))
         return out
 
     def label_counts(self, n_labels: int) -> list[int]:
@@ -380,6 +390,19 @@ class AutoHead:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {**self.knn.tensors(), **self.linear.tensors()}
+
+
+def stored_metric(code: torch.Tensor | None, configured: str) -> str:
+    """The metric a memory votes with: the one stored with it (``knn.metric``), else (files
+    from before it was stored) the configured one, ``"auto"`` meaning cosine there."""
+    if code is None:
+        return raw_metric(configured)
+    if code.dtype != torch.int64 or tuple(code.shape) != (1,) or not 0 <= int(code) < len(METRICS):
+        raise ModelError(
+            f"the k-NN metric is {code.dtype} {tuple(code.shape)}, not one int64 index of "
+            f"{', '.join(METRICS)}; restore the version's weights file from a good copy"
+        )
+    return METRICS[int(code)]
 
 
 def expect_names(tensors: Mapping[str, torch.Tensor], names: set[str]) -> None:

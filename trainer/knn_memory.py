@@ -20,7 +20,7 @@ import numpy.typing as npt
 from tailord.trainer.errors import ModelError
 from tailord.trainer.light import LightModel
 from tailord.trainer.targets import target_value
-from tailord.trainer.vote import fit_scaling
+from tailord.trainer.vote import fit_space, metric_code
 
 Rows = npt.NDArray[np.float32]
 
@@ -102,7 +102,7 @@ def appended(model: LightModel, x: Rows, names: Sequence[str], seed: int = 0) ->
     )
     out_targets = out_y.astype(np.int64)
     # The same numpy function decides for the torch heads (KnnHead.appended).
-    center, scale = fit_scaling(
+    center, scale, metric = fit_space(
         out_x, out_targets, model.spec.k, model.spec.metric, model.spec.weighting, seed
     )
     grown: dict[str, npt.NDArray[np.generic]] = {
@@ -111,6 +111,7 @@ def appended(model: LightModel, x: Rows, names: Sequence[str], seed: int = 0) ->
         "knn.seen": seen,
         "knn.center": center,
         "knn.scale": scale,
+        "knn.metric": metric_code(metric),
     }
     return LightModel(model.spec, labels, dim, len(out_x), grown)
 

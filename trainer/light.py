@@ -29,6 +29,7 @@ from tailord.trainer.npheads import (
     softmax,
 )
 from tailord.trainer.spec import ModelSpec
+from tailord.trainer.vote import METRICS, raw_metric
 from tailord.trainer.weights import (
     RESTORE,
     Estimate,
@@ -43,6 +44,7 @@ from tailord.trainer.weights import (
 Arrays = Mapping[str, npt.NDArray[np.generic]]
 _KNN = ("knn.memory", "knn.targets", "knn.seen")
 _SCALING = {"knn.center", "knn.scale"}  # the vote's standardization: trainer/vote.py
+_METRIC = {"knn.metric"}  # the metric chosen with it; files before metric = "auto" lack it
 _KNN_REGRESS = ("knn.memory", "knn.values", "knn.seen")
 _LINEAR = ("linear.weight", "linear.bias")
 _MLP = ("mlp.hidden.weight", "mlp.hidden.bias", "mlp.out.weight", "mlp.out.bias")
@@ -238,7 +240,14 @@ def _parts(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, arrays: Ar
         knn_options = (
             [full]
             if spec.regress
-            else [full | _SCALING, full, full - {"knn.seen"} | _SCALING, full - {"knn.seen"}]
+            else [
+                full | _SCALING | _METRIC,
+                full | _SCALING,
+                full,
+                full - {"knn.seen"} | _SCALING | _METRIC,
+                full - {"knn.seen"} | _SCALING,
+                full - {"knn.seen"},
+            ]
         )
     layer_set = {"linear": set(_LINEAR), "mlp": set(_MLP), "auto": set(_LINEAR)}.get(spec.head)
     layer_options = [set(), layer_set] if layer_set else [set()]
@@ -300,7 +309,16 @@ def _knn(
         center, scale = _float(arrays, "knn.center", 1), _float(arrays, "knn.scale", 1)
         if center.shape != (memory.shape[1],) or scale.shape != center.shape:
             raise ModelError(f"the k-NN center and scale do not match the memory; {RESTORE}")
-    rows_of = NearestRows(memory, spec.k, spec.metric, spec.weighting, center, scale)
+    metric = raw_metric(spec.metric)  # files from before the metric was stored
+    if "knn.metric" in arrays:
+        code = arrays["knn.metric"]
+        if code.dtype != np.int64 or code.shape != (1,) or not 0 <= int(code[0]) < len(METRICS):
+            raise ModelError(
+                f"the k-NN metric is {code.dtype} {code.shape}, not one int64 index of "
+                f"{', '.join(METRICS)}; {RESTORE}"
+            )
+        metric = METRICS[int(code[0])]
+    rows_of = NearestRows(memory, spec.k, metric, spec.weighting, center, scale)
     return rows_of, targets
 
 

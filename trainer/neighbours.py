@@ -42,13 +42,15 @@ class Neighbours:
             )
         self.memory = memory
         self.k = k
-        self.metric = metric
+        # "auto" is decided per update for a classify memory (trainer/vote.py); a regress
+        # memory, with no labels to measure a vote on, keeps cosine.
+        self.metric = "cosine" if metric == "auto" else metric
         self.weighting = weighting
         # Standardizes memory and queries (trainer/vote.py); None for none.
         self.center, self.scale = center, scale
         space = self._scaled(memory)
         # Scaled and normalized once here rather than on every predict call.
-        self._space = nn.functional.normalize(space, dim=1) if metric == "cosine" else space
+        self._space = nn.functional.normalize(space, dim=1) if self.metric == "cosine" else space
 
     def _scaled(self, x: torch.Tensor) -> torch.Tensor:
         if self.center is None or self.scale is None:

@@ -68,12 +68,14 @@ class NearestRows:
     ) -> None:
         self.memory = memory
         self.k = k
-        self.metric = metric
+        # "auto" is decided per update for a classify memory (trainer/vote.py); a regress
+        # memory, with no labels to measure a vote on, keeps cosine.
+        self.metric = "cosine" if metric == "auto" else metric
         self.weighting = weighting
         self.center, self.scale = center, scale
         space = scaled(memory, center, scale)
         # Scaled and normalized once here rather than on every predict call.
-        self._space = normalize(space) if metric == "cosine" else space
+        self._space = normalize(space) if self.metric == "cosine" else space
 
     @property
     def rows(self) -> int:

@@ -21,7 +21,7 @@ from tailord.trainer.structs import convert
 
 Task = Literal["classify", "regress"]
 Head = Literal["knn", "linear", "mlp", "auto"]
-Metric = Literal["cosine", "euclidean"]
+Metric = Literal["auto", "cosine", "euclidean"]
 Weighting = Literal["distance", "uniform"]
 Optimizer = Literal["adam", "sgd"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -69,7 +69,9 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     task: Task = "classify"  # "classify" (labels, cross-entropy) | "regress" (numbers, MSE)
     head: Head = "knn"
     k: Positive = 5  # neighbours that vote in a k-NN head
-    metric: Metric = "cosine"  # distance of a k-NN head
+    # distance of a k-NN head; "auto": cosine, or euclidean on standardized features when
+    # that wins the memory's leave-one-out vote (trainer/vote.py)
+    metric: Metric = "auto"
     weighting: Weighting = "distance"  # k-NN vote: "distance" (inverse distance) or "uniform"
     max_per_label: Positive = 1000  # k-NN memory rows per label; beyond it a per-label reservoir
     max_memory: Positive = 10000  # regress k-NN: memory rows in all; beyond it one reservoir

@@ -16,7 +16,7 @@ from tailord.trainer.light import LightModel
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update
-from tailord.trainer.vote import fit_scaling, identity
+from tailord.trainer.vote import fit_space, identity
 
 NO_REPLAY = np.zeros((0, 3), dtype=np.float32)
 Rows = npt.NDArray[np.float32]
@@ -50,12 +50,14 @@ def test_the_nearest_row_outvotes_several_farther_ones() -> None:
 def test_standardizing_is_chosen_where_units_differ_and_not_on_pixels() -> None:
     x, y = units(seed=1)
     targets = np.array([0 if v == "a" else 1 for v in y], dtype=np.int64)
-    center, scale = fit_scaling(x, targets, 5, "cosine", "distance", seed=0)
+    center, scale, metric = fit_space(x, targets, 5, "cosine", "distance", seed=0)
+    assert metric == "cosine"  # configured: kept
     assert scale[1] > 100  # standardized: the noisy feature no longer decides
     np.testing.assert_allclose(center, x.mean(axis=0), rtol=1e-5)
     digits = load_digits()
     pixels = digits.data[:300].astype(np.float32)
-    center, scale = fit_scaling(pixels, digits.target[:300], 5, "cosine", "distance", seed=0)
+    center, scale, metric = fit_space(pixels, digits.target[:300], 5, "auto", "distance", seed=0)
+    assert metric == "cosine"
     for got, want in zip((center, scale), identity(64), strict=True):
         np.testing.assert_array_equal(got, want)
 
