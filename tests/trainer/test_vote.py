@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits, load_wine
 
+from tailord.trainer.errors import ModelError
 from tailord.trainer.knn_memory import appended
 from tailord.trainer.light import LightModel
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update
-from tailord.trainer.vote import fit_space, identity
+from tailord.trainer.vote import METRICS, fit_space, identity
 
 NO_REPLAY = np.zeros((0, 3), dtype=np.float32)
 Rows = npt.NDArray[np.float32]
@@ -127,3 +129,75 @@ def test_pinned_accuracy_on_digits_in_a_users_style() -> None:
         [p.label == str(t) for p, t in zip(light.predict(x[test]), y[test], strict=True)]
     )
     assert (round(float(user), 4), round(float(standard), 4)) == (0.7033, 0.9267)
+
+
+def wine_stream(metric: str, seed: int) -> tuple[float, list[str]]:
+    """The bench's wine stream in-process, one seed: predict each sample, learn it in
+    batches of 50 once 50 more have been predicted. Accuracy, and each update's metric."""
+    data = load_wine()
+    order = np.random.default_rng(seed).permutation(len(data.target))
+    x, y = data.data[order].astype(np.float32), data.target[order]
+    light = LightModel.base(ModelSpec(metric=metric))  # type: ignore[arg-type]
+    releases = list(range(100, len(y), 50))
+    hits: list[bool] = []
+    chosen: list[str] = []
+    for start, end in zip(releases, [*releases[1:], len(y)], strict=True):
+        learned = start - 50
+        light = appended(
+            light, x[learned - 50 : learned], [str(v) for v in y[learned - 50 : learned]]
+        )
+        chosen.append(METRICS[int(light.arrays["knn.metric"][0])])
+        hits += [
+            p.label == str(t)
+            for p, t in zip(light.predict(x[start:end]), y[start:end], strict=True)
+        ]
+    return float(np.mean(hits)), chosen
+
+
+def test_auto_chooses_euclidean_on_standardized_numeric_features() -> None:
+    # Cosine on standardized features ignores how far a sample lies from the mean; with
+    # metric = "auto" the memory's leave-one-out vote picks euclidean there.
+    auto, chosen = wine_stream("auto", seed=1)
+    cosine, kept = wine_stream("cosine", seed=1)
+    assert kept == ["cosine", "cosine"]  # an explicit metric is honoured
+    assert chosen == ["euclidean", "cosine"]  # pinned: decided again at each update
+    assert (round(auto, 4), round(cosine, 4)) == (0.9744, 0.9359)  # pinned
+
+
+def test_an_auto_metric_answers_the_same_on_numpy_and_torch_and_survives_a_round_trip() -> None:
+    spec = ModelSpec(head="knn")
+    assert spec.metric == "auto"
+    x, y = units(seed=4)
+    model = run_update(Model.base(spec), x, y, NO_REPLAY, [], UpdateParams())
+    light = appended(LightModel.base(spec), x, y)
+    want_code = model.head.tensors()["knn.metric"].numpy()
+    np.testing.assert_array_equal(light.arrays["knn.metric"], want_code)
+    assert METRICS[int(want_code[0])] == "euclidean"
+    query = units(seed=3, n=40)[0]
+    with torch.no_grad():
+        want = model.rank_encoded(model.rows(query), 2)
+    again = LightModel.from_bytes(light.to_bytes())
+    torch_again = Model.from_bytes(light.to_bytes())  # the daemon's file, read by the worker
+    assert torch_again.head.metric == "euclidean"  # type: ignore[union-attr]
+    with torch.no_grad():
+        reread = torch_again.rank_encoded(torch_again.rows(query), 2)
+    got = again.rank_encoded(again.rows(query), 2)
+    for w, g, r in zip(want, got, reread, strict=True):
+        assert [p.label for p in g] == [p.label for p in w] == [p.label for p in r]
+        np.testing.assert_allclose([p.score for p in g], [p.score for p in w], atol=1e-6)
+        np.testing.assert_allclose([p.score for p in r], [p.score for p in w], atol=1e-6)
+
+
+def test_a_file_without_a_stored_metric_votes_as_before() -> None:
+    # Versions written before metric = "auto" hold no knn.metric: under "auto" they vote
+    # with cosine (the old default); a damaged code is refused with what to do.
+    x, y = units(seed=2)
+    spec = ModelSpec(head="knn", metric="cosine")
+    old = appended(LightModel.base(spec), x, y)
+    arrays = {k: v for k, v in old.arrays.items() if k != "knn.metric"}
+    query = units(seed=3, n=40)[0]
+    under_auto = LightModel(ModelSpec(head="knn"), old.labels, 3, old.sample_count, arrays)
+    assert [p.label for p in under_auto.predict(query)] == [p.label for p in old.predict(query)]
+    bad = {**arrays, "knn.metric": np.array([7], dtype=np.int64)}
+    with pytest.raises(ModelError, match="restore"):
+        LightModel(ModelSpec(head="knn"), old.labels, 3, old.sample_count, bad)
