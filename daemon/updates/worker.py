@@ -44,6 +44,7 @@ from tailord.storage.replay import SampleRow, queued_rows, replay_and_canary
 from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
 from tailord.trainer.gate import evaluate, split_holdout
 from tailord.trainer.model import Model
+from tailord.trainer.refit import refit
 from tailord.trainer.update import ProgressEvent, run_update, warm_up
 
 logger = logging.getLogger(__name__)
@@ -185,6 +186,19 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
         (canary_x, [s.label for s in canary]),
         gate,
     )
+    if gate.refit and not knn_like:
+        candidate, verdict = refit(
+            model,
+            candidate,
+            current,
+            verdict,
+            (train_x, train_labels),
+            (holdout_x, [s.label for s in holdout]),
+            (old_x, old_labels),
+            (canary_x, [s.label for s in canary]),
+            params,
+            gate,
+        )
     promote = verdict.promote or not gate.enabled
     if promote and holdout and knn_like:
         # Judged, now learned: a memory head keeps every shot (cheap to append).
