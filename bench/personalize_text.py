@@ -142,6 +142,12 @@ def predict(daemon: DaemonProcess, texts: list[str]) -> tuple[list[str], float]:
     return out, time.monotonic() - started
 
 
+def gate_reason(daemon: DaemonProcess) -> str:
+    with daemon.client() as client:
+        last = client.status().last_update
+    return "" if last is None or last.gate is None else last.gate.reason
+
+
 def seed_cache(daemon: DaemonProcess, encoder_dir: Path) -> None:
     """Give a new data folder the embedding rows the encoder run stored."""
     open_database(daemon.data_dir / "tailord.db").close()
@@ -283,7 +289,10 @@ def run_one(bench: Bench, head: str, gate: str, seed: int) -> dict[str, float | 
     state = learn(d, config, 2 if base else 1)
     update_s = time.monotonic() - started
     predicted, seconds = predict(d, bench.test_t)
+    reason = gate_reason(d)
     d.stop()
+    if state == "rejected":
+        print(f"  {name} rejected: {reason}")
     bench.rates.append(len(bench.test_t) / seconds)
     return {
         "accuracy": float(np.mean(np.array(predicted) == bench.truth)),
