@@ -3,7 +3,7 @@
 With few shots the holdout costs what the user gave: 8 shots of an intent keep 7 for
 training (``holdout`` 0.2, rounded down), and a trained head that never saw the eighth is
 published. Measured on BANKING77 (docs/benchmarks.md, "Real text"), training on all 8 once
-the judged candidate passed is worth +0.1 to +0.4 points of test accuracy for ``linear``.
+the judged candidate passed is worth up to +0.4 points of test accuracy for ``linear``.
 
 The safety property stays: the judged candidate (trained without the held-out samples) must
 pass the gate first, so a candidate worse on held-out or canary data is never promoted.
