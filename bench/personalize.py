@@ -1,17 +1,22 @@
-"""Bench: few-shot personalization on scikit-learn's bundled digits, through a real daemon.
+"""Bench: personalization scenarios through a real daemon, beside scikit-learn peers.
 
-For each head (knn, linear, auto): a daemon learns a base model from 40 samples of each of the
-digits 0-6 (dropped into its inbox); that data directory is then copied once per seed, and in
-each copy 5 shots of each of 7, 8 and 9 are dropped into the inbox of a running daemon. After
-the update (gate on, defaults) the held-out digits are predicted over the socket: accuracy on
-the new classes and on the base classes, mean over 5 seeds. Beside it, scikit-learn's
-KNeighborsClassifier fitted on the same base samples and shots. Needs the `bench` extra.
+Scenarios (``--scenario``, all by default): ``new-classes`` (below), ``style``, ``stream`` and
+``split`` (the style samples in 1, 2 and 5 updates; bench/personalize_scenarios.py).
+``new-classes``: for each head (knn, linear, auto): a daemon learns a base model from 40 samples
+of each of the digits 0-6 (dropped into its inbox); that data directory is then copied once
+per seed, and in each copy 5 shots of each of 7, 8 and 9 are dropped into the inbox of a
+running daemon. After the update (gate on, defaults) the held-out digits are predicted over
+the socket: accuracy on the new classes and on the base classes, mean over the seeds. Beside
+it, scikit-learn's KNeighborsClassifier fitted on the same base samples and shots. Needs the
+`bench` extra.
 
-Run: .venv/bin/python bench/personalize.py   (last line: one JSON object)
+Run: .venv/bin/python bench/personalize.py [--scenario style] [--heads knn,auto] [--seeds 3]
+     [--transform rot90|shift|thick] [--dataset wine|breast_cancer]   (last line: one JSON object)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import signal
@@ -28,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.con
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
+from bench.personalize_scenarios import DATASETS, TRANSFORMS, split_updates, stream, style
 from tailord.daemon.ctl.client import ClientError
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 
@@ -74,7 +80,9 @@ def accuracy(truth: np.ndarray, predicted: list[str], classes: list[int]) -> flo
     )
 
 
-def run_head(head: str, root: Path, x: np.ndarray, y: np.ndarray) -> dict[str, object]:
+def run_head(
+    head: str, root: Path, x: np.ndarray, y: np.ndarray, seeds: int = SEEDS
+) -> dict[str, float]:
     config = root / f"{head}.toml"
     base_ids, pools = split(x, y)
     # prewarm: the worker loads torch while the daemon starts and ingests, as in a long-running
@@ -88,7 +96,7 @@ def run_head(head: str, root: Path, x: np.ndarray, y: np.ndarray) -> dict[str, o
     base.stop()
     config.write_text(HEADS[head] + warm + f"[policy]\nmin_queued = {SHOTS * len(NEW)}\n")
     rows: list[dict[str, float | str]] = []
-    for seed in range(SEEDS):
+    for seed in range(seeds):
         rng = np.random.default_rng(100 + seed)
         shots = [int(i) for c in NEW for i in rng.choice(pools[c], SHOTS, replace=False)]
         test = [i for c in range(10) for i in pools[c] if i not in set(shots)]
@@ -142,39 +150,73 @@ def _updates(daemon: DaemonProcess) -> int:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--scenario", choices=["new-classes", "style", "stream", "split", "all"], default="all"
+    )
+    parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated: knn,linear,auto")
+    parser.add_argument("--seeds", type=int, default=SEEDS)
+    parser.add_argument("--transform", choices=sorted(TRANSFORMS), default="rot90")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="wine")
+    args = parser.parse_args()
+    scenarios = (
+        ["new-classes", "style", "stream", "split"] if args.scenario == "all" else [args.scenario]
+    )
     digits = load_digits()
     x, y = digits.data.astype(np.float32), digits.target
     started = time.perf_counter()
-    results = {}
+    results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="tdp-", dir="/tmp") as tmp:
-        for head in HEADS:
-            results[head] = run_head(head, Path(tmp), x, y)
-            r = results[head]
-            print(
-                f"{head:7s} new {r['new']:.3f}  base {r['base']:.3f}   "
-                f"sklearn kNN new {r['sk_new']:.3f}  base {r['sk_base']:.3f}   "
-                f"rejected {r['rejected']}/{SEEDS} (new {r['new_if_promoted']:.3f} when promoted)"
-            )
-    best = max(results, key=lambda h: float(results[h]["new"]))  # type: ignore[arg-type]
+        for scenario in scenarios:
+            for head in args.heads.split(","):
+                root = Path(tmp) / f"{scenario}-{head}"
+                root.mkdir()
+                if scenario == "new-classes":
+                    r = run_head(head, root, x, y, args.seeds)
+                elif scenario == "style":
+                    r = style(HEADS[head], root, args.seeds, args.transform)
+                elif scenario == "stream":
+                    r = stream(HEADS[head], root, args.seeds, args.dataset)
+                else:
+                    r = split_updates(HEADS[head], root, args.transform)
+                results.setdefault(scenario, {})[head] = r
+                print(
+                    f"{scenario:11s} {head:6s} " + "  ".join(f"{k} {v:.3f}" for k, v in r.items())
+                )
+                sys.stdout.flush()
     print(f"({time.perf_counter() - started:.0f} s)")
+    figures = {
+        s: {h: {k: round(float(v), 3) for k, v in r.items()} for h, r in heads.items()}
+        for s, heads in results.items()
+    }
+    value, ceiling = _headline(results)
     print(
         json.dumps(
             {
                 "bench": "personalize",
-                "value": round(float(results[best]["new"]), 3),  # type: ignore[arg-type]
-                "ceiling": round(float(results[best]["sk_new"]), 3),  # type: ignore[arg-type]
-                "ratio": round(
-                    float(results[best]["new"]) / float(results[best]["sk_new"]),  # type: ignore[arg-type]
-                    3,
-                ),
-                "best_head": best,
-                "heads": {
-                    h: {k: round(float(v), 3) for k, v in r.items()}  # type: ignore[arg-type]
-                    for h, r in results.items()
-                },
+                "value": round(value, 3),
+                "ceiling": round(ceiling, 3),
+                "ratio": round(value / ceiling, 3) if ceiling else None,
+                "seeds": args.seeds,
+                "transform": args.transform,
+                "dataset": args.dataset,
+                "scenarios": figures,
             }
         )
     )
+
+
+def _headline(results: dict[str, dict[str, dict[str, float]]]) -> tuple[float, float]:
+    """The default head's figure beside its best scikit-learn peer: style's user accuracy if
+    it ran, else the stream's, else new-classes' accuracy on the new classes."""
+    for scenario, ours, peers in (
+        ("style", "user", ("sk_knn1_user", "sk_knn3_user", "sk_knn5_user", "sk_logreg_user")),
+        ("stream", "stream", ("sk_std_knn5",)),
+        ("new-classes", "new", ("sk_new",)),
+    ):
+        for r in results.get(scenario, {}).values():
+            return r[ours], max(r[p] for p in peers)
+    return 0.0, 0.0
 
 
 if __name__ == "__main__":

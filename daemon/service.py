@@ -39,32 +39,24 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
+from tailord.daemon.claim import claim_directories
+from tailord.daemon.clockwatch import ClockWatch
 from tailord.daemon.conditions.check import Check
 from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import Config
 from tailord.daemon.disk import disk_problem
-from tailord.daemon.errors import ConfigError, TailordError
+from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, SampleQueued, SampleRejected, UpdateExpired
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.limits import Limits
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.inbox.ingest import Ingestor
 from tailord.daemon.inbox.watcher import PendingPaths, Watcher
-from tailord.daemon.lock import lock_data_dir
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.notify import Notifier
 from tailord.daemon.policy import Decision, decide
-from tailord.daemon.privacy import apply_umask, make_inbox, make_private_dir, modes_for, tighten
 from tailord.daemon.reload import reload_and_log
-from tailord.daemon.startup import (
-    Repair,
-    check_backbone,
-    check_data_dir,
-    check_inbox,
-    open_db,
-    open_store,
-    repair,
-)
+from tailord.daemon.startup import Repair, open_db, open_store, repair
 from tailord.daemon.updates.forget import Forgetter
 from tailord.daemon.updates.guard import Guard, add_policy_jobs
 from tailord.daemon.updates.resume import resumable
@@ -76,7 +68,6 @@ from tailord.storage.db import Database
 from tailord.storage.samples import counts, last_queued_at, oldest_queued_at
 from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
-from tailord.trainer.loading import torch_missing
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +117,7 @@ class Daemon:
         # Why no update may run: start-up repair was refused by the disk (see startup.py).
         self._read_only: str | None = None
         self._repair: Callable[[], Repair] | None = None
+        self._clock_watch: ClockWatch | None = None  # once the scheduler runs
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,24 +131,6 @@ class Daemon:
         finally:
             self.shutdown()
         return 0
-
-    def _claim_directories(self) -> None:
-        """The data directory made private and locked, the inbox made; torch there if needed."""
-        cfg = self.config
-        # First of all, before any thread, file or worker: what is made from now on is private.
-        modes = modes_for(cfg.group)
-        old_umask = apply_umask(modes)
-        self._stack.callback(os.umask, old_umask)
-        check_data_dir(cfg.data_dir)  # one line if it is not a writable folder
-        make_private_dir(cfg.data_dir, modes)
-        # Before anything reads or repairs the data directory: a second daemon must leave
-        # the first one's update and staging alone. Released last, after the database.
-        self._stack.callback(lock_data_dir(cfg.data_dir).release)
-        check_inbox(cfg.inbox, lambda inbox: make_inbox(inbox, modes))
-        tighten(cfg.data_dir, modes, skip=(cfg.inbox, cfg.socket))
-        if (missing := torch_missing(cfg.model)) is not None:  # say so now, not mid-update
-            raise ConfigError(missing)
-        check_backbone(cfg.model)  # now, not at the first update
 
     def _open_state(self) -> tuple[Database, VersionStore, int]:
         """The database and the version folders, repaired; the current version loaded."""
@@ -179,14 +153,15 @@ class Daemon:
     def startup(self) -> None:
         cfg = self.config
         stack = self._stack
-        self._claim_directories()
+        claim_directories(cfg, stack)
         db, store, current = self._open_state()
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
         if self._read_only is None:
             history.start()
         self.updater = updater = Updater(cfg, db, store, history, self.events, self._tend)
-        if updater.has_pending():
-            self._manual = True  # a request accepted before a restart still runs
+        if updater.has_pending(deferred=False):
+            self._manual = True  # a request accepted before a restart still runs (a deferred
+            # one still waits for the conditions: the automatic path takes its row)
         self._forgetter = Forgetter(db, store, history, updater, self.events, cfg.model)
         self.monitor = Monitor(cfg.policy)
         self.guard = Guard(
@@ -230,6 +205,7 @@ class Daemon:
         )
         add_policy_jobs(scheduler, cfg.policy, self.monitor, self.guard, self.wake)
         scheduler.start()
+        self._clock_watch = ClockWatch(scheduler, self.wake)
         stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
         self._alive["scheduler"] = lambda: _scheduler_alive(scheduler)
         self._ctx = ctx = ApiContext(
@@ -323,6 +299,8 @@ class Daemon:
                 )
             self.notifier.reloaded()
             self.wake()
+        if self._clock_watch is not None:
+            self._clock_watch.check()  # a wall-clock step would stall the scheduler's jobs
         self.notifier.ping_if_due(self._alive)
         return self.should_exit
 

@@ -142,6 +142,9 @@ class Update(Base):
     # it read, and the expired update it resumed (same samples, from its checkpoint).
     up_to_id: Mapped[int | None]
     resumed_from: Mapped[int | None]  # an update id (no foreign key: ADD COLUMN keeps it plain)
+    # A request asked with ?defer=true: it waits for the policy's conditions, also after a
+    # restart, until a plain request joins it.
+    deferred: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class UpdateEvent(Base):

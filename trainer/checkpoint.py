@@ -1,12 +1,16 @@
-"""Epoch-end checkpoints of a trained head: safetensors for tensors, JSON for the rest.
+"""Checkpoints of a trained head: safetensors for tensors, JSON for the rest.
 
-A checkpoint describes itself: ``checkpoint.json`` names the format, the fingerprint of the
-run it belongs to (inputs, targets, spec, parameters, starting weights), the epochs done and
-the loss curve so far; ``checkpoint.safetensors`` holds the trainable weights, the optimizer
-state and the shuffling generator's state. Nothing is pickled. The safetensors file carries
-the same JSON in its metadata and is the one that counts: it is written to a temporary name,
-fsynced and renamed, so a worker killed at any moment leaves the previous checkpoint or the
-new one, whole. ``checkpoint.json`` follows it, for people and tools.
+A checkpoint is taken at each epoch end and where training is stopped (between two
+mini-batches). It describes itself: ``checkpoint.json`` names the format, the fingerprint of
+the run it belongs to (inputs, targets, spec, parameters, starting weights), the epochs done,
+the batches done of the next epoch (with that partial epoch's loss sum and right answers),
+and the loss curve so far; ``checkpoint.safetensors`` holds the trainable weights, the
+optimizer state and the shuffling generator's state as of the next epoch's start (so a
+resume draws that epoch's order again and skips the batches done). Format 1 (epoch ends
+only, no batch fields) still loads, as 0 batches done. Nothing is pickled. The safetensors
+file carries the same JSON in its metadata and is the one that counts: it is written to a
+temporary name, fsynced and renamed, so a worker killed at any moment leaves the previous
+checkpoint or the new one, whole. ``checkpoint.json`` follows it, for people and tools.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "tailord.checkpoint/1"
+FORMAT = "tailord.checkpoint/2"
+EPOCH_END_FORMAT = "tailord.checkpoint/1"  # before checkpoints at a stop: still resumed
 TENSORS = "checkpoint.safetensors"
 META = "checkpoint.json"
 
@@ -33,6 +38,9 @@ class Meta(TypedDict):
 
     curve: list[dict[str, float | None]]  # one point per epoch done: epoch, loss, accuracy
     param_groups: list[dict[str, object]]  # torch's optimizer param groups, as it gives them
+    batch: int  # batches done of epoch ``epoch + 1`` (0 at an epoch end)
+    loss_sum: float  # that partial epoch's sum of batch loss times batch size
+    right: int  # that partial epoch's right answers so far (classify)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,18 @@ class Checkpoint:
     epoch: int  # epochs completed
     tensors: dict[str, torch.Tensor]
     meta: Meta
+
+    @property
+    def batch(self) -> int:
+        return self.meta["batch"]
+
+    @property
+    def loss_sum(self) -> float:
+        return self.meta["loss_sum"]
+
+    @property
+    def right(self) -> int:
+        return self.meta["right"]
 
 
 def save(
@@ -71,13 +91,21 @@ def load(folder: Path, fingerprint: str) -> Checkpoint | None:
     except Exception:  # the Rust parser raises its own types; all mean "damaged"
         logger.warning("the checkpoint in %s is damaged; starting afresh", folder)
         return None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, EPOCH_END_FORMAT):
         return None
     if meta.get("fingerprint") != fingerprint:
         logger.info("checkpoint in %s belongs to another run; starting afresh", folder)
         return None
     return Checkpoint(
-        int(meta["epoch"]), tensors, Meta(curve=meta["curve"], param_groups=meta["param_groups"])
+        int(meta["epoch"]),
+        tensors,
+        Meta(
+            curve=meta["curve"],
+            param_groups=meta["param_groups"],
+            batch=int(meta.get("batch", 0)),
+            loss_sum=float(meta.get("loss_sum", 0.0)),
+            right=int(meta.get("right", 0)),
+        ),
     )
 
 

@@ -1,8 +1,10 @@
 """Mini-batch training of a head's layer (and a custom backbone's updatable part).
 
 Classify heads learn label indices with cross-entropy; regress heads (one output) learn
-numeric targets with the mean squared error. Training checkpoints at each epoch end when
-given a folder, and a run with the same inputs resumes from there.
+numeric targets with the mean squared error. Given a folder, training checkpoints at each
+epoch end and where it is stopped (between two mini-batches: the batch index and the epoch's
+shuffling state as of its start), and a run with the same inputs resumes from there, ending
+with the same weights as a run never stopped.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ BLOCK_ROWS = 8192  # training rows gathered at once (see _batches)
 class ProgressEvent:
     kind: str  # "began" | "batch" | "epoch"
     epoch: int  # 1-based; for "began", the epochs already done (resumed from a checkpoint)
-    batch: int  # 1-based within the epoch; for "epoch", the number of batches it had
+    # 1-based within the epoch; for "epoch", the number of batches it had; for "began", the
+    # batches of the next epoch already done (resumed from a checkpoint taken at a stop)
+    batch: int
     loss: float | None  # batch loss, or the epoch's mean loss per sample; None for k-NN
     samples_per_second: float | None  # since "began"
     # "epoch": share of training samples right during the epoch; None for regress heads
@@ -104,15 +108,18 @@ class Trainer:
             inputs = torch.from_numpy(x).to(device)
             targets = targets.to(device)
             fingerprint = _fingerprint(net, x, targets, params, self.labels)
-            first, curve = 1, list[dict[str, float | None]]()
+            at, curve = _Position(), list[dict[str, float | None]]()
             resumed = ckpt.load(folder, fingerprint) if folder is not None else None
             if resumed is not None:
                 _restore(net, optimizer, generator, resumed)
-                first, curve = resumed.epoch + 1, list(resumed.meta["curve"])
-                logger.info("resuming the update after epoch %d", resumed.epoch)
-            self._loop(
-                net, optimizer, generator, inputs, targets, first, curve, folder, fingerprint
-            )
+                curve = list(resumed.meta["curve"])
+                at = _Position(resumed.epoch, resumed.batch, resumed.loss_sum, resumed.right)
+                logger.info(
+                    "resuming the update after epoch %d, batch %d of the next",
+                    at.epochs,
+                    at.batches,
+                )
+            self._loop(net, optimizer, generator, inputs, targets, at, curve, folder, fingerprint)
             net.to("cpu")
         state: dict[str, torch.Tensor] = {}
         if backbone is not None:
@@ -133,13 +140,14 @@ class Trainer:
         generator: torch.Generator,
         inputs: torch.Tensor,
         targets: torch.Tensor,
-        first: int,
+        at: _Position,
         curve: list[dict[str, float | None]],
         folder: Path | None,
         fingerprint: str,
     ) -> None:
         params, emit, n = self.params, self.emit, len(inputs)
-        emit(ProgressEvent("began", first - 1, 0, None, None))
+        first = at.epochs + 1
+        emit(ProgressEvent("began", at.epochs, at.batches, None, None))
         for point in curve:  # epochs done before a preemption, so the curve is whole
             emit(
                 ProgressEvent(
@@ -148,15 +156,26 @@ class Trainer:
             )
         started, seen = time.perf_counter(), 0
         for epoch in range(first, params.epochs + 1):
+            # A stop mid-epoch saves this state, so the resume draws the same order again.
+            rng_at_start = generator.get_state()
             order = torch.randperm(n, generator=generator) if params.shuffle else torch.arange(n)
             order = order.to(inputs.device)
             # Counted on the device, read once an epoch: a per-batch int() is a sync (and on
             # a GPU a stall) for a figure that is only reported per epoch.
-            total, batch = 0.0, 0
-            right = torch.zeros((), dtype=torch.int64, device=inputs.device)
+            skip = at.batches if epoch == first else 0
+            total, batch = (at.loss_sum, 0) if skip else (0.0, 0)
+            right = torch.full((), at.right if skip else 0, dtype=torch.int64, device=inputs.device)
             for x, y in _batches(inputs, targets, order, params.batch_size):
                 batch += 1
+                if batch <= skip:
+                    continue  # done before the stop the checkpoint was taken at
                 if self.stop():
+                    if folder is not None and batch > 1:
+                        done = _Position(epoch - 1, batch - 1, total, int(right))
+                        _save(folder, fingerprint, done, net, optimizer, rng_at_start, curve)
+                        logger.info(
+                            "stopped at epoch %d, batch %d: checkpoint written", epoch, batch
+                        )
                     raise UpdateCancelled(
                         f"the update was cancelled at epoch {epoch}, batch {batch}; "
                         "the current version is unchanged"
@@ -177,7 +196,8 @@ class Trainer:
             accuracy = None if self.regress else int(right) / n
             curve.append({"epoch": epoch, "loss": total / n, "accuracy": accuracy})
             if folder is not None:
-                _save(folder, fingerprint, epoch, net, optimizer, generator, curve)
+                state = generator.get_state()
+                _save(folder, fingerprint, _Position(epoch), net, optimizer, state, curve)
             emit(ProgressEvent("epoch", epoch, batch, total / n, rate(seen, started), accuracy))
             logger.debug("epoch %d/%d: mean loss %.6f", epoch, params.epochs, total / n)
 
@@ -234,20 +254,35 @@ def _fingerprint(
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class _Position:
+    """Where training stands: epochs done, then batches done of the next epoch and that
+    partial epoch's running loss sum and right answers (so its curve point is whole)."""
+
+    epochs: int = 0
+    batches: int = 0
+    loss_sum: float = 0.0
+    right: int = 0
+
+
 def _save(
     folder: Path,
     fingerprint: str,
-    epoch: int,
+    at: _Position,
     net: nn.Module,
     optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
+    rng: torch.Tensor,
     curve: list[dict[str, float | None]],
 ) -> None:
+    """``rng``: the shuffling generator's state as of the start of epoch ``at.epochs + 1``."""
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
     opt, groups = ckpt.optimizer_tensors(optimizer)
     tensors.update(opt)
-    tensors["rng"] = generator.get_state()
-    ckpt.save(folder, fingerprint, epoch, tensors, ckpt.Meta(curve=curve, param_groups=groups))
+    tensors["rng"] = rng
+    meta = ckpt.Meta(
+        curve=curve, param_groups=groups, batch=at.batches, loss_sum=at.loss_sum, right=at.right
+    )
+    ckpt.save(folder, fingerprint, at.epochs, tensors, meta)
 
 
 def _restore(

@@ -15,6 +15,7 @@ from torch import nn
 from tailord.trainer.errors import ModelError
 from tailord.trainer.neighbours import Neighbours
 from tailord.trainer.spec import ModelSpec
+from tailord.trainer.vote import fit_scaling
 
 
 class Head(Protocol):
@@ -31,11 +32,14 @@ class Head(Protocol):
 
 
 class KnnHead(Neighbours):
-    """Remembers every sample; the k nearest vote, weighted by inverse distance."""
+    """Remembers every sample; the k nearest vote, weighted by inverse distance cubed, on
+    features standardized when the memory's leave-one-out accuracy says so (trainer/vote.py)."""
 
     MEMORY = "knn.memory"
     TARGETS = "knn.targets"
     SEEN = "knn.seen"  # samples ever offered per label index: drives the reservoir
+    CENTER = "knn.center"  # the vote's standardization (vote.fit_scaling); optional in files
+    SCALE = "knn.scale"
 
     def __init__(
         self,
@@ -47,8 +51,18 @@ class KnnHead(Neighbours):
         weighting: str = "distance",
         max_per_label: int | None = None,
         seen: torch.Tensor | None = None,
+        center: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
     ) -> None:
-        super().__init__(memory, k, metric, weighting)
+        pair = [t for t in (center, scale) if t is not None]
+        if len(pair) == 1 or any(
+            t.dtype != torch.float32 or tuple(t.shape) != tuple(memory.shape[1:]) for t in pair
+        ):
+            raise ModelError(
+                "the k-NN memory's center and scale are not two float32 [dim] tensors; "
+                "restore the version's weights file from a good copy"
+            )
+        super().__init__(memory, k, metric, weighting, center, scale)
         self.targets = self._per_row(targets, torch.int64)
         self.max_per_label = max_per_label
         if seen is None:
@@ -63,8 +77,16 @@ class KnnHead(Neighbours):
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], spec: ModelSpec) -> KnnHead:
-        expect_names(tensors, {cls.MEMORY, cls.TARGETS} | ({cls.SEEN} & set(tensors)))
-        return cls._for_spec(spec, tensors[cls.MEMORY], tensors[cls.TARGETS], tensors.get(cls.SEEN))
+        optional = {cls.SEEN, cls.CENTER, cls.SCALE} & set(tensors)
+        expect_names(tensors, {cls.MEMORY, cls.TARGETS} | optional)
+        return cls._for_spec(
+            spec,
+            tensors[cls.MEMORY],
+            tensors[cls.TARGETS],
+            tensors.get(cls.SEEN),
+            tensors.get(cls.CENTER),
+            tensors.get(cls.SCALE),
+        )
 
     @classmethod
     def _for_spec(
@@ -73,6 +95,8 @@ class KnnHead(Neighbours):
         memory: torch.Tensor,
         targets: torch.Tensor,
         seen: torch.Tensor | None = None,
+        center: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
     ) -> KnnHead:
         return cls(
             memory,
@@ -82,6 +106,8 @@ class KnnHead(Neighbours):
             weighting=spec.weighting,
             max_per_label=spec.max_per_label,
             seen=seen,
+            center=center,
+            scale=scale,
         )
 
     def appended(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> KnnHead:
@@ -102,14 +128,21 @@ class KnnHead(Neighbours):
             seen += torch.bincount(y, minlength=size)
         else:
             memory, targets = self._reservoir(x, y, seen, cap, seed)
+        memory, targets = memory.contiguous(), targets.contiguous()
+        # The same numpy function decides for the daemon's k-NN updates (knn_memory.py).
+        center, scale = fit_scaling(
+            memory.numpy(), targets.numpy(), self.k, self.metric, self.weighting, seed
+        )
         return KnnHead(
-            memory.contiguous(),
-            targets.contiguous(),
+            memory,
+            targets,
             self.k,
             self.metric,
             weighting=self.weighting,
             max_per_label=cap,
             seen=seen,
+            center=torch.from_numpy(center),
+            scale=torch.from_numpy(scale),
         )
 
     def _reservoir(
@@ -138,6 +171,7 @@ class KnnHead(Neighbours):
 
     def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
         def vote(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            weight = weight * weight * weight  # the sharp kernel: trainer/vote.py
             votes = torch.zeros(weight.shape[0], n_labels, dtype=weight.dtype)
             votes.scatter_add_(1, self.targets[index], weight)
             return votes / weight.sum(dim=1, keepdim=True)
@@ -145,7 +179,10 @@ class KnnHead(Neighbours):
         return self._lookup(x, vote, torch.zeros(0, n_labels, dtype=torch.float32))
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {self.MEMORY: self.memory, self.TARGETS: self.targets, self.SEEN: self.seen}
+        out = {self.MEMORY: self.memory, self.TARGETS: self.targets, self.SEEN: self.seen}
+        if self.center is not None and self.scale is not None:
+            out[self.CENTER], out[self.SCALE] = self.center, self.scale
+        return out
 
     def label_counts(self, n_labels: int) -> list[int]:
         """Samples ever offered per label index (not only those still in memory)."""

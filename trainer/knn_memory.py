@@ -20,6 +20,7 @@ import numpy.typing as npt
 from tailord.trainer.errors import ModelError
 from tailord.trainer.light import LightModel
 from tailord.trainer.targets import target_value
+from tailord.trainer.vote import fit_scaling
 
 Rows = npt.NDArray[np.float32]
 
@@ -99,10 +100,17 @@ def appended(model: LightModel, x: Rows, names: Sequence[str], seed: int = 0) ->
         seen,
         rng,
     )
+    out_targets = out_y.astype(np.int64)
+    # The same numpy function decides for the torch heads (KnnHead.appended).
+    center, scale = fit_scaling(
+        out_x, out_targets, model.spec.k, model.spec.metric, model.spec.weighting, seed
+    )
     grown: dict[str, npt.NDArray[np.generic]] = {
         "knn.memory": out_x,
-        "knn.targets": out_y.astype(np.int64),
+        "knn.targets": out_targets,
         "knn.seen": seen,
+        "knn.center": center,
+        "knn.scale": scale,
     }
     return LightModel(model.spec, labels, dim, len(out_x), grown)
 

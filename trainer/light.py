@@ -42,6 +42,7 @@ from tailord.trainer.weights import (
 
 Arrays = Mapping[str, npt.NDArray[np.generic]]
 _KNN = ("knn.memory", "knn.targets", "knn.seen")
+_SCALING = {"knn.center", "knn.scale"}  # the vote's standardization: trainer/vote.py
 _KNN_REGRESS = ("knn.memory", "knn.values", "knn.seen")
 _LINEAR = ("linear.weight", "linear.bias")
 _MLP = ("mlp.hidden.weight", "mlp.hidden.bias", "mlp.out.weight", "mlp.out.bias")
@@ -233,8 +234,12 @@ def _parts(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, arrays: Ar
     knn_options: list[set[str]] = [set()]
     if spec.head in ("knn", "auto"):
         full = set(_KNN_REGRESS if spec.regress else _KNN)
-        # A classify memory's seen counts are optional: files before them lack the tensor.
-        knn_options = [full] if spec.regress else [full, full - {"knn.seen"}]
+        # A classify memory's seen counts and scaling are optional: older files lack them.
+        knn_options = (
+            [full]
+            if spec.regress
+            else [full | _SCALING, full, full - {"knn.seen"} | _SCALING, full - {"knn.seen"}]
+        )
     layer_set = {"linear": set(_LINEAR), "mlp": set(_MLP), "auto": set(_LINEAR)}.get(spec.head)
     layer_options = [set(), layer_set] if layer_set else [set()]
     allowed = [a | b for a in knn_options for b in layer_options]
@@ -290,7 +295,13 @@ def _knn(
         index: I64 = targets.astype(np.int64)
         if int(index.max()) >= len(labels) or int(index.min()) < 0:
             raise ModelError(f"the k-NN memory refers to unknown labels; {RESTORE}")
-    return NearestRows(memory, spec.k, spec.metric, spec.weighting), targets
+    center = scale = None
+    if "knn.center" in arrays:  # with knn.scale: _parts checked the names
+        center, scale = _float(arrays, "knn.center", 1), _float(arrays, "knn.scale", 1)
+        if center.shape != (memory.shape[1],) or scale.shape != center.shape:
+            raise ModelError(f"the k-NN center and scale do not match the memory; {RESTORE}")
+    rows_of = NearestRows(memory, spec.k, spec.metric, spec.weighting, center, scale)
+    return rows_of, targets
 
 
 def _float(arrays: Arrays, name: str, ndim: int) -> F32:

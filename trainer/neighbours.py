@@ -26,7 +26,15 @@ Combine = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class Neighbours:
     """Rows kept as they came; ``k``, the metric and the weighting of a lookup."""
 
-    def __init__(self, memory: torch.Tensor, k: int, metric: str, weighting: str) -> None:
+    def __init__(
+        self,
+        memory: torch.Tensor,
+        k: int,
+        metric: str,
+        weighting: str,
+        center: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> None:
         if memory.dtype != torch.float32 or memory.ndim != 2:
             raise ModelError(
                 f"the k-NN memory is {memory.dtype} {tuple(memory.shape)}, not float32 [n, dim]; "
@@ -36,8 +44,16 @@ class Neighbours:
         self.k = k
         self.metric = metric
         self.weighting = weighting
-        # Normalized once here rather than on every predict call.
-        self._unit = nn.functional.normalize(memory, dim=1) if metric == "cosine" else memory
+        # Standardizes memory and queries (trainer/vote.py); None for none.
+        self.center, self.scale = center, scale
+        space = self._scaled(memory)
+        # Scaled and normalized once here rather than on every predict call.
+        self._space = nn.functional.normalize(space, dim=1) if metric == "cosine" else space
+
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        if self.center is None or self.scale is None:
+            return x
+        return (x - self.center) / self.scale
 
     def _per_row(self, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``tensor``, if it holds one ``dtype`` value per memory row (a row's target)."""
@@ -65,10 +81,11 @@ class Neighbours:
         return torch.cat(chunks) if chunks else empty
 
     def _nearest(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._scaled(x)
         if self.metric == "cosine":
-            distance = 1.0 - nn.functional.normalize(x, dim=1) @ self._unit.T
+            distance = 1.0 - nn.functional.normalize(x, dim=1) @ self._space.T
         else:
-            distance = torch.cdist(x, self.memory)
+            distance = torch.cdist(x, self._space)
         nearest, index = torch.topk(distance.clamp_min(0.0), k, dim=1, largest=False)
         if self.weighting == "uniform":
             return torch.ones_like(nearest), index

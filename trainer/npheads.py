@@ -52,15 +52,28 @@ def cdist(x: F32, y: F32) -> F32:
 
 
 class NearestRows:
-    """A k-NN memory's rows, ``k``, the metric and the weighting: the k nearest of a query."""
+    """A k-NN memory's rows, ``k``, the metric and the weighting: the k nearest of a query.
 
-    def __init__(self, memory: F32, k: int, metric: str, weighting: str) -> None:
+    ``center`` and ``scale`` (trainer/vote.py) standardize the memory and every query
+    before the distance; None for none."""
+
+    def __init__(
+        self,
+        memory: F32,
+        k: int,
+        metric: str,
+        weighting: str,
+        center: F32 | None = None,
+        scale: F32 | None = None,
+    ) -> None:
         self.memory = memory
         self.k = k
         self.metric = metric
         self.weighting = weighting
-        # Normalized once here rather than on every predict call.
-        self._unit = normalize(memory) if metric == "cosine" else memory
+        self.center, self.scale = center, scale
+        space = scaled(memory, center, scale)
+        # Scaled and normalized once here rather than on every predict call.
+        self._space = normalize(space) if metric == "cosine" else space
 
     @property
     def rows(self) -> int:
@@ -70,16 +83,19 @@ class NearestRows:
         """``combine`` over each query row's ``k`` nearest rows, a bounded chunk at a time."""
         k = min(self.k, self.rows)
         step = max(1, MAX_PAIRS // max(1, self.rows))
-        chunks = [combine(*self._nearest(x[i : i + step], k)) for i in range(0, len(x), step)]
+        chunks = [combine(*self.nearest(x[i : i + step], k)) for i in range(0, len(x), step)]
         if not chunks:
             return np.zeros((0, width), dtype=np.float32)[:, :width]
         return np.concatenate(chunks)
 
-    def _nearest(self, x: F32, k: int) -> tuple[F32, I64]:
+    def nearest(self, x: F32, k: int) -> tuple[F32, I64]:
+        """The inverse-distance (or uniform) weights and row indices of each row's k nearest,
+        nearest first."""
+        x = scaled(x, self.center, self.scale)
         if self.metric == "cosine":
-            distance = np.float32(1.0) - normalize(x) @ self._unit.T
+            distance = np.float32(1.0) - normalize(x) @ self._space.T
         else:
-            distance = cdist(x, self.memory)
+            distance = cdist(x, self._space)
         distance = np.maximum(distance, np.float32(0.0))
         index = np.argpartition(distance, k - 1, axis=1)[:, :k] if k < self.rows else None
         if index is None:
@@ -93,10 +109,20 @@ class NearestRows:
         return (np.float32(1.0) / (nearest + DISTANCE_EPS)).astype(np.float32), index
 
 
+def scaled(x: F32, center: F32 | None, scale: F32 | None) -> F32:
+    """``(x - center) / scale`` in float32 (as torch computes it), or ``x`` for no scaling."""
+    if center is None or scale is None:
+        return x
+    out: F32 = ((x - center) / scale).astype(np.float32, copy=False)
+    return out
+
+
 def knn_scores(rows: NearestRows, targets: I64, x: F32, n_labels: int) -> F32:
-    """Per-label scores [n, n_labels]: the neighbours' weighted vote, as ``KnnHead.scores``."""
+    """Per-label scores [n, n_labels]: the neighbours' vote, as ``KnnHead.scores``; each
+    neighbour's weight cubed (trainer/vote.py says why)."""
 
     def vote(weight: F32, index: I64) -> F32:
+        weight = weight * weight * weight
         votes = np.zeros((weight.shape[0], n_labels), dtype=np.float32)
         labels = targets[index]
         for j in range(weight.shape[1]):  # k is small: one scatter-add per neighbour rank

@@ -74,7 +74,7 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_per_label: Positive = 1000  # k-NN memory rows per label; beyond it a per-label reservoir
     max_memory: Positive = 10000  # regress k-NN: memory rows in all; beyond it one reservoir
     hidden: Positive = 64  # width of the mlp head's hidden layer
-    auto_min_samples: Positive = 10  # auto head: train once every label has this many samples
+    auto_min_samples: Positive = 10  # auto head: no longer decides (trainer/auto.py measures)
     dim: Positive | None = None  # input size; None lets the first samples fix it
     # image backbone: images are resized to image_size x image_size
     image_size: Annotated[int, msgspec.Meta(ge=8, le=512)] = 32

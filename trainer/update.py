@@ -3,8 +3,9 @@
 The recipe has fixed phases: check the inputs, extend the labels, then append (k-NN), grow
 and train (linear, mlp), or both (auto). A regress model's "labels" are its targets' text
 (see targets.py): it has no labels to extend, and its heads learn the numbers. Training
-checkpoints at each epoch end when given a folder, and a run with the same inputs resumes
-from there (fit.py). The input Model is never touched, so it keeps serving meanwhile.
+checkpoints at each epoch end and at a stop when given a folder, and a run with the same
+inputs resumes from there (fit.py). The input Model is never touched, so it keeps serving
+meanwhile.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from tailord.trainer.auto import layer_predict, linear_wins
 from tailord.trainer.errors import ModelError, UpdateCancelled
 from tailord.trainer.fit import Emit, ProgressEvent, Trainer, rate, resolve_device
 from tailord.trainer.heads import AutoHead, KnnHead, LinearHead, MlpHead
@@ -74,7 +76,8 @@ def run_update(
     with updatable parameters (it is trained with the head). ``replay_x`` holds earlier
     learned samples the caller picked (shape (0, dim) for none); trained heads train on
     them too, at most ``params.replay`` of them. ``should_stop`` is asked before every
-    batch; when it answers True, UpdateCancelled is raised (the last checkpoint stays).
+    batch; when it answers True, the trainer checkpoints there (given ``checkpoint_dir``)
+    and UpdateCancelled is raised.
     """
     joint = model.trains_backbone
     new = _rows(new_x, new_labels, "new samples")
@@ -145,16 +148,24 @@ def _auto(
     stop: Callable[[], bool],
     folder: Path | None,
 ) -> AutoHead:
-    """Append to the memory; train the linear layer on it once every label has enough."""
+    """Append to the memory; keep a linear layer only if it beats the k-NN (auto.py)."""
     knn = _append(head.knn, new, targets, params, _ignore, stop)
-    linear = head.linear
-    if min(knn.label_counts(len(labels))) >= head.min_samples:
-        x = knn.memory.numpy()
-        trainer = Trainer(model, linear, False, labels, new.shape[1], params, emit, stop)
-        trained, _ = trainer.fit(x, knn.targets, folder)
+    n_labels, dim = len(labels), new.shape[1]
+
+    def fit(x: Rows, y: torch.Tensor, where: Path | None, report: Emit = _ignore) -> LinearHead:
+        # From a fresh seeded start each time: the result must not depend on earlier updates.
+        trainer = Trainer(model, LinearHead(None, 0), False, labels, dim, params, report, stop)
+        trained, _ = trainer.fit(x, y, where)
         assert isinstance(trained, LinearHead)
-        linear = LinearHead(trained.layer, len(x))
+        return LinearHead(trained.layer, len(x))
+
+    def fit_predict(x: Rows, y: torch.Tensor, query: Rows) -> npt.NDArray[np.int64]:
+        return layer_predict(fit(x, y, None), query, n_labels)
+
+    if linear_wins(knn, n_labels, fit_predict, params.seed):
+        linear = fit(knn.memory.numpy(), knn.targets, folder, emit)
     else:
+        linear = LinearHead(None, 0)  # the k-NN answers (AutoHead.active)
         emit(ProgressEvent("began", 0, 0, None, None))
         emit(ProgressEvent("epoch", 1, 1, None, None))
     return AutoHead(knn, linear, head.min_samples)

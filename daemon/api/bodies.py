@@ -74,7 +74,9 @@ class Progress(Struct, frozen=True):
 
     kind: ProgressKind
     epoch: int  # 1-based; for "began", the epochs already done (resumed from a checkpoint)
-    batch: int  # 1-based within the epoch; for "epoch", the number of batches it had
+    # 1-based within the epoch; for "epoch", the number of batches it had; for "began",
+    # the batches of the next epoch already done (resumed from a checkpoint taken at a stop)
+    batch: int
     loss: float | None  # batch loss, or the epoch's mean loss per sample; None for k-NN
     samples_per_second: float | None  # since "began"
     accuracy: float | None = None  # "epoch" only, and only for classify heads
@@ -97,6 +99,12 @@ class UpdateMetrics(Struct, frozen=True):
     encode_seconds: float | UnsetType | None = UNSET  # backbone features (cache misses) time
     replayed: int | UnsetType = UNSET  # earlier samples mixed in
     curve: list[CurvePoint] | UnsetType = UNSET  # one point per epoch; [] for a k-NN head
+    # The worker's CPU time (all its threads) training, and for the whole job (reading,
+    # encoding, training, gate); mini-batches this update trained (a resumed one: only its
+    # own). An expired or interrupted update's row has them up to its stop.
+    cpu_seconds: float | UnsetType = UNSET
+    worker_cpu_seconds: float | UnsetType = UNSET
+    batches: int | UnsetType = UNSET
 
 
 class Gate(Struct, frozen=True):

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from tailord.daemon.api import bodies
 from tailord.daemon.conditions.check import Check
 from tailord.daemon.events import EventBus
-from tailord.daemon.inbox.ingest import Ingestor, IngestStats
+from tailord.daemon.inbox.ingest import Ingestor
+from tailord.daemon.inbox.stats import IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.metrics import Metrics
 from tailord.daemon.updates.updater import Updater

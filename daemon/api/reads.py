@@ -56,7 +56,13 @@ def _policy(ctx: ApiContext) -> str:
     progress = ctx.updater.progress
     if ctx.updater.running is None:
         return ctx.policy_reason()
-    if progress is None or progress.kind == "began":
+    if progress is None:
+        return "running: starting"
+    if progress.kind == "began":
+        if progress.epoch or progress.batch:  # resumed from a checkpoint
+            return f"running: resumed after epoch {progress.epoch}/{ctx.updater.running_epochs}" + (
+                f", batch {progress.batch} of the next" if progress.batch else ""
+            )
         return "running: starting"
     return f"running: epoch {progress.epoch}/{ctx.updater.running_epochs}"
 

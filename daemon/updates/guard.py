@@ -3,7 +3,7 @@
 :meth:`Guard.tick` runs on the scheduler's thread every ``sample_seconds``. It samples the
 machine's conditions; while an *automatic* update runs and ``expire = true``, a failing
 ``power``, ``window`` or ``idle`` check asks the updater to stop it as ``expired`` (the
-worker stops at once; its epoch-end checkpoint stays, so the next update resumes). A worker
+worker stops at its next mini-batch and checkpoints there, so the next update resumes). A worker
 that sent no progress for ``stall_seconds`` is stopped too, and its update fails with reason
 ``stalled`` (a failure: the back-off applies). Manual updates never expire; they can stall.
 """
@@ -124,7 +124,8 @@ def add_policy_jobs(
 ) -> None:
     """The policy's timers, on the daemon's one scheduler: the conditions' re-check and
     the cron ``schedule``. Explicit ids, ``coalesce`` and one instance at a time: a late or
-    slow tick is merged, never stacked; a wall-clock jump fires the cron at most once."""
+    slow tick is merged, never stacked; a wall-clock jump fires the cron at most once
+    (a step backward is handled by clockwatch.py)."""
     scheduler.add_job(
         guard.tick,
         "interval",
@@ -148,5 +149,7 @@ def add_policy_jobs(
             replace_existing=True,
             coalesce=True,
             max_instances=1,
-            misfire_grace_time=3600,  # a fire missed while suspended still counts, once
+            # A fire missed while suspended, or skipped over by a wall-clock step forward,
+            # still counts, once (coalesce): no grace limit.
+            misfire_grace_time=None,
         )

@@ -2,7 +2,8 @@
 
 Daemon → worker: one :class:`WorkerJob`. Worker → daemon: :class:`Ready` (a prewarmed worker
 has loaded torch), any number of :class:`Progress`, then one :class:`Result` or
-:class:`Failure`. The messages are one tagged union, :data:`Message` (tag field ``type``).
+:class:`Failure`, or :class:`Stopped` when SIGTERM stopped its training (stopping.py). The
+messages are one tagged union, :data:`Message` (tag field ``type``).
 
 On the pipe every message is ``msgspec.msgpack`` bytes (``send_bytes``/``recv_bytes``), not
 a pickle: decoding with the union type checks each message against its struct, so a drift
@@ -40,7 +41,7 @@ class WorkerJob(msgspec.Struct, frozen=True, kw_only=True):
     threads: int = 1
     nice: int = 10
     log_level: int = logging.INFO
-    checkpoints: Path | None = None  # where epoch-end checkpoints go (survive restarts)
+    checkpoints: Path | None = None  # where checkpoints go (survive restarts)
 
 
 class Ready(msgspec.Struct, frozen=True, tag="ready"):
@@ -73,7 +74,13 @@ class Failure(msgspec.Struct, frozen=True, tag="failure"):
     traceback: str = ""
 
 
-Message = Ready | Progress | Result | Failure
+class Stopped(msgspec.Struct, frozen=True, tag="stopped"):
+    """SIGTERM stopped the training between two mini-batches; the checkpoint is written."""
+
+    metrics: bodies.UpdateMetrics  # the cost up to the stop
+
+
+Message = Ready | Progress | Result | Failure | Stopped
 
 
 def _enc_hook(obj: object) -> object:

@@ -1,10 +1,10 @@
 """Which expired update the next one resumes, if any.
 
-An expired update leaves its epoch-end checkpoint in ``checkpoints/`` (the updater keeps it).
+An expired update leaves its checkpoint (taken where it stopped) in ``checkpoints/``.
 The next update resumes it when the last update that ended is that expired one, it started
 from the version still current, and the checkpoint is there: it then reads the same queued
 samples (up to the same id, whatever arrived since) with the same seed, and the trainer's
-fingerprint check (trainer/fit.py) takes the checkpoint, so epochs done are not redone.
+fingerprint check (trainer/fit.py) takes the checkpoint, so no mini-batch done is done again.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ class Ending:
     version: int | None = None
     error: str | None = None
     result: Result | None = None  # the worker's, when it got that far
+    metrics: bodies.UpdateMetrics | None = None  # a stopped worker's cost so far
 
 
 def record(session: Session, update_id: int, ending: Ending) -> None:
@@ -42,6 +43,8 @@ def record(session: Session, update_id: int, ending: Ending) -> None:
         row.sample_count = ending.result.new_samples
         row.metrics = msgspec.to_builtins(ending.result.metrics)
         row.gate = msgspec.to_builtins(ending.result.gate)
+    elif ending.metrics is not None:
+        row.metrics = msgspec.to_builtins(ending.metrics)
 
 
 def describe(row: Update, progress: bodies.Progress | None) -> bodies.UpdateInfo:

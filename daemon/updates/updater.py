@@ -7,7 +7,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
@@ -88,7 +88,11 @@ class Updater:
         self.held_by: int | None = self._cancelled_last()
         # A vector k-NN head learns in the daemon (knn.py): no worker to keep warm for it.
         self.in_daemon = learns_in_daemon(config.model)
-        self.workers = Workers(config.worker.prewarm and not self.in_daemon, self._stopping)
+        self.workers = Workers(
+            config.worker.prewarm and not self.in_daemon,
+            self._stopping,
+            shutting_down=should_stop,
+        )
         # Endings the disk (full, failing) would not let us record: recorded once it does.
         self.unrecorded: dict[int, Ending] = {}
 
@@ -280,7 +284,7 @@ class Updater:
         )
         if not stop.keep_checkpoint:  # first: whoever sees the row ended finds it gone
             self._drop_checkpoints()
-        self._finish(update_id, stop.ending)
+        self._finish(update_id, replace(stop.ending, metrics=self.workers.stopped))
 
     def _publish(
         self,
@@ -370,7 +374,7 @@ class Updater:
     def stop_running(self, update_id: int, stop: StopRequest) -> bool:
         """Ask the running update ``update_id`` to stop; it ends as ``stop.ending`` says.
 
-        The worker stops at its next mini-batch (having checkpointed the epochs it finished).
+        The worker checkpoints at its next mini-batch and stops; ``keep_checkpoint`` keeps it.
         False when ``update_id`` is not the one running. Callable from any thread.
         """
         if self.running != update_id:
@@ -434,6 +438,8 @@ class Updater:
                     )
                     if active is not None:
                         active.from_base = True
+            if active is not None and not deferred:
+                active.deferred = False  # asked to run now: it no longer waits
             if active is None:
                 current = self.store.current_number() or 0
                 if choose(session, base_version=current, from_base=from_base) is None:
@@ -446,6 +452,7 @@ class Updater:
                 active = Update(
                     reason=("requested from base" if from_base else "requested")
                     + (", deferred" if deferred else ""),
+                    deferred=deferred,
                     base_version=current,
                     state=UpdateState.PENDING,
                     params=self._configured() if wanted is None else _stored(wanted),
@@ -466,14 +473,13 @@ class Updater:
             return overrides.resolve(self.config, bodies.UpdateRequest())
         return msgspec.convert(row.params, bodies.UpdateRequest)
 
-    def has_pending(self) -> bool:
+    def has_pending(self, *, deferred: bool = True) -> bool:
+        """Whether a request is pending; without ``deferred``, one to run now."""
+        query = select(Update.id).where(Update.state == UpdateState.PENDING)
+        if not deferred:
+            query = query.where(Update.deferred.is_(False))
         with self.db.read() as session:
-            return (
-                session.scalar(
-                    select(Update.id).where(Update.state == UpdateState.PENDING).limit(1)
-                )
-                is not None
-            )
+            return session.scalar(query.limit(1)) is not None
 
     def describe(self, update_id: int) -> bodies.UpdateInfo | None:
         with self.db.read() as session:

@@ -11,6 +11,7 @@ cached embeddings.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -33,15 +34,18 @@ from tailord.daemon.updates.messages import (
     Progress,
     Ready,
     Result,
+    Stopped,
     WorkerJob,
     receive_job,
     send,
 )
+from tailord.daemon.updates.stopping import Meter, StopFlag
 from tailord.storage.db import Database
 from tailord.storage.embeddings import cached as cached_embeddings
 from tailord.storage.embeddings import store as store_embeddings
 from tailord.storage.replay import SampleRow, queued_rows, replay_and_canary
 from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
+from tailord.trainer.errors import UpdateCancelled
 from tailord.trainer.gate import evaluate, split_holdout
 from tailord.trainer.model import Model
 from tailord.trainer.refit import refit
@@ -58,14 +62,15 @@ Rows = npt.NDArray[np.float32]
 class _Thinned:
     """Sends every began/epoch event, and a mini-batch event at most every interval."""
 
-    def __init__(self, send: Callable[[Message], None]) -> None:
-        self.send = send
+    def __init__(self, send: Callable[[Message], None], meter: Meter) -> None:
+        self.send, self.meter = send, meter
         self.last = 0.0
         self.curve: list[bodies.CurvePoint] = []
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
         if event.kind == "batch":
+            self.meter.batches += 1
             if now - self.last < BATCH_EVENT_SECONDS:
                 return
             self.last = now
@@ -107,8 +112,16 @@ def encode(db: Database, model: Model, samples: Sequence[SampleRow]) -> Rows:
     )
 
 
-def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
-    """Do the update described by ``job``; ``send`` receives progress messages."""
+def run_job(
+    job: WorkerJob,
+    send: Callable[[Message], None],
+    stop: StopFlag,
+    meter: Meter,
+) -> Result:
+    """Do the update described by ``job``; ``send`` receives progress messages.
+
+    ``stop`` is asked before each mini-batch: when it answers True the trainer checkpoints
+    and raises UpdateCancelled. ``meter`` counts the cost (in the Result's metrics)."""
     torch.set_num_threads(max(1, job.threads))
     spec, params, gate = job.spec, job.params, job.gate
     store = VersionStore(job.data_dir)
@@ -166,19 +179,22 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
         train_x = np.concatenate([old_x, train_x]) if train else old_x
         train_labels = old_labels + train_labels
         old_x, old_labels = old_x[:0], []
-    progress = _Thinned(send)
+    progress = _Thinned(send, meter)
     started = time.monotonic()
-    candidate = run_update(
-        model,
-        train_x,
-        train_labels,
-        old_x,
-        old_labels,
-        params,
-        progress,
-        checkpoint_dir=job.checkpoints,
-    )
-    seconds = time.monotonic() - started
+    meter.training_began()
+    with stop.training_section():
+        candidate = run_update(
+            model,
+            train_x,
+            train_labels,
+            old_x,
+            old_labels,
+            params,
+            progress,
+            stop,
+            checkpoint_dir=job.checkpoints,
+        )
+    seconds, cost = time.monotonic() - started, meter.metrics()
     verdict = evaluate(
         candidate,
         current,
@@ -231,6 +247,9 @@ def run_job(job: WorkerJob, send: Callable[[Message], None]) -> Result:
             encode_seconds=encode_seconds,
             replayed=len(old),
             curve=progress.curve,
+            cpu_seconds=cost.cpu_seconds,
+            worker_cpu_seconds=meter.metrics().worker_cpu_seconds,
+            batches=cost.batches,
         ),
         gate=gate_figures(verdict, gate.enabled),
         promote=promote,
@@ -276,8 +295,19 @@ def main(job: WorkerJob | None, conn: Connection) -> None:
         os.nice(job.nice)
     except OSError:
         logger.debug("could not lower the worker's priority", exc_info=True)
+    stop, meter = StopFlag(), Meter()
+    stop.install()
     try:
-        result = run_job(job, lambda message: send(conn, message))
+        result = run_job(job, lambda message: send(conn, message), stop, meter)
+    except UpdateCancelled as exc:
+        if not stop.asked:
+            send(conn, Failure(f"{exc.__class__.__name__}: {exc}", traceback.format_exc()))
+            raise SystemExit(1) from None
+        logger.info("%s; checkpoint kept for the resume", exc)
+        with contextlib.suppress(OSError):  # the daemon may have stopped listening
+            send(conn, Stopped(meter.metrics()))
+        logging.shutdown()
+        os._exit(0)
     except BaseException as exc:
         send(conn, Failure(f"{exc.__class__.__name__}: {exc}", traceback.format_exc()))
         raise SystemExit(1) from None

@@ -3,6 +3,13 @@
 A worker is a spawned process (a fresh interpreter: no inherited threads or locks, its own
 torch thread count and a lowered priority); see worker.py for its side. This side starts
 one, hands it a job, relays its messages while watching for a stop, and reaps it.
+
+A stop (an expiry, a cancel, the daemon's shutdown) is a SIGTERM: the worker finishes its
+mini-batch, checkpoints there and answers :class:`Stopped` with its cost so far, which
+:meth:`Workers.run` waits for, so that the checkpoint is whole (or, for a cancel, can be
+dropped) once it returns. A stop also starts the next spare at once (with ``prewarm``) while
+the worker checkpoints, so that an expired update's resume finds a worker with torch loaded
+rather than paying its start-up.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -20,6 +28,7 @@ from tailord.daemon.updates.messages import (
     Progress,
     Ready,
     Result,
+    Stopped,
     WorkerJob,
     receive,
     send,
@@ -28,15 +37,26 @@ from tailord.daemon.updates.messages import (
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2  # how often a running job looks at should_stop
+STOP_WAIT_SECONDS = 10.0  # how long a SIGTERMed worker may take to checkpoint and exit
 DIED_JOIN_SECONDS = 5.0  # how long a worker whose pipe closed may take to exit
 
 
 class Workers:
-    def __init__(self, prewarm: bool, should_stop: Callable[[], bool]) -> None:
+    """``should_stop``: stop the running job; ``shutting_down``: the daemon is exiting (so
+    no spare is started)."""
+
+    def __init__(
+        self,
+        prewarm: bool,
+        should_stop: Callable[[], bool],
+        shutting_down: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.keep_spare = prewarm
-        self.should_stop = should_stop
+        self.should_stop, self.shutting_down = should_stop, shutting_down
         self._spare: tuple[BaseProcess, Connection] | None = None
         self._ended: BaseProcess | None = None  # the last job's process, until it is reaped
+        # The cost a stopped job reported (None: it sent none, or it was killed).
+        self.stopped: bodies.UpdateMetrics | None = None
         if prewarm:
             self.prewarm()
 
@@ -71,13 +91,12 @@ class Workers:
         """
         spare, self._spare = self._spare, None
         process, pipe = spare if spare is not None and spare[0].is_alive() else _spawn()
-        self._ended = process
+        self._ended, self.stopped = process, None
         try:
             send(pipe, job)
             while True:
                 if self.should_stop():
-                    logger.info("stopping update %d", job.update_id)
-                    process.terminate()
+                    self._stop(job.update_id, process, pipe, on_progress)
                     return None
                 if not pipe.poll(POLL_SECONDS):
                     if not process.is_alive() and not pipe.poll(0):
@@ -89,14 +108,51 @@ class Workers:
                     return None if self.should_stop() else _died(process)
                 if isinstance(message, Progress):
                     on_progress(message.event)
-                elif isinstance(message, Result):
-                    return message
-                elif isinstance(message, Failure):
-                    logger.debug("worker traceback:\n%s", message.traceback)
+                elif isinstance(message, Stopped):
+                    return self._stopped_by(message)
+                elif isinstance(message, Result | Failure):
+                    if isinstance(message, Failure):
+                        logger.debug("worker traceback:\n%s", message.traceback)
                     return message
                 # Ready: a spare's greeting that wait_warm did not read; nothing to do.
         finally:
             pipe.close()
+
+    def _stopped_by(self, message: Stopped) -> Failure | None:
+        """The worker stopped on a SIGTERM before the daemon asked (systemd signals the whole
+        group at once): a stop if the daemon is stopping it too, else a failure."""
+        if self.should_stop():
+            self.stopped = message.metrics
+            return None
+        return Failure(
+            "the worker process was stopped by a SIGTERM that tailord did not send "
+            "(its update is not resumed); the next update tries again"
+        )
+
+    def _stop(
+        self,
+        update_id: int,
+        process: BaseProcess,
+        pipe: Connection,
+        on_progress: Callable[[bodies.Progress], None],
+    ) -> None:
+        logger.info("stopping update %d at its next mini-batch, with a checkpoint", update_id)
+        process.terminate()
+        if self.keep_spare and not self.shutting_down():
+            self.prewarm()  # starts while the worker checkpoints: the resume finds it ready
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while (left := deadline - time.monotonic()) > 0 and pipe.poll(left):
+            try:
+                message = receive(pipe)
+            except EOFError:
+                return
+            if isinstance(message, Progress):  # sent before the stop: the record is whole
+                on_progress(message.event)
+            elif isinstance(message, Stopped):
+                self.stopped = message.metrics
+                return
+        logger.warning("update %d's worker did not stop in time; killing it", update_id)
+        process.kill()
 
     def kill(self) -> None:
         """SIGKILL the running job's worker (a stalled one may not heed SIGTERM)."""

@@ -4,6 +4,7 @@ resumes it from its checkpoint, and the result is bit-equal to an uninterrupted 
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -136,6 +137,12 @@ def test_on_battery_the_update_expires_and_the_next_resumes_it_bit_equal(
         assert first.error.endswith("power (on battery (80%)); resumes when on mains or charged")
         assert stopped < 10  # a tick every 0.2 s, the worker polled every 0.2 s
         assert (updater.checkpoints / "checkpoint.safetensors").exists()
+        saved = json.loads((updater.checkpoints / "checkpoint.json").read_text())
+        # Stopped between two mini-batches, with its cost so far.
+        assert isinstance(first.metrics.batches, int)
+        assert first.metrics.batches > 2 * 100  # two epochs at least (>= 135 batches each)
+        assert isinstance(first.metrics.cpu_seconds, float)
+        assert first.metrics.cpu_seconds > 0
 
         # On battery, nothing resumes yet: the guard would expire it at once.
         assert not monitor.machine()[0].ok
@@ -156,16 +163,17 @@ def test_on_battery_the_update_expires_and_the_next_resumes_it_bit_equal(
                     UpdateEvent.update_id == first.id, UpdateEvent.kind == "epoch"
                 )
             ).all()
-            began = session.scalar(
-                select(UpdateEvent.epoch).where(
+            began, began_batch = session.execute(
+                select(UpdateEvent.epoch, UpdateEvent.batch).where(
                     UpdateEvent.update_id == second.id, UpdateEvent.kind == "began"
                 )
-            )
-        # Epochs done are not redone: the resumed one begins where the expired one ended
-        # (or one later: the checkpoint is written just before its epoch's event is sent).
+            ).one()
+        # Epochs done are not redone: the resumed one begins where the expired one ended,
+        # in the middle of an epoch (see the batches, below).
         assert began is not None
         assert began >= 2
-        assert began in (max(trained), max(trained) + 1)
+        assert began == max(trained)
+        assert (began, began_batch) == (saved["epoch"], saved["batch"])  # says where
         resumed = [e.data for e in iter(lambda: subscription.get(timeout=0.1), None)]
         assert UpdateResumed(second.id, first.id) in resumed
     finally:
@@ -178,6 +186,11 @@ def test_on_battery_the_update_expires_and_the_next_resumes_it_bit_equal(
     plain = _updater(b)
     try:
         assert plain.run("automatic") == 1
+        whole = plain.last_update()
+        assert whole is not None
+        # No mini-batch trained twice: the expired and the resumed one did the plain one's.
+        assert isinstance(second.metrics.batches, int)
+        assert first.metrics.batches + second.metrics.batches == whole.metrics.batches
         ours, theirs = _weights(updater), _weights(plain)
         assert ours.keys() == theirs.keys()
         for name in ours:

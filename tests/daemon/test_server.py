@@ -24,7 +24,7 @@ from tailord.daemon.events import EventBus
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
 from tailord.daemon.http.wire import Request, Response, json_response
-from tailord.daemon.inbox.ingest import IngestStats
+from tailord.daemon.inbox.stats import IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History

@@ -21,6 +21,7 @@ from tailord.daemon.updates.messages import (
     Failure,
     Progress,
     Result,
+    Stopped,
     WorkerJob,
     receive,
     send,
@@ -145,17 +146,35 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     process, pipe = start(job)
     wait_for(meta.exists, timeout=60, interval=0.02)
     os.kill(process.pid, signal.SIGTERM)  # what Updater does when the daemon stops
+    messages = []
+    while pipe.poll(30):
+        try:
+            messages.append(receive(pipe))
+        except EOFError:
+            break
     process.join(30)
     pipe.close()
-    done = json.loads(meta.read_text())["epoch"]
+    # It stopped between two mini-batches, checkpointed there, and said what it cost.
+    assert process.exitcode == 0
+    assert isinstance(messages[-1], Stopped)
+    stopped = messages[-1].metrics
+    saved = json.loads(meta.read_text())
+    done, batch = saved["epoch"], saved["batch"]
     if done >= params.epochs:
         pytest.fail("the worker finished before it was killed; give it more work")
 
     resumed, events = run(job)
-    assert events[0].kind == "began"
-    assert events[0].epoch >= done >= 1
+    assert (events[0].kind, events[0].epoch, events[0].batch) == ("began", done, batch)
     assert sum(e.kind == "epoch" for e in events) == params.epochs  # the whole curve
     assert resumed.metrics.curve == whole.metrics.curve
+    # No mini-batch trained twice; CPU time is measured on both sides of the stop.
+    assert isinstance(stopped.batches, int)
+    assert isinstance(resumed.metrics.batches, int)
+    assert stopped.batches + resumed.metrics.batches == whole.metrics.batches
+    assert isinstance(stopped.cpu_seconds, float)
+    assert isinstance(resumed.metrics.cpu_seconds, float)
+    assert stopped.cpu_seconds > 0
+    assert resumed.metrics.cpu_seconds > 0
     cut = head_tensors(tmp_path / "staging" / "cut")
     full = head_tensors(tmp_path / "staging" / "whole")
     assert all(torch.equal(cut[k], full[k]) for k in full)
@@ -282,8 +301,64 @@ def test_a_worker_killed_by_sigkill_is_named_with_the_oom_killer(tmp_path: Path)
     assert "code" not in outcome.message
 
 
+@pytest.mark.slow
+def test_a_worker_stopped_by_someone_else_fails_its_update(tmp_path: Path) -> None:
+    setup_data(tmp_path, vector_samples(300, 16, seed=3)).close()
+    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when stopped
+    workers = Workers(prewarm=False, should_stop=lambda: False)
+    stopped: list[int] = []
+
+    def sigterm_on_first_event(event: bodies.Progress) -> None:
+        if not stopped:
+            stopped.extend(spawned_children())
+            for pid in stopped:
+                os.kill(pid, signal.SIGTERM)
+
+    outcome = workers.run(job_for(tmp_path, "stopped", params), sigterm_on_first_event)
+    workers.reap()
+    assert len(stopped) == 1
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.message.startswith("the worker process was stopped by a SIGTERM that ")
+
+
 def test_exit_reasons_name_the_signal() -> None:
     assert exit_reason(-signal.SIGTERM).startswith("the worker process was killed by SIGTERM (")
     assert "out-of-memory" not in exit_reason(-signal.SIGSEGV)
     assert exit_reason(3).startswith("the worker process exited with code 3")
     assert "did not exit" in exit_reason(None)
+
+
+@pytest.mark.slow
+def test_a_stop_starts_the_next_spare_while_the_worker_checkpoints(tmp_path: Path) -> None:
+    """With ``prewarm``, an expiry's resume must not pay a worker's start-up: the spare is
+    started when the stop is asked, not after the stopped worker is reaped."""
+    setup_data(tmp_path, vector_samples(300, 16, seed=3)).close()
+    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when stopped
+    asked: list[bool] = []
+    workers = Workers(prewarm=True, should_stop=lambda: bool(asked))
+    try:
+        assert workers.wait_warm(120), "the first spare did not load torch"
+        job = job_for(tmp_path, "stopped", params)
+
+        def stop_on_first_batch(event: bodies.Progress) -> None:
+            if event.kind == "batch":
+                asked.append(True)
+
+        outcome = workers.run(job, stop_on_first_batch)
+        assert outcome is None
+        assert workers.stopped is not None  # it answered Stopped: its checkpoint is whole
+        assert isinstance(workers.stopped.batches, int)
+        assert workers.stopped.batches >= 1
+        assert job.checkpoints is not None
+        assert (job.checkpoints / checkpoint.TENSORS).exists()
+        # Before reap: the stopped worker's successor is there already.
+        ran = workers.pids()
+        assert len(ran) == 2
+        asked.clear()
+        assert workers.wait_warm(120), "the next spare did not load torch"
+    finally:
+        asked.append(True)  # reap starts no further spare
+        workers.reap()
+        for process in multiprocessing.active_children():
+            process.kill()
+            process.join()

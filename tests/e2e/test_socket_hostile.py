@@ -117,9 +117,10 @@ def test_300_waiters_hold_no_thread_and_their_going_frees_everything(
             waiters.append(sock)
         time.sleep(4.0)  # every request has been read and is waiting
         _others_are_served(daemon)
-        # A burst of requests starts some pool threads (each request is read on one, briefly);
-        # 300 waiters holding threads would need 300 (the pool's cap is 256: old main stalled).
-        assert _threads(daemon) < threads + 100, "waiters hold threads"
+        # A burst of requests starts some pool threads (each request is read on one, briefly:
+        # up to ~120 on a loaded machine); 300 waiters holding threads would need 300, and the
+        # pool's cap of 256 would stall the rest (as old main did).
+        assert _threads(daemon) < threads + 200, "waiters hold threads"
         with daemon.client() as client:
             assert client.update_info(update.id).state == "running"
     finally:

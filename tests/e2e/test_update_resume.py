@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_update_stopped_with_the_daemon_resumes_from_its_checkpoint(
 
     wait_for(lambda: epochs_done() >= 2, timeout=120, interval=0.05)
     assert daemon.stop() == 0  # SIGTERM mid-update
-    assert (daemon.data_dir / "checkpoints" / "checkpoint.json").exists()
+    saved = json.loads((daemon.data_dir / "checkpoints" / "checkpoint.json").read_text())
 
     daemon.start("--config", str(config))
     wait_for(lambda: daemon.version() == 1, timeout=180)
@@ -60,10 +61,16 @@ def test_update_stopped_with_the_daemon_resumes_from_its_checkpoint(
     try:
         states = dict(con.execute("SELECT id, state FROM updates"))
         began = con.execute(
-            "SELECT epoch FROM update_events WHERE update_id = 2 AND kind = 'began'"
+            "SELECT epoch, batch FROM update_events WHERE update_id = 2 AND kind = 'began'"
         ).fetchone()
+        per_epoch = con.execute(
+            "SELECT max(batch) FROM update_events WHERE update_id = 2 AND kind = 'epoch'"
+        ).fetchone()[0]
+        trained = [json.loads(m)["batches"] for (m,) in con.execute("SELECT metrics FROM updates")]
     finally:
         con.close()
     assert states == {1: "interrupted", 2: "succeeded"}
-    assert began[0] >= 2  # the second update started where the first stopped
+    assert began[0] >= 2  # the second update started where the first stopped:
+    assert tuple(began) == (saved["epoch"], saved["batch"])  # at its mini-batch
+    assert sum(trained) == 12 * per_epoch  # none trained twice
     assert not (daemon.data_dir / "checkpoints").exists()

@@ -86,8 +86,9 @@ def test_regress_replay_and_canary_come_from_one_uniform_reservoir(tmp_path: Pat
 
 
 def test_an_older_database_gains_the_new_update_columns_in_place(tmp_path: Path) -> None:
-    """Columns added to a model since a file was made (``up_to_id``, ``resumed_from``) are
-    added at start-up; the rows already there keep their values, the new columns NULL."""
+    """Columns added to a model since a file was made (``up_to_id``, ``resumed_from``,
+    ``deferred``) are added at start-up; the rows already there keep their values, the new
+    columns NULL or their server default."""
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)
     con.execute(
@@ -102,12 +103,13 @@ def test_an_older_database_gains_the_new_update_columns_in_place(tmp_path: Path)
     try:
         with db.read() as session:
             row = session.get_one(Update, 1)
-            assert (row.state, row.sample_count, row.up_to_id, row.resumed_from) == (
-                UpdateState.SUCCEEDED,
-                3,
-                None,
-                None,
-            )
+            assert (
+                row.state,
+                row.sample_count,
+                row.up_to_id,
+                row.resumed_from,
+                row.deferred,
+            ) == (UpdateState.SUCCEEDED, 3, None, None, False)
         with db.write() as session:
             session.get_one(Update, 1).resumed_from = 1
     finally:

@@ -58,7 +58,7 @@ SPECS = [
     ModelSpec(head="linear"),
     ModelSpec(head="mlp", hidden=16),
     ModelSpec(head="auto", auto_min_samples=10),
-    ModelSpec(head="auto", auto_min_samples=1000),  # still the memory answering
+    ModelSpec(head="auto", auto_min_samples=1000),  # read, but no longer decides (auto.py)
     ModelSpec(task="regress", head="knn", metric="euclidean"),
     ModelSpec(task="regress", head="knn", metric="cosine", k=3),
     ModelSpec(task="regress", head="linear"),

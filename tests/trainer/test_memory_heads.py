@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from tailord.trainer.heads import AutoHead, KnnHead
+from tailord.trainer.heads import KnnHead
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update
@@ -60,26 +60,3 @@ def test_uniform_weighting_counts_votes() -> None:
     assert uniform.scores(near, 2).argmax().item() == 1  # 3 votes beat 2
     assert distance.scores(near, 2).argmax().item() == 0  # the exact match dominates
     assert uniform.scores(near, 2)[0].tolist() == pytest.approx([0.4, 0.6])
-
-
-def test_auto_head_uses_knn_until_every_label_has_enough(clusters: Clusters) -> None:
-    spec = ModelSpec(head="auto", auto_min_samples=10)
-    params = UpdateParams(epochs=30, learning_rate=0.05, batch_size=16, seed=1)
-    x, y = clusters(["a", "b"], 12, seed=1)
-    first = run_update(Model.base(spec), x, y, NO_REPLAY, [], params)
-    assert isinstance(first.head, AutoHead)
-    assert first.head.active(2) == "linear"
-    few_x, few_y = clusters(["c"], 3, seed=2)  # a new label with three shots
-    second = run_update(first, few_x, few_y, NO_REPLAY, [], params)
-    assert isinstance(second.head, AutoHead)
-    assert second.head.active(3) == "knn"
-    unseen, truth = clusters(["a", "b", "c"], 10, seed=3)
-    assert [p.label for p in second.predict(unseen)] == truth
-    more_x, more_y = clusters(["c"], 8, seed=4)
-    third = run_update(second, more_x, more_y, NO_REPLAY, [], params)
-    assert isinstance(third.head, AutoHead)
-    assert third.head.active(3) == "linear"
-    assert third.sample_count == 35
-    assert [p.label for p in third.predict(unseen)] == truth
-    back = Model.from_bytes(third.to_bytes())
-    assert back.predict(unseen) == third.predict(unseen)

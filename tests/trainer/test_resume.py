@@ -1,4 +1,5 @@
-"""Checkpoints at epoch ends; a preempted update resumes and ends with the same weights."""
+"""Checkpoints at epoch ends and at a stop (mid-epoch); a preempted update resumes and ends
+with the same weights, bit for bit, as one never stopped."""
 
 from __future__ import annotations
 
@@ -46,19 +47,68 @@ def test_resumed_update_equals_an_uninterrupted_one(
     base = Model.base(ModelSpec(head=head))
     whole = run_update(base, x, y, NO_REPLAY, [], params)
 
-    with pytest.raises(UpdateCancelled, match="epoch 3, batch 2"):
-        run_update(base, x, y, NO_REPLAY, [], params, None, stop_after(9), checkpoint_dir=tmp_path)
+    whole_events: list[ProgressEvent] = []
+    whole = run_update(base, x, y, NO_REPLAY, [], params, whole_events.append)
+
+    # Stopped before epoch 3's third batch: two of its batches are done and checkpointed.
+    with pytest.raises(UpdateCancelled, match="epoch 3, batch 3"):
+        run_update(base, x, y, NO_REPLAY, [], params, None, stop_after(10), checkpoint_dir=tmp_path)
     meta = json.loads((tmp_path / checkpoint.META).read_text())
-    assert meta["epoch"] == 2
+    assert (meta["epoch"], meta["batch"]) == (2, 2)
     assert meta["format"] == checkpoint.FORMAT
     assert [p["epoch"] for p in meta["curve"]] == [1, 2]
 
     events: list[ProgressEvent] = []
     resumed = run_update(base, x, y, NO_REPLAY, [], params, events.append, checkpoint_dir=tmp_path)
-    assert events[0].kind == "began"
-    assert events[0].epoch == 2  # resumed after epoch 2
-    assert sum(e.kind == "batch" for e in events) == 3 * 4  # only epochs 3..5 ran
+    assert (events[0].kind, events[0].epoch, events[0].batch) == ("began", 2, 2)
+    assert sum(e.kind == "batch" for e in events) == 3 * 4 - 2  # no batch done twice
     assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2, 3, 4, 5]
+    for name, tensor in tensors(whole).items():
+        assert torch.equal(tensor, tensors(resumed)[name]), name
+    # The partial epoch's figures carry over: the curve is the uninterrupted run's.
+    curve = [(e.epoch, e.loss, e.accuracy) for e in events if e.kind == "epoch"]
+    assert curve == [(e.epoch, e.loss, e.accuracy) for e in whole_events if e.kind == "epoch"]
+
+
+def test_stops_in_two_epochs_resume_bit_equal(clusters: Clusters, tmp_path: Path) -> None:
+    """Stopped twice (mid-epoch both times, the second inside the resumed partial epoch)."""
+    x, y = clusters(["a", "b", "c"], 10, seed=3)
+    params = UpdateParams(epochs=4, batch_size=8, learning_rate=0.05)
+    base = Model.base(ModelSpec(head="mlp"))
+    whole = run_update(base, x, y, NO_REPLAY, [], params)
+    with pytest.raises(UpdateCancelled, match="epoch 2, batch 2"):
+        run_update(base, x, y, NO_REPLAY, [], params, None, stop_after(5), checkpoint_dir=tmp_path)
+    with pytest.raises(UpdateCancelled, match="epoch 2, batch 4"):
+        run_update(base, x, y, NO_REPLAY, [], params, None, stop_after(2), checkpoint_dir=tmp_path)
+    assert json.loads((tmp_path / checkpoint.META).read_text())["batch"] == 3
+    resumed = run_update(base, x, y, NO_REPLAY, [], params, checkpoint_dir=tmp_path)
+    for name, tensor in tensors(whole).items():
+        assert torch.equal(tensor, tensors(resumed)[name]), name
+
+
+def test_an_epoch_end_checkpoint_of_format_1_still_resumes(
+    clusters: Clusters, tmp_path: Path
+) -> None:
+    x, y = clusters(["a", "b"], 10, seed=1)
+    params = UpdateParams(epochs=3, batch_size=8)
+    base = Model.base(ModelSpec(head="linear"))
+    whole = run_update(base, x, y, NO_REPLAY, [], params)
+    with pytest.raises(UpdateCancelled, match="epoch 2, batch 1"):
+        run_update(base, x, y, NO_REPLAY, [], params, None, stop_after(3), checkpoint_dir=tmp_path)
+    # Rewrite it as the older format wrote it: no batch fields.
+    import safetensors.torch
+
+    path = tmp_path / checkpoint.TENSORS
+    with safetensors.safe_open(path, "pt") as f:
+        meta = json.loads((f.metadata() or {})["meta"])
+    for key in ("batch", "loss_sum", "right"):
+        del meta[key]
+    meta["format"] = checkpoint.EPOCH_END_FORMAT
+    old = safetensors.torch.load_file(path)
+    safetensors.torch.save_file(old, path, metadata={"meta": json.dumps(meta)})
+    events: list[ProgressEvent] = []
+    resumed = run_update(base, x, y, NO_REPLAY, [], params, events.append, checkpoint_dir=tmp_path)
+    assert (events[0].epoch, events[0].batch) == (1, 0)
     for name, tensor in tensors(whole).items():
         assert torch.equal(tensor, tensors(resumed)[name]), name
 
