@@ -1,5 +1,8 @@
 """After the gate: the published candidate learns the held-out samples too.
 
+A memory head (knn, auto) appends them: it keeps every shot, and appending is cheap.
+A trained head is refitted, as follows.
+
 With few shots the holdout costs what the user gave: 8 shots of an intent keep 7 for
 training (``holdout`` 0.2, rounded down), and a trained head that never saw the eighth is
 published. Measured on BANKING77 (docs/benchmarks.md, "Real text"), training on all 8 once
@@ -11,8 +14,6 @@ Then the same training (same starting model, replay, parameters and seed) runs a
 new samples *with* the held-out ones, and that refitted candidate must pass the canary check
 too; if it does not, the judged candidate is published instead. It cannot be judged on the
 held-out samples (it learned them): the judged candidate stands for it there.
-
-A memory head (knn, auto) needs none of this: the worker appends its held-out rows.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 Labelled = tuple[npt.NDArray[np.float32], Sequence[str]]
 
 
-def refit(
+def learn_held_out(
     model: Model,
     judged: Model,
     current: ServedModel,
@@ -48,12 +49,17 @@ def refit(
     params: UpdateParams,
     gate: GateParams,
 ) -> tuple[Model, GateResult]:
-    """The model to publish after ``judged`` passed the gate, and the verdict that says so.
+    """The model to publish once ``judged`` has been judged, and the verdict that says so.
 
     ``model`` is what ``judged`` was trained from; ``train``, ``replay`` and ``canary`` are
-    the rows it was trained and judged with.
+    the rows it was trained and judged with. A rejected candidate is returned as it is.
     """
-    if not verdict.promote or len(holdout[1]) == 0:
+    if not (verdict.promote or not gate.enabled) or len(holdout[1]) == 0:
+        return judged, verdict
+    if judged.spec.head in ("knn", "auto"):
+        empty = np.zeros((0, holdout[0].shape[1]), np.float32)
+        return run_update(judged, holdout[0], holdout[1], empty, [], params), verdict
+    if not gate.refit:
         return judged, verdict
     started = time.monotonic()
     rows = np.concatenate([train[0], holdout[0]]) if len(train[1]) else holdout[0]

@@ -11,7 +11,7 @@ import safetensors.numpy
 
 from tailord.trainer.gate import GateParams, evaluate
 from tailord.trainer.model import Model
-from tailord.trainer.refit import refit
+from tailord.trainer.refit import learn_held_out
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update
 
@@ -45,7 +45,7 @@ def test_a_passing_candidate_is_published_trained_on_the_held_out_samples_too(
     verdict = evaluate(judged, current, held, canary, GateParams())
     assert verdict.promote, verdict.reason
 
-    published, final = refit(
+    published, final = learn_held_out(
         current, judged, current, verdict, train, held, replay, canary, PARAMS, GateParams()
     )
 
@@ -73,7 +73,7 @@ def test_a_refit_that_fails_the_canary_publishes_the_judged_candidate(
     verdict = evaluate(judged, current, held, canary, GateParams())
     assert verdict.promote, verdict.reason
 
-    published, final = refit(
+    published, final = learn_held_out(
         current, judged, current, verdict, train, held, replay, canary, PARAMS, GateParams()
     )
 
@@ -88,8 +88,23 @@ def test_nothing_held_out_or_a_rejected_candidate_is_left_as_it_is(clusters: Clu
     empty = (np.zeros((0, 8), np.float32), [])
     judged = run_update(current, *train, *replay, PARAMS)
     verdict = evaluate(judged, current, empty, empty, GateParams())
-    published, final = refit(
+    published, final = learn_held_out(
         current, judged, current, verdict, train, empty, replay, empty, PARAMS, GateParams()
     )
     assert published is judged
+    assert final == verdict
+
+
+def test_a_memory_head_appends_its_held_out_shots(clusters: Clusters) -> None:
+    x, y = clusters(["a", "b"], 10, seed=1)
+    empty = (np.zeros((0, 8), np.float32), [])
+    current = run_update(Model.base(ModelSpec(head="knn")), x, y, empty[0], [], PARAMS)
+    new_x, new_y = clusters(["c"], 5, seed=4)
+    train, held = (new_x[:4], new_y[:4]), (new_x[4:], new_y[4:])
+    judged = run_update(current, *train, *empty, PARAMS)
+    verdict = evaluate(judged, current, held, empty, GateParams())
+    published, final = learn_held_out(
+        current, judged, current, verdict, train, held, empty, empty, PARAMS, GateParams()
+    )
+    assert (judged.sample_count, published.sample_count) == (24, 25)
     assert final == verdict
