@@ -291,8 +291,8 @@ def run_one(bench: Bench, head: str, gate: str, seed: int) -> dict[str, float | 
     predicted, seconds = predict(d, bench.test_t)
     reason = gate_reason(d)
     d.stop()
-    if state == "rejected":
-        print(f"  {name} rejected: {reason}")
+    if reason:
+        print(f"  {name} {state}: {reason}")
     bench.rates.append(len(bench.test_t) / seconds)
     return {
         "accuracy": float(np.mean(np.array(predicted) == bench.truth)),
