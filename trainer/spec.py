@@ -147,6 +147,9 @@ class GateParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # largest allowed drop of canary accuracy (0.05 = 5 points)
     max_regression: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.05
     canary: Count = 200  # earlier samples, at most, in the canary set
+    # once the judged candidate passes, a trained head learns the held-out samples too
+    # (trainer/refit.py); false publishes the judged candidate as it is
+    refit: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return msgspec.structs.asdict(self)

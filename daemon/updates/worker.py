@@ -48,6 +48,7 @@ from tailord.storage.versions import SAMPLES_FILE, WEIGHTS, VersionStore
 from tailord.trainer.errors import UpdateCancelled
 from tailord.trainer.gate import evaluate, split_holdout
 from tailord.trainer.model import Model
+from tailord.trainer.refit import learn_held_out
 from tailord.trainer.update import ProgressEvent, run_update, warm_up
 
 logger = logging.getLogger(__name__)
@@ -201,17 +202,21 @@ def run_job(
         (canary_x, [s.label for s in canary]),
         gate,
     )
+    # Judged, now learned: a memory head appends its held-out shots, a trained head is
+    # refitted with them once it passed (trainer/refit.py).
+    candidate, verdict = learn_held_out(
+        model,
+        candidate,
+        current,
+        verdict,
+        (train_x, train_labels),
+        (holdout_x, [s.label for s in holdout]),
+        (old_x, old_labels),
+        (canary_x, [s.label for s in canary]),
+        params,
+        gate,
+    )
     promote = verdict.promote or not gate.enabled
-    if promote and holdout and knn_like:
-        # Judged, now learned: a memory head keeps every shot (cheap to append).
-        candidate = run_update(
-            candidate,
-            holdout_x,
-            [s.label for s in holdout],
-            np.zeros((0, holdout_x.shape[1]), np.float32),
-            [],
-            params,
-        )
     if promote:
         (job.staging / WEIGHTS).write_bytes(candidate.to_bytes())
         # From base, the version learned the earlier samples too: it lists them all.
