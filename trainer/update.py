@@ -11,11 +11,13 @@ meanwhile.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -152,15 +154,21 @@ def _auto(
     knn = _append(head.knn, new, targets, params, _ignore, stop)
     n_labels, dim = len(labels), new.shape[1]
 
-    def fit(x: Rows, y: torch.Tensor, where: Path | None, report: Emit = _ignore) -> LinearHead:
+    def fit(
+        x: Rows, y: torch.Tensor, where: Path | None, report: Emit = _ignore, steps_of: int = 0
+    ) -> LinearHead:
         # From a fresh seeded start each time: the result must not depend on earlier updates.
-        trainer = Trainer(model, LinearHead(None, 0), False, labels, dim, params, report, stop)
+        # A fold's layer takes as many optimizer steps as the whole memory's would (more
+        # epochs over fewer rows): with the same epochs it would be judged undertrained.
+        epochs = max(params.epochs, math.ceil(params.epochs * steps_of / max(1, len(x))))
+        fold_params = msgspec.structs.replace(params, epochs=epochs)
+        trainer = Trainer(model, LinearHead(None, 0), False, labels, dim, fold_params, report, stop)
         trained, _ = trainer.fit(x, y, where)
         assert isinstance(trained, LinearHead)
         return LinearHead(trained.layer, len(x))
 
     def fit_predict(x: Rows, y: torch.Tensor, query: Rows) -> npt.NDArray[np.int64]:
-        return layer_predict(fit(x, y, None), query, n_labels)
+        return layer_predict(fit(x, y, None, steps_of=len(knn.memory)), query, n_labels)
 
     if linear_wins(knn, n_labels, fit_predict, params.seed):
         linear = fit(knn.memory.numpy(), knn.targets, folder, emit)

@@ -44,14 +44,15 @@ def accuracy(model: Model, x: Rows, truth: list[str]) -> float:
 
 @pytest.mark.slow
 def test_the_linear_layer_answers_where_it_measures_better() -> None:
-    x, y = one_informative_feature(60, seed=1)
+    # 90 rows: at 60, three folds of 40 measure the two parts alike (0.86 against 0.90).
+    x, y = one_informative_feature(90, seed=1)
     model = run_update(Model.base(ModelSpec(head="auto")), x, y, np.zeros((0, 21)), [], PARAMS)
     assert isinstance(model.head, AutoHead)
     assert model.head.active(2) == "linear"
     test_x, test_y = one_informative_feature(200, seed=2)
     assert accuracy(model, test_x, test_y) == 1.0  # pinned
     knn = run_update(Model.base(ModelSpec(head="knn")), x, y, np.zeros((0, 21)), [], PARAMS)
-    assert accuracy(knn, test_x, test_y) == 0.875  # pinned: the memory alone does worse
+    assert accuracy(knn, test_x, test_y) == 0.93  # pinned: the memory alone does worse
     light = LightModel.from_bytes(model.to_bytes())
     assert [p.label for p in light.predict(test_x)] == [p.label for p in model.predict(test_x)]
 
