@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from tailord.trainer.errors import ModelError
-from tailord.trainer.gate import GateParams, evaluate, split_holdout
+from tailord.trainer.gate import GateParams, canary_noise, evaluate, split_holdout
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update
@@ -86,3 +86,18 @@ def test_holdout_keeps_a_few_shots_for_training() -> None:
 def test_bad_gate_params_are_refused(fields: dict[str, object], match: str) -> None:
     with pytest.raises(ModelError, match=match):
         GateParams.from_dict(fields)
+
+
+def test_the_canary_allowance_is_the_sets_own_noise_and_shrinks_as_it_grows() -> None:
+    # 4 of 30 lost (the current version right, the candidate wrong), none gained: 1.645 x 2 / 30.
+    lost = [False] * 4 + [True] * 26
+    assert canary_noise(lost, [True] * 30) == pytest.approx(0.10967, abs=1e-5)
+    # The same 13-point drop on 300 samples: the allowance is a third as large, and with
+    # max_regression 0.05 no longer covers it.
+    many = [False] * 40 + [True] * 260
+    assert canary_noise(many, [True] * 300) == pytest.approx(0.03468, abs=1e-5)
+    assert 0.05 + canary_noise(lost, [True] * 30) > 4 / 30 > 0.05 + canary_noise(many, [True] * 300)
+    # Changes both ways count (b + c), not only the losses; nothing changed, nothing allowed.
+    assert canary_noise([True, False], [False, True]) == pytest.approx(1.645 * 2**0.5 / 2)
+    assert canary_noise([True] * 5, [True] * 5) == 0.0
+    assert canary_noise([], []) == 0.0
