@@ -6,9 +6,10 @@ linear layer answers and loses them (digits in a rotated style: auto 0.639 where
 made 0.842); and with 8 texts per intent the k-NN answered though the linear layer was
 better (BANKING77: 0.792 against 0.825). So each update measures both on the whole memory,
 cross-validated on the same folds (:data:`FOLDS`, each label's rows dealt round-robin across
-them from ``seed``; :data:`REPEATS` dealings): the k-NN's vote (its scaling and metric: trainer/vote.py) and a linear
-layer, each learning from the other folds, both balanced over labels, on the same rows. A
-fold's layer takes as many optimizer steps as the whole memory's would. The linear layer
+them from ``seed``; :data:`REPEATS` dealings): the k-NN's vote (its scaling and metric:
+trainer/vote.py) and a linear layer, each learning from the other folds, both balanced over
+labels, on the same rows. A fold's layer takes as many optimizer steps as the whole memory's
+would. The linear layer
 answers only if it scores higher. The same folds for both matter: a leave-one-out k-NN (all
 rows but one) against a layer trained on two thirds favoured the k-NN, and with 8 texts per
 intent it kept its k-NN on two seeds of three where the layer was 1.5 points better.
