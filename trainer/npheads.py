@@ -119,18 +119,29 @@ def scaled(x: F32, center: F32 | None, scale: F32 | None) -> F32:
     return out
 
 
+def cube(weight: F32) -> F32:
+    """The vote's kernel on inverse-distance weights: ``w * w * w`` (trainer/vote.py says why;
+    torch does the same in heads.py)."""
+    out: F32 = weight * weight * weight
+    return out
+
+
+def tally(weight: F32, labels: I64, n_labels: int) -> F32:
+    """Each query row's votes per label [n, n_labels]: ``weight`` added at ``labels``."""
+    votes = np.zeros((weight.shape[0], n_labels), dtype=np.float32)
+    for j in range(weight.shape[1]):  # k is small: one scatter-add per neighbour rank
+        np.add.at(votes, (np.arange(weight.shape[0]), labels[:, j]), weight[:, j])
+    return votes
+
+
 def knn_scores(rows: NearestRows, targets: I64, x: F32, n_labels: int) -> F32:
     """Per-label scores [n, n_labels]: the neighbours' vote, as ``KnnHead.scores``; each
-    neighbour's weight cubed (trainer/vote.py says why)."""
+    neighbour's weight cubed."""
 
     def vote(weight: F32, index: I64) -> F32:
-        weight = weight * weight * weight
-        votes = np.zeros((weight.shape[0], n_labels), dtype=np.float32)
-        labels = targets[index]
-        for j in range(weight.shape[1]):  # k is small: one scatter-add per neighbour rank
-            np.add.at(votes, (np.arange(weight.shape[0]), labels[:, j]), weight[:, j])
+        weight = cube(weight)
         total: F32 = weight.sum(axis=1, keepdims=True, dtype=np.float32)
-        return votes / total
+        return tally(weight, targets[index], n_labels) / total
 
     return rows.lookup(x, vote, n_labels)
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tailord.trainer.npheads import F32, I64, MAX_PAIRS, NearestRows, scaled
+from tailord.trainer.npheads import F32, I64, MAX_PAIRS, NearestRows, cube, scaled, tally
 
 # A memory's chosen metric is stored as its index here (``knn.metric``, int64 [1]).
 METRICS = ("cosine", "euclidean")
@@ -48,12 +48,6 @@ STANDARDIZE_MARGIN = 0.02
 LOO_QUERIES = 1000
 # A feature whose standard deviation is below this is left unscaled (constant pixels).
 MIN_STD = np.float32(1e-6)
-
-
-def cube(weight: F32) -> F32:
-    """The vote's kernel on inverse-distance weights: ``w * w * w`` (torch does the same)."""
-    out: F32 = weight * weight * weight
-    return out
 
 
 def identity(dim: int) -> tuple[F32, F32]:
@@ -121,18 +115,11 @@ def balanced(hits: npt.NDArray[np.bool_], truth: I64) -> float:
 
 
 def loo_hits(
-    memory: F32,
-    targets: I64,
-    queries: I64,
-    k: int,
-    metric: str,
-    weighting: str,
-    center: F32 | None = None,
-    scale: F32 | None = None,
+    memory: F32, targets: I64, queries: I64, k: int, metric: str, weighting: str
 ) -> npt.NDArray[np.bool_]:
     """Whether the vote of the other rows gets each row of ``queries`` right."""
     # k + 1 neighbours, then each query's own row is dropped from its list.
-    rows = NearestRows(memory, min(k + 1, len(memory)), metric, weighting, center, scale)
+    rows = NearestRows(memory, min(k + 1, len(memory)), metric, weighting)
     n_labels = int(targets.max()) + 1
     hits = np.zeros(len(queries), dtype=bool)
     step = max(1, MAX_PAIRS // max(1, len(memory)))
@@ -143,8 +130,6 @@ def loo_hits(
         keep = index != part[:, None]
         keep[keep.sum(axis=1) > k, -1] = False
         weight = np.where(keep, cube(weight), np.float32(0.0))
-        votes = np.zeros((len(part), n_labels), dtype=np.float32)
-        for j in range(index.shape[1]):
-            np.add.at(votes, (np.arange(len(part)), targets[index[:, j]]), weight[:, j])
+        votes = tally(weight, targets[index], n_labels)
         hits[start : start + len(part)] = votes.argmax(axis=1) == targets[part]
     return hits

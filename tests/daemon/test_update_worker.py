@@ -279,20 +279,29 @@ def spawned_children() -> set[int]:
     return found
 
 
-def test_a_worker_killed_by_sigkill_is_named_with_the_oom_killer(tmp_path: Path) -> None:
+def _signal_at_first_event(
+    tmp_path: Path, name: str, sig: int
+) -> tuple[Result | Failure | None, list[int]]:
+    """Run a long update and send ``sig`` to its worker at its first progress event, as
+    something other than tailord would; the outcome and the pids signalled."""
     setup_data(tmp_path, vector_samples(300, 16, seed=3)).close()
-    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when killed
+    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when signalled
     workers = Workers(prewarm=False, should_stop=lambda: False)
-    killed: list[int] = []
+    signalled: list[int] = []
 
-    def kill_on_first_event(event: bodies.Progress) -> None:
-        if not killed:
-            killed.extend(spawned_children())
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
+    def on_first_event(event: bodies.Progress) -> None:
+        if not signalled:
+            signalled.extend(spawned_children())
+            for pid in signalled:
+                os.kill(pid, sig)
 
-    outcome = workers.run(job_for(tmp_path, "killed", params), kill_on_first_event)
+    outcome = workers.run(job_for(tmp_path, name, params), on_first_event)
     workers.reap()
+    return outcome, signalled
+
+
+def test_a_worker_killed_by_sigkill_is_named_with_the_oom_killer(tmp_path: Path) -> None:
+    outcome, killed = _signal_at_first_event(tmp_path, "killed", signal.SIGKILL)
 
     assert len(killed) == 1
     assert isinstance(outcome, Failure), outcome
@@ -303,19 +312,7 @@ def test_a_worker_killed_by_sigkill_is_named_with_the_oom_killer(tmp_path: Path)
 
 @pytest.mark.slow
 def test_a_worker_stopped_by_someone_else_fails_its_update(tmp_path: Path) -> None:
-    setup_data(tmp_path, vector_samples(300, 16, seed=3)).close()
-    params = UpdateParams(epochs=50, batch_size=2, seed=1)  # still training when stopped
-    workers = Workers(prewarm=False, should_stop=lambda: False)
-    stopped: list[int] = []
-
-    def sigterm_on_first_event(event: bodies.Progress) -> None:
-        if not stopped:
-            stopped.extend(spawned_children())
-            for pid in stopped:
-                os.kill(pid, signal.SIGTERM)
-
-    outcome = workers.run(job_for(tmp_path, "stopped", params), sigterm_on_first_event)
-    workers.reap()
+    outcome, stopped = _signal_at_first_event(tmp_path, "stopped", signal.SIGTERM)
     assert len(stopped) == 1
     assert isinstance(outcome, Failure), outcome
     assert outcome.message.startswith("the worker process was stopped by a SIGTERM that ")
