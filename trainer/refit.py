@@ -54,7 +54,7 @@ def learn_held_out(
     ``model`` is what ``judged`` was trained from; ``train``, ``replay`` and ``canary`` are
     the rows it was trained and judged with. A rejected candidate is returned as it is.
     """
-    if not (verdict.promote or not gate.enabled) or len(holdout[1]) == 0:
+    if (gate.enabled and not verdict.promote) or len(holdout[1]) == 0:
         return judged, verdict
     if judged.spec.head in ("knn", "auto"):
         empty = np.zeros((0, holdout[0].shape[1]), np.float32)
