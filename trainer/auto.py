@@ -33,7 +33,7 @@ import torch
 
 from tailord.trainer.heads import KnnHead, LinearHead
 from tailord.trainer.npheads import NearestRows, knn_scores
-from tailord.trainer.vote import balanced
+from tailord.trainer.vote import balanced, label_weights
 
 Rows = npt.NDArray[np.float32]
 # (rows, targets) -> a trained layer's predicted label index for each row of ``query``
@@ -86,7 +86,8 @@ def linear_wins(knn: KnnHead, n_labels: int, fit_predict: FitPredict, seed: int)
             # Both parts learn from the same two thirds: a leave-one-out k-NN learns from all
             # but one row and so looked better than the layer it was compared with.
             near = NearestRows(memory[train], knn.k, knn.metric, knn.weighting, center, scale)
-            scores = knn_scores(near, targets[train], query, n_labels)
+            balance = label_weights(targets[train], n_labels) if knn.balance else None
+            scores = knn_scores(near, targets[train], query, n_labels, balance)
             knn_hits[held] = scores.argmax(axis=1) == targets[rows[held]]
             predicted = fit_predict(memory[train], knn.targets[train], query)
             linear_hits[held] = predicted == targets[rows[held]]

@@ -33,7 +33,8 @@ class Head(Protocol):
 
 class KnnHead(Neighbours):
     """Remembers every sample; the k nearest vote, weighted by inverse distance cubed, on
-    features standardized when the memory's leave-one-out accuracy says so (trainer/vote.py)."""
+    features standardized, and balanced over labels, when the memory's leave-one-out accuracy
+    says so (trainer/vote.py)."""
 
     MEMORY = "knn.memory"
     TARGETS = "knn.targets"
@@ -41,6 +42,7 @@ class KnnHead(Neighbours):
     CENTER = "knn.center"  # the vote's standardization (vote.fit_scaling); optional in files
     SCALE = "knn.scale"
     METRIC = "knn.metric"  # the metric chosen with them (vote.METRICS index); optional in files
+    BALANCE = "knn.balance"  # 1: each label's votes over its rows (vote.py); optional in files
 
     def __init__(
         self,
@@ -55,9 +57,11 @@ class KnnHead(Neighbours):
         center: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
         choose: str | None = None,
+        balance: bool = False,
     ) -> None:
         """``metric`` is the one this memory votes with; ``choose`` the configured one
-        (``"auto"`` included) that the next update decides from, ``metric`` if None."""
+        (``"auto"`` included) that the next update decides from, ``metric`` if None.
+        ``balance``: each label's votes are divided by its rows in the memory."""
         pair = [t for t in (center, scale) if t is not None]
         if len(pair) == 1 or any(
             t.dtype != torch.float32 or tuple(t.shape) != tuple(memory.shape[1:]) for t in pair
@@ -74,6 +78,10 @@ class KnnHead(Neighbours):
             size = int(targets.max()) + 1 if len(targets) else 0
             seen = torch.bincount(targets, minlength=size) if len(targets) else torch.zeros(0)
         self.seen = seen.to(torch.int64)
+        self.balance = balance
+        rows = torch.bincount(self.targets) if len(self.targets) else torch.zeros(0)
+        # A balanced vote's weight per label index, as vote.label_weights computes it.
+        self._label_weights = 1.0 / rows.to(torch.float32).clamp_min(1.0)
 
     @classmethod
     def empty(cls, spec: ModelSpec, dim: int | None) -> KnnHead:
@@ -82,7 +90,7 @@ class KnnHead(Neighbours):
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], spec: ModelSpec) -> KnnHead:
-        optional = {cls.SEEN, cls.CENTER, cls.SCALE, cls.METRIC} & set(tensors)
+        optional = {cls.SEEN, cls.CENTER, cls.SCALE, cls.METRIC, cls.BALANCE} & set(tensors)
         expect_names(tensors, {cls.MEMORY, cls.TARGETS} | optional)
         return cls._for_spec(
             spec,
@@ -92,6 +100,7 @@ class KnnHead(Neighbours):
             tensors.get(cls.CENTER),
             tensors.get(cls.SCALE),
             tensors.get(cls.METRIC),
+            tensors.get(cls.BALANCE),
         )
 
     @classmethod
@@ -104,6 +113,7 @@ class KnnHead(Neighbours):
         center: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
         metric: torch.Tensor | None = None,
+        balance: torch.Tensor | None = None,
     ) -> KnnHead:
         return cls(
             memory,
@@ -116,6 +126,7 @@ class KnnHead(Neighbours):
             center=center,
             scale=scale,
             choose=spec.metric,
+            balance=stored_balance(balance),
         )
 
     def appended(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> KnnHead:
@@ -138,20 +149,21 @@ class KnnHead(Neighbours):
             memory, targets = self._reservoir(x, y, seen, cap, seed)
         memory, targets = memory.contiguous(), targets.contiguous()
         # The same numpy function decides for the daemon's k-NN updates (knn_memory.py).
-        center, scale, metric = fit_space(
+        space = fit_space(
             memory.numpy(), targets.numpy(), self.k, self.choose, self.weighting, seed
         )
         return KnnHead(
             memory,
             targets,
             self.k,
-            metric,
+            space.metric,
             weighting=self.weighting,
             max_per_label=cap,
             seen=seen,
-            center=torch.from_numpy(center),
-            scale=torch.from_numpy(scale),
+            center=torch.from_numpy(space.center),
+            scale=torch.from_numpy(space.scale),
             choose=self.choose,
+            balance=space.balance,
         )
 
     def _reservoir(
@@ -179,10 +191,16 @@ class KnnHead(Neighbours):
         return memory, torch.tensor(labels, dtype=torch.int64)
 
     def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
+        balance, known = torch.ones(n_labels), self._label_weights[:n_labels]
+        balance[: len(known)] = known
+
         def vote(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             weight = weight * weight * weight  # the sharp kernel: trainer/vote.py
             votes = torch.zeros(weight.shape[0], n_labels, dtype=weight.dtype)
             votes.scatter_add_(1, self.targets[index], weight)
+            if self.balance:
+                votes = votes * balance
+                return votes / votes.sum(dim=1, keepdim=True)
             return votes / weight.sum(dim=1, keepdim=True)
 
         return self._lookup(x, vote, torch.zeros(0, n_labels, dtype=torch.float32))
@@ -192,6 +210,7 @@ class KnnHead(Neighbours):
         if self.center is not None and self.scale is not None:
             out[self.CENTER], out[self.SCALE] = self.center, self.scale
             out[self.METRIC] = torch.from_numpy(metric_code(self.metric))
+            out[self.BALANCE] = torch.tensor([int(self.balance)], dtype=torch.int64)
         return out
 
     def label_counts(self, n_labels: int) -> list[int]:
@@ -403,6 +422,18 @@ def stored_metric(code: torch.Tensor | None, configured: str) -> str:
             f"{', '.join(METRICS)}; restore the version's weights file from a good copy"
         )
     return METRICS[int(code)]
+
+
+def stored_balance(code: torch.Tensor | None) -> bool:
+    """Whether a memory's votes are balanced: ``knn.balance``; files from before it, no."""
+    if code is None:
+        return False
+    if code.dtype != torch.int64 or tuple(code.shape) != (1,) or int(code) not in (0, 1):
+        raise ModelError(
+            f"the k-NN balance is {code.dtype} {tuple(code.shape)}, not one int64 0 or 1; "
+            "restore the version's weights file from a good copy"
+        )
+    return bool(int(code))
 
 
 def expect_names(tensors: Mapping[str, torch.Tensor], names: set[str]) -> None:

@@ -102,16 +102,17 @@ def appended(model: LightModel, x: Rows, names: Sequence[str], seed: int = 0) ->
     )
     out_targets = out_y.astype(np.int64)
     # The same numpy function decides for the torch heads (KnnHead.appended).
-    center, scale, metric = fit_space(
+    space = fit_space(
         out_x, out_targets, model.spec.k, model.spec.metric, model.spec.weighting, seed
     )
     grown: dict[str, npt.NDArray[np.generic]] = {
         "knn.memory": out_x,
         "knn.targets": out_targets,
         "knn.seen": seen,
-        "knn.center": center,
-        "knn.scale": scale,
-        "knn.metric": metric_code(metric),
+        "knn.center": space.center,
+        "knn.scale": space.scale,
+        "knn.metric": metric_code(space.metric),
+        "knn.balance": np.array([int(space.balance)], dtype=np.int64),
     }
     return LightModel(model.spec, labels, dim, len(out_x), grown)
 

@@ -29,7 +29,7 @@ from tailord.trainer.npheads import (
     softmax,
 )
 from tailord.trainer.spec import ModelSpec
-from tailord.trainer.vote import METRICS, raw_metric
+from tailord.trainer.vote import METRICS, label_weights, raw_metric
 from tailord.trainer.weights import (
     RESTORE,
     Estimate,
@@ -45,6 +45,7 @@ Arrays = Mapping[str, npt.NDArray[np.generic]]
 _KNN = ("knn.memory", "knn.targets", "knn.seen")
 _SCALING = {"knn.center", "knn.scale"}  # the vote's standardization: trainer/vote.py
 _METRIC = {"knn.metric"}  # the metric chosen with it; files before metric = "auto" lack it
+_BALANCE = {"knn.balance"}  # whether its votes are balanced; files before that lack it
 _KNN_REGRESS = ("knn.memory", "knn.values", "knn.seen")
 _LINEAR = ("linear.weight", "linear.bias")
 _MLP = ("mlp.hidden.weight", "mlp.hidden.bias", "mlp.out.weight", "mlp.out.bias")
@@ -193,7 +194,7 @@ class LightModel:
             return softmax(_forward(layers, x))
         if knn is None:
             return np.zeros((x.shape[0], n_labels), dtype=np.float32)
-        return knn_scores(knn[0], knn[1].astype(np.int64), x, n_labels)
+        return knn_scores(knn[0], knn[1].astype(np.int64), x, n_labels, knn[2])
 
     def _inputs(self, x: npt.NDArray[np.generic]) -> F32:
         inputs = as_rows(x)
@@ -213,7 +214,9 @@ class LightModel:
 
 
 Layers = list[tuple[F32, F32]]  # (weight [out, in], bias [out]) per linear layer, in order
-Parts = tuple[tuple[NearestRows, npt.NDArray[np.generic]] | None, Layers]
+# a k-NN's rows, targets (or values) and balanced vote's label weights (None: unbalanced)
+Knn = tuple[NearestRows, npt.NDArray[np.generic], F32 | None]
+Parts = tuple[Knn | None, Layers]
 
 
 def _forward(layers: Layers, x: F32) -> F32:
@@ -241,9 +244,11 @@ def _parts(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, arrays: Ar
             [full]
             if spec.regress
             else [
+                full | _SCALING | _METRIC | _BALANCE,
                 full | _SCALING | _METRIC,
                 full | _SCALING,
                 full,
+                full - {"knn.seen"} | _SCALING | _METRIC | _BALANCE,
                 full - {"knn.seen"} | _SCALING | _METRIC,
                 full - {"knn.seen"} | _SCALING,
                 full - {"knn.seen"},
@@ -279,9 +284,7 @@ def _parts(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, arrays: Ar
     return knn, layers
 
 
-def _knn(
-    spec: ModelSpec, labels: tuple[str, ...], dim: int | None, arrays: Arrays
-) -> tuple[NearestRows, npt.NDArray[np.generic]]:
+def _knn(spec: ModelSpec, labels: tuple[str, ...], dim: int | None, arrays: Arrays) -> Knn:
     memory = _float(arrays, "knn.memory", 2)
     rows = memory.shape[0]
     if rows and memory.shape[1] != dim:
@@ -309,17 +312,35 @@ def _knn(
         center, scale = _float(arrays, "knn.center", 1), _float(arrays, "knn.scale", 1)
         if center.shape != (memory.shape[1],) or scale.shape != center.shape:
             raise ModelError(f"the k-NN center and scale do not match the memory; {RESTORE}")
-    metric = raw_metric(spec.metric)  # files from before the metric was stored
-    if "knn.metric" in arrays:
-        code = arrays["knn.metric"]
-        if code.dtype != np.int64 or code.shape != (1,) or not 0 <= int(code[0]) < len(METRICS):
-            raise ModelError(
-                f"the k-NN metric is {code.dtype} {code.shape}, not one int64 index of "
-                f"{', '.join(METRICS)}; {RESTORE}"
-            )
-        metric = METRICS[int(code[0])]
+    metric = _metric(spec, arrays)
     rows_of = NearestRows(memory, spec.k, metric, spec.weighting, center, scale)
-    return rows_of, targets
+    balance = None
+    if _balanced(arrays):
+        balance = label_weights(targets.astype(np.int64), len(labels))
+    return rows_of, targets, balance
+
+
+def _metric(spec: ModelSpec, arrays: Arrays) -> str:
+    if "knn.metric" not in arrays:
+        return raw_metric(spec.metric)  # files from before the metric was stored
+    code = arrays["knn.metric"]
+    if code.dtype != np.int64 or code.shape != (1,) or not 0 <= int(code[0]) < len(METRICS):
+        raise ModelError(
+            f"the k-NN metric is {code.dtype} {code.shape}, not one int64 index of "
+            f"{', '.join(METRICS)}; {RESTORE}"
+        )
+    return METRICS[int(code[0])]
+
+
+def _balanced(arrays: Arrays) -> bool:
+    if "knn.balance" not in arrays:
+        return False  # files from before votes were balanced
+    code = arrays["knn.balance"]
+    if code.dtype != np.int64 or code.shape != (1,) or int(code[0]) not in (0, 1):
+        raise ModelError(
+            f"the k-NN balance is {code.dtype} {code.shape}, not one int64 0 or 1; {RESTORE}"
+        )
+    return bool(code[0])
 
 
 def _float(arrays: Arrays, name: str, ndim: int) -> F32:

@@ -134,14 +134,22 @@ def tally(weight: F32, labels: I64, n_labels: int) -> F32:
     return votes
 
 
-def knn_scores(rows: NearestRows, targets: I64, x: F32, n_labels: int) -> F32:
+def knn_scores(
+    rows: NearestRows, targets: I64, x: F32, n_labels: int, balance: F32 | None = None
+) -> F32:
     """Per-label scores [n, n_labels]: the neighbours' vote, as ``KnnHead.scores``; each
-    neighbour's weight cubed."""
+    neighbour's weight cubed, each label's votes times its ``balance`` weight if given
+    (trainer/vote.py), then scaled to sum to 1."""
 
     def vote(weight: F32, index: I64) -> F32:
         weight = cube(weight)
+        votes = tally(weight, targets[index], n_labels)
+        if balance is not None:
+            votes = votes * balance
+            share: F32 = votes / votes.sum(axis=1, keepdims=True, dtype=np.float32)
+            return share
         total: F32 = weight.sum(axis=1, keepdims=True, dtype=np.float32)
-        return tally(weight, targets[index], n_labels) / total
+        return votes / total
 
     return rows.lookup(x, vote, n_labels)
 

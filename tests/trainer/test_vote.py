@@ -52,13 +52,16 @@ def test_the_nearest_row_outvotes_several_farther_ones() -> None:
 def test_standardizing_is_chosen_where_units_differ_and_not_on_pixels() -> None:
     x, y = units(seed=1)
     targets = np.array([0 if v == "a" else 1 for v in y], dtype=np.int64)
-    center, scale, metric = fit_space(x, targets, 5, "cosine", "distance", seed=0)
+    center, scale, metric, _ = fit_space(x, targets, 5, "cosine", "distance", seed=0)
     assert metric == "cosine"  # configured: kept
     assert scale[1] > 100  # standardized: the noisy feature no longer decides
     np.testing.assert_allclose(center, x.mean(axis=0), rtol=1e-5)
     digits = load_digits()
     pixels = digits.data[:300].astype(np.float32)
-    center, scale, metric = fit_space(pixels, digits.target[:300], 5, "auto", "distance", seed=0)
+    center, scale, metric, balance = fit_space(
+        pixels, digits.target[:300], 5, "auto", "distance", seed=0
+    )
+    assert not balance  # about 30 rows of each digit: nothing to balance
     assert metric == "cosine"
     for got, want in zip((center, scale), identity(64), strict=True):
         np.testing.assert_array_equal(got, want)
@@ -194,7 +197,7 @@ def test_a_file_without_a_stored_metric_votes_as_before() -> None:
     x, y = units(seed=2)
     spec = ModelSpec(head="knn", metric="cosine")
     old = appended(LightModel.base(spec), x, y)
-    arrays = {k: v for k, v in old.arrays.items() if k != "knn.metric"}
+    arrays = {k: v for k, v in old.arrays.items() if k not in ("knn.metric", "knn.balance")}
     query = units(seed=3, n=40)[0]
     under_auto = LightModel(ModelSpec(head="knn"), old.labels, 3, old.sample_count, arrays)
     assert [p.label for p in under_auto.predict(query)] == [p.label for p in old.predict(query)]
