@@ -36,9 +36,11 @@ from tailord.trainer.spec import GateParams
 from tailord.trainer.targets import target_value
 
 __all__ = [
+    "Check",
     "GateParams",
     "GateResult",
     "accuracy",
+    "canary_check",
     "canary_noise",
     "evaluate",
     "mse",
@@ -117,6 +119,17 @@ def canary_noise(candidate: Sequence[bool], current: Sequence[bool]) -> float:
     return NOISE_Z * math.sqrt(b + c) / len(candidate)
 
 
+@dataclass(frozen=True)
+class Check:
+    """One set's verdict: whether the candidate passes on it, why, and the two figures."""
+
+    passed: bool
+    reason: str
+    samples: int
+    candidate: float | None
+    current: float | None
+
+
 def evaluate(
     candidate: ServedModel,
     current: ServedModel,
@@ -125,48 +138,78 @@ def evaluate(
     params: GateParams,
 ) -> GateResult:
     """Judge ``candidate`` against ``current`` on held-out new samples and the canary set."""
-    bound = f", more than max_regression {params.max_regression}"
-    if candidate.spec.regress:
-        comparable = current.spec == candidate.spec and current.dim in (None, candidate.dim)
-        metric, bound = _MSE, bound + " (in R²) allows"
-        h_cand, c_cand = mse(candidate, *holdout), mse(candidate, *canary)
-        h_cur = mse(current, *holdout) if comparable else None
-        c_cur = mse(current, *canary) if comparable else None
-        h_slack, c_slack = _slack(holdout[1], params), _slack(canary[1], params)
-        h_bound = c_bound = bound
-    else:
-        metric = _ACCURACY
-        h_cand = accuracy(candidate, *holdout)
-        h_cur = _current_accuracy(current, candidate, holdout)
-        c_hits = hits(candidate, *canary)
-        c_cand = None if c_hits is None else sum(c_hits) / len(c_hits)
-        c_cur, noise = None, 0.0
-        if _comparable(current, candidate):
-            cur_hits = hits(current, *canary)
-            if cur_hits is not None and c_hits is not None:
-                c_cur, noise = sum(cur_hits) / len(cur_hits), canary_noise(c_hits, cur_hits)
-        elif c_hits is not None:
-            c_cur = 0.0  # it cannot read the candidate's rows: it starts from nothing
-        # New samples: not worse at all. Earlier ones: at most max_regression worse, beyond
-        # what the canary set's size leaves to chance.
-        h_slack, c_slack = 0.0, params.max_regression + noise
-        h_bound = ""
-        c_bound = bound + (
-            f" plus its {len(canary[1])} samples' noise {noise:.3f}" if noise else ""
-        )
-    h_ok, h_reason = metric.check("held-out", h_cand, h_cur, h_slack, h_bound)
-    c_ok, c_reason = metric.check("canary", c_cand, c_cur, c_slack, c_bound)
+    held = held_out_check(candidate, current, holdout, params)
+    kept = canary_check(candidate, current, canary, params)
     return GateResult(
-        promote=h_ok and c_ok,
-        reason=f"{h_reason}; {c_reason}",
-        holdout_samples=len(holdout[1]),
-        holdout_candidate=h_cand,
-        holdout_current=h_cur,
-        canary_samples=len(canary[1]),
-        canary_candidate=c_cand,
-        canary_current=c_cur,
-        metric=metric.key,
+        promote=held.passed and kept.passed,
+        reason=f"{held.reason}; {kept.reason}",
+        holdout_samples=held.samples,
+        holdout_candidate=held.candidate,
+        holdout_current=held.current,
+        canary_samples=kept.samples,
+        canary_candidate=kept.candidate,
+        canary_current=kept.current,
+        metric=(_MSE if candidate.spec.regress else _ACCURACY).key,
     )
+
+
+def held_out_check(
+    candidate: ServedModel,
+    current: ServedModel,
+    holdout: tuple[Rows, Sequence[str]],
+    params: GateParams,
+) -> Check:
+    """New samples: the candidate must not be worse at all (regress: within the R² slack)."""
+    if candidate.spec.regress:
+        return _mse_check("held-out", candidate, current, holdout, params)
+    cand = accuracy(candidate, *holdout)
+    cur = _current_accuracy(current, candidate, holdout)
+    passed, reason = _ACCURACY.check("held-out", cand, cur, 0.0, "")
+    return Check(passed, reason, len(holdout[1]), cand, cur)
+
+
+def canary_check(
+    candidate: ServedModel,
+    current: ServedModel,
+    canary: tuple[Rows, Sequence[str]],
+    params: GateParams,
+) -> Check:
+    """Earlier samples: at most ``max_regression`` worse, beyond what the canary set's size
+    leaves to chance."""
+    if candidate.spec.regress:
+        return _mse_check("canary", candidate, current, canary, params)
+    c_hits = hits(candidate, *canary)
+    cand = None if c_hits is None else sum(c_hits) / len(c_hits)
+    cur, noise = None, 0.0
+    if _comparable(current, candidate):
+        cur_hits = hits(current, *canary)
+        if cur_hits is not None and c_hits is not None:
+            cur, noise = sum(cur_hits) / len(cur_hits), canary_noise(c_hits, cur_hits)
+    elif c_hits is not None:
+        cur = 0.0  # it cannot read the candidate's rows: it starts from nothing
+    bound = _bound(params) + (
+        f" plus its {len(canary[1])} samples' noise {noise:.3f}" if noise else ""
+    )
+    passed, reason = _ACCURACY.check("canary", cand, cur, params.max_regression + noise, bound)
+    return Check(passed, reason, len(canary[1]), cand, cur)
+
+
+def _mse_check(
+    what: str,
+    candidate: ServedModel,
+    current: ServedModel,
+    data: tuple[Rows, Sequence[str]],
+    params: GateParams,
+) -> Check:
+    cand = mse(candidate, *data)
+    cur = mse(current, *data) if _comparable(current, candidate) else None
+    bound = _bound(params) + " (in R²) allows"
+    passed, reason = _MSE.check(what, cand, cur, _slack(data[1], params), bound)
+    return Check(passed, reason, len(data[1]), cand, cur)
+
+
+def _bound(params: GateParams) -> str:
+    return f", more than max_regression {params.max_regression}"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from tailord.trainer.gate import GateParams, GateResult, evaluate
+from tailord.trainer.gate import GateParams, GateResult, canary_check
 from tailord.trainer.loading import ServedModel
 from tailord.trainer.model import Model
 from tailord.trainer.spec import UpdateParams
@@ -66,23 +66,22 @@ def learn_held_out(
     labels = [*train[1], *holdout[1]]
     refitted = run_update(model, rows, labels, replay[0], replay[1], params)
     # The held-out check is the judged candidate's (passed); the canary one is re-run.
-    check = evaluate(refitted, current, (holdout[0][:0], []), canary, gate)
-    canary_reason = check.reason.split("; ")[-1]
+    check = canary_check(refitted, current, canary, gate)
     logger.info(
         "refitted on %d new samples (%d held out) in %.2fs: %s",
         len(labels),
         len(holdout[1]),
         time.monotonic() - started,
-        canary_reason,
+        check.reason,
     )
-    if not check.promote:
+    if not check.passed:
         note = (
-            f"; the refit with the held-out samples failed its canary check ({canary_reason}): "
+            f"; the refit with the held-out samples failed its canary check ({check.reason}): "
             "the judged candidate is published"
         )
         return judged, dataclasses.replace(verdict, reason=verdict.reason + note)
     note = (
         f"; published refitted on all {len(labels)} new samples, held-out ones included "
-        f"({canary_reason})"
+        f"({check.reason})"
     )
     return refitted, dataclasses.replace(verdict, reason=verdict.reason + note)
