@@ -1,26 +1,22 @@
-"""Decode untrusted sample bytes from the inbox: vectors, texts and images.
+"""Decode untrusted sample bytes from the inbox and the socket: which kind a file or a
+JSON record holds, checked against the model's input kind and the limits.
 
-Everything here treats its input as hostile: a file is checked for what it claims to be
-before any of its payload is read, and nothing is ever unpickled.
+Each kind is decoded by its own module (vectors.py, texts.py, images.py), which treats its
+input as hostile: checked for what it claims to be before its payload is read, and never
+unpickled. A ``.jsonl`` line of numbers takes a faster path to the same bytes.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import io
-import logging
 import struct
-import unicodedata
-import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from PIL import Image, UnidentifiedImageError
-
-from tailord.trainer.errors import DecodeError, one_line
+from tailord.trainer.errors import DecodeError
+from tailord.trainer.images import MAX_PIXELS, decode_base64_image, decode_image
 from tailord.trainer.targets import json_target
+from tailord.trainer.texts import MAX_TEXT_CHARS, decode_text, text_payload
 from tailord.trainer.vectors import (
     MAX_VALUES,
     decode_vector,
@@ -28,12 +24,6 @@ from tailord.trainer.vectors import (
     parse_json,
     vector_to_bytes,
 )
-
-logger = logging.getLogger(__name__)
-
-MAX_TEXT_CHARS = 100_000
-MAX_PIXELS = 40_000_000  # a 48-megapixel photo is over: downscale before dropping it in
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 INPUT_KINDS: frozenset[str] = frozenset({"vector", "text", "image"})
 # Suffix → the kind of sample it holds; ``.json`` may hold a vector or a text (see decode_record).
@@ -46,7 +36,6 @@ SAMPLE_SUFFIXES: dict[str, str] = {
     ".jpeg": "image",
 }
 RECORD_KEYS = ("vector", "text", "image")
-IMAGE_FORMATS = ("PNG", "JPEG")
 
 
 @dataclass(frozen=True)
@@ -189,95 +178,8 @@ def decode_record(document: object, input_kind: str, limits: Limits | None = Non
             + ("write the text as a JSON string" if kind == "text" else "base64-encode the image")
         )
     if kind == "text":
-        return Decoded("text", _check_text(value, limits.max_text_chars))
-    # base64 is 4/3 of the bytes: refuse an oversized string before decoding it.
-    if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise DecodeError(
-            f"the base64 image is over {MAX_IMAGE_BYTES} bytes; shrink it or drop it as a file"
-        )
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise DecodeError(
-            f'"image" is not valid base64 ({one_line(exc)}); encode the file bytes with base64'
-        ) from exc
-    return Decoded("image", decode_image(raw, limits.max_pixels))
-
-
-def decode_text(data: bytes, max_chars: int = MAX_TEXT_CHARS) -> bytes:
-    """Return UTF-8 file bytes as the canonical stored text (see :func:`_check_text`)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(
-            f"the text is not valid UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x}); "
-            "save the file as UTF-8"
-        ) from exc
-    return _check_text(text.removeprefix("\ufeff"), max_chars)
-
-
-def _check_text(text: str, max_chars: int) -> bytes:
-    # NFC so that the same words typed on two keyboards are one sample; trailing line breaks
-    # are how files end, not part of the text.
-    text = unicodedata.normalize("NFC", text).rstrip("\r\n")
-    if not text.strip():
-        raise DecodeError("the text is empty; write at least one word")
-    if "\x00" in text:
-        raise DecodeError("the text holds a NUL character; send plain UTF-8 text, not a binary")
-    if len(text) > max_chars:
-        raise DecodeError(
-            f"the text has {len(text)} characters, more than the limit of {max_chars}; "
-            "split it into several samples or raise [ingest] max_text_chars"
-        )
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates from a JSON \ud800 escape
-        raise DecodeError(
-            "the text holds an unpaired surrogate escape; send valid Unicode text"
-        ) from exc
-
-
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> bytes:
-    """Check that ``data`` is a whole PNG or JPEG within the pixel cap; return it unchanged.
-
-    Only Pillow's PNG and JPEG decoders are allowed, the size is checked from the header
-    before any pixel is decoded, and the image is then decoded once so a truncated or
-    corrupt file is refused here rather than in an update.
-    """
-    if not data:
-        raise DecodeError("the image is empty; write the whole file, then move it into the inbox")
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns below twice its own limit; a bomb is an error here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise DecodeError(
-                        f"the image is {width}x{height} = {width * height} pixels, over the cap "
-                        f"of {max_pixels}; downscale it or raise [ingest] max_image_pixels"
-                    )
-                if width == 0 or height == 0:
-                    raise DecodeError("the image has no pixels; save a non-empty image")
-                image.verify()  # PNG: every chunk's CRC, through to the end marker
-            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-                image.load()  # every pixel decodes (verify() leaves the image unusable)
-    except DecodeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(
-            f"the image is a decompression bomb ({one_line(exc)}); send a smaller image"
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise DecodeError(
-            "the bytes are not a PNG or JPEG image; convert the image to PNG or JPEG"
-        ) from exc
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as exc:
-        raise DecodeError(
-            f"the image cannot be decoded ({one_line(exc)}); "
-            "write the whole file, then move it into the inbox"
-        ) from exc
-    return data
+        return Decoded("text", text_payload(value, limits.max_text_chars))
+    return Decoded("image", decode_base64_image(value, limits.max_pixels))
 
 
 def _check_input_kind(input_kind: str) -> None:
