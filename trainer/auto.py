@@ -31,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from tailord.trainer.heads import KnnHead, LinearHead
+from tailord.trainer.heads import LinearHead
+from tailord.trainer.knn_classify import KnnHead
 from tailord.trainer.npheads import NearestRows, knn_scores
 from tailord.trainer.vote import balanced, label_weights
 

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from tailord.trainer.errors import DecodeError, ModelError
-from tailord.trainer.inputs import vector_from_bytes
 from tailord.trainer.spec import ModelSpec
+from tailord.trainer.vectors import vector_from_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from tailord.trainer.errors import ModelError
-from tailord.trainer.heads import AutoHead, KnnHead, LinearHead, MlpHead
+from tailord.trainer.heads import AutoHead, LinearHead, MlpHead
+from tailord.trainer.knn_classify import KnnHead
 from tailord.trainer.knn_regress import KnnRegressor
 from tailord.trainer.spec import ModelSpec
 

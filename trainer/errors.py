@@ -23,3 +23,8 @@ class ModelError(TrainerError):
 class UpdateCancelled(TrainerError):
     """The update was cancelled before it finished; the current version is unchanged, and the
     next update (`tailorctl update`) resumes from its last checkpoint."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A library's exception text for a DecodeError's reason: one line, at most 200 characters."""
+    return " ".join(str(exc).split())[:200]

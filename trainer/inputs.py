@@ -1,39 +1,29 @@
-"""Decode untrusted sample bytes from the inbox: vectors, texts and images.
+"""Decode untrusted sample bytes from the inbox and the socket: which kind a file or a
+JSON record holds, checked against the model's input kind and the limits.
 
-Everything here treats its input as hostile: a file is checked for what it claims to be
-before any of its payload is read, and nothing is ever unpickled.
+Each kind is decoded by its own module (vectors.py, texts.py, images.py), which treats its
+input as hostile: checked for what it claims to be before its payload is read, and never
+unpickled. A ``.jsonl`` line of numbers takes a faster path to the same bytes.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import io
-import json
-import logging
 import struct
-import unicodedata
-import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
-import numpy.typing as npt
-import orjson
-from numpy.lib import format as npy_format
-from PIL import Image, UnidentifiedImageError
-
 from tailord.trainer.errors import DecodeError
+from tailord.trainer.images import MAX_PIXELS, decode_base64_image, decode_image
 from tailord.trainer.targets import json_target
-
-logger = logging.getLogger(__name__)
-
-VECTOR_SUFFIXES: frozenset[str] = frozenset({".npy", ".json"})
-MAX_VALUES = 1_000_000
-MAX_TEXT_CHARS = 100_000
-MAX_PIXELS = 40_000_000  # a 48-megapixel photo is over: downscale before dropping it in
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
+from tailord.trainer.texts import MAX_TEXT_CHARS, decode_text, text_payload
+from tailord.trainer.vectors import (
+    MAX_VALUES,
+    decode_vector,
+    json_vector,
+    parse_json,
+    vector_to_bytes,
+)
 
 INPUT_KINDS: frozenset[str] = frozenset({"vector", "text", "image"})
 # Suffix → the kind of sample it holds; ``.json`` may hold a vector or a text (see decode_record).
@@ -46,52 +36,6 @@ SAMPLE_SUFFIXES: dict[str, str] = {
     ".jpeg": "image",
 }
 RECORD_KEYS = ("vector", "text", "image")
-IMAGE_FORMATS = ("PNG", "JPEG")
-
-# Signed/unsigned integers and floats. Booleans, complex numbers, strings, structured and
-# object dtypes are not measurements and would be silently mangled by a cast to float32.
-_NUMERIC_KINDS = frozenset("iuf")
-_ACCEPTED = ", ".join(sorted(VECTOR_SUFFIXES))
-_NUMBER_TYPES: frozenset[type] = frozenset({int, float})
-
-Vector = npt.NDArray[np.float32]
-
-
-def decode_vector(data: bytes, suffix: str, *, max_values: int = MAX_VALUES) -> Vector:
-    """Return ``data`` as a non-empty, finite, 1-D, C-contiguous float32 array.
-
-    ``suffix`` is the file name's suffix (``".npy"`` or ``".json"``, any case).
-    Raises DecodeError with a one-line reason when the bytes cannot be a sample.
-    """
-    kind = suffix.lower()
-    if kind not in VECTOR_SUFFIXES:
-        raise DecodeError(
-            f"the suffix {suffix!r} is not a vector format; "
-            f"save the sample with one of these suffixes: {_ACCEPTED}"
-        )
-    if not data:
-        raise DecodeError("the file is empty; write the whole sample, then move it into the inbox")
-    values = _decode_npy(data, max_values) if kind == ".npy" else _decode_json(data, max_values)
-    return _finish(values, max_values)
-
-
-def vector_to_bytes(v: npt.NDArray[np.generic]) -> bytes:
-    """Return the canonical stored payload of a vector: raw float32 little-endian bytes."""
-    if v.ndim != 1:
-        raise DecodeError(
-            f"expected a 1-D vector, got shape {v.shape}; decode it with decode_vector first"
-        )
-    return np.ascontiguousarray(v, dtype="<f4").tobytes()
-
-
-def vector_from_bytes(data: bytes) -> Vector:
-    """Inverse of :func:`vector_to_bytes`; returns a writable copy in native byte order."""
-    if len(data) % 4:
-        raise DecodeError(
-            f"a stored vector payload has {len(data)} bytes, not a multiple of 4; "
-            "store vectors with vector_to_bytes"
-        )
-    return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -227,103 +171,15 @@ def decode_record(document: object, input_kind: str, limits: Limits | None = Non
     _require(kind, input_kind)
     value = document[kind]
     if kind == "vector":
-        values = _finish(_json_values(value, limits.max_values), limits.max_values)
-        return Decoded("vector", vector_to_bytes(values))
+        return Decoded("vector", vector_to_bytes(json_vector(value, limits.max_values)))
     if not isinstance(value, str):
         raise DecodeError(
             f'"{kind}" holds a {type(value).__name__}, not a string; '
             + ("write the text as a JSON string" if kind == "text" else "base64-encode the image")
         )
     if kind == "text":
-        return Decoded("text", _check_text(value, limits.max_text_chars))
-    # base64 is 4/3 of the bytes: refuse an oversized string before decoding it.
-    if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise DecodeError(
-            f"the base64 image is over {MAX_IMAGE_BYTES} bytes; shrink it or drop it as a file"
-        )
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise DecodeError(
-            f'"image" is not valid base64 ({_one_line(exc)}); encode the file bytes with base64'
-        ) from exc
-    return Decoded("image", decode_image(raw, limits.max_pixels))
-
-
-def decode_text(data: bytes, max_chars: int = MAX_TEXT_CHARS) -> bytes:
-    """Return UTF-8 file bytes as the canonical stored text (see :func:`_check_text`)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(
-            f"the text is not valid UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x}); "
-            "save the file as UTF-8"
-        ) from exc
-    return _check_text(text.removeprefix("\ufeff"), max_chars)
-
-
-def _check_text(text: str, max_chars: int) -> bytes:
-    # NFC so that the same words typed on two keyboards are one sample; trailing line breaks
-    # are how files end, not part of the text.
-    text = unicodedata.normalize("NFC", text).rstrip("\r\n")
-    if not text.strip():
-        raise DecodeError("the text is empty; write at least one word")
-    if "\x00" in text:
-        raise DecodeError("the text holds a NUL character; send plain UTF-8 text, not a binary")
-    if len(text) > max_chars:
-        raise DecodeError(
-            f"the text has {len(text)} characters, more than the limit of {max_chars}; "
-            "split it into several samples or raise [ingest] max_text_chars"
-        )
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates from a JSON \ud800 escape
-        raise DecodeError(
-            "the text holds an unpaired surrogate escape; send valid Unicode text"
-        ) from exc
-
-
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> bytes:
-    """Check that ``data`` is a whole PNG or JPEG within the pixel cap; return it unchanged.
-
-    Only Pillow's PNG and JPEG decoders are allowed, the size is checked from the header
-    before any pixel is decoded, and the image is then decoded once so a truncated or
-    corrupt file is refused here rather than in an update.
-    """
-    if not data:
-        raise DecodeError("the image is empty; write the whole file, then move it into the inbox")
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns below twice its own limit; a bomb is an error here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise DecodeError(
-                        f"the image is {width}x{height} = {width * height} pixels, over the cap "
-                        f"of {max_pixels}; downscale it or raise [ingest] max_image_pixels"
-                    )
-                if width == 0 or height == 0:
-                    raise DecodeError("the image has no pixels; save a non-empty image")
-                image.verify()  # PNG: every chunk's CRC, through to the end marker
-            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-                image.load()  # every pixel decodes (verify() leaves the image unusable)
-    except DecodeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(
-            f"the image is a decompression bomb ({_one_line(exc)}); send a smaller image"
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise DecodeError(
-            "the bytes are not a PNG or JPEG image; convert the image to PNG or JPEG"
-        ) from exc
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as exc:
-        raise DecodeError(
-            f"the image cannot be decoded ({_one_line(exc)}); "
-            "write the whole file, then move it into the inbox"
-        ) from exc
-    return data
+        return Decoded("text", text_payload(value, limits.max_text_chars))
+    return Decoded("image", decode_base64_image(value, limits.max_pixels))
 
 
 def _check_input_kind(input_kind: str) -> None:
@@ -340,121 +196,3 @@ def _require(kind: str, input_kind: str) -> None:
             f"this is a {kind} sample but the model takes {input_kind} inputs; "
             f'send {input_kind} samples ({accepted}, or JSON with a "{input_kind}" key)'
         )
-
-
-def _decode_npy(data: bytes, max_values: int) -> npt.NDArray[np.generic]:
-    stream = io.BytesIO(data)
-    try:
-        version = npy_format.read_magic(stream)
-        # Format 3.0 differs from 2.0 only by a UTF-8 header; numeric dtypes are plain ASCII.
-        if version == (1, 0):
-            shape, _fortran, dtype = npy_format.read_array_header_1_0(stream)
-        elif version in ((2, 0), (3, 0)):
-            shape, _fortran, dtype = npy_format.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"unknown .npy format version {version}")
-    except (ValueError, TypeError, OSError, EOFError) as exc:
-        raise DecodeError(
-            f"the .npy header cannot be read ({_one_line(exc)}); save the vector with numpy.save"
-        ) from exc
-    if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS or dtype.shape != ():
-        raise DecodeError(
-            f"the .npy array has dtype {dtype.str!r}, not a number type; "
-            "save a float or integer array (for example numpy.float32)"
-        )
-    if len(shape) != 1:
-        raise DecodeError(
-            f"the .npy array has shape {shape}, not a 1-D vector; "
-            "save one sample per file, flattened to 1-D"
-        )
-    _check_count(shape[0], max_values)
-    try:
-        loaded = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DecodeError(
-            f"the .npy data cannot be read ({_one_line(exc)}); "
-            "write the whole file, then move it into the inbox"
-        ) from exc
-    if not isinstance(loaded, np.ndarray):
-        raise DecodeError("the .npy file holds no array; save a single array with numpy.save")
-    return loaded
-
-
-def _decode_json(data: bytes, max_values: int) -> npt.NDArray[np.generic]:
-    document = parse_json(data)
-    if isinstance(document, dict):
-        # Other keys (a label, a note) may ride along, as in a .jsonl line; only "vector" counts.
-        if "vector" not in document:
-            raise DecodeError(
-                'the JSON object has no "vector" key; write {"vector": [...]} or a bare list'
-            )
-        document = document["vector"]
-    return _json_values(document, max_values)
-
-
-def parse_json(data: bytes | str) -> object:
-    """Parse untrusted JSON (strict: no NaN, nesting capped), with a one-line reason.
-
-    orjson parses a line of numbers about eight times faster than the json module, which
-    is most of the cost of ingesting a .jsonl batch.
-    """
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        if "depth limit" in str(exc) or "recursion" in str(exc):
-            raise DecodeError(
-                'the JSON is nested too deeply; write a flat list of numbers or {"vector": [...]}'
-            ) from exc
-        raise DecodeError(
-            f"the file is not valid UTF-8 JSON ({_one_line(exc)}); "
-            'write a list of numbers or {"vector": [...]}'
-        ) from exc
-
-
-def _json_values(document: object, max_values: int) -> npt.NDArray[np.generic]:
-    if not isinstance(document, list):
-        raise DecodeError(
-            f"the JSON holds a {type(document).__name__}, not a list; "
-            'write a list of numbers or {"vector": [...]}'
-        )
-    _check_count(len(document), max_values)
-    # bool is a subclass of int, but true/false are not measurements. One pass over the types
-    # in C is the fast path; the loop only runs to name the culprit.
-    if not set(map(type, document)) <= _NUMBER_TYPES:
-        for index, value in enumerate(document):
-            if type(value) is not int and type(value) is not float:
-                raise DecodeError(
-                    f"element {index} of the JSON list is {json.dumps(value)[:40]}, "
-                    "not a number; write a flat list of numbers"
-                )
-    # orjson gives ints beyond 64 bits as floats, and refuses numbers beyond float64.
-    return np.array(document, dtype=np.float64)
-
-
-def _check_count(count: int, max_values: int) -> None:
-    if count > max_values:
-        raise DecodeError(
-            f"the vector has {count} values, more than the limit of {max_values}; "
-            "reduce the sample or raise the limit"
-        )
-    if count == 0:
-        raise DecodeError("the vector has no values; write at least one number")
-
-
-def _finish(values: npt.NDArray[np.generic], max_values: int) -> Vector:
-    _check_count(values.size, max_values)
-    # Values beyond float32's range become inf here and are refused just below.
-    with np.errstate(over="ignore", invalid="ignore"):
-        vector = np.ascontiguousarray(values.reshape(-1), dtype=np.float32)
-    finite = np.isfinite(vector)
-    if not finite.all():
-        first = int(np.argmin(finite))
-        raise DecodeError(
-            f"element {first} is {float(values.reshape(-1)[first])!r}, not a finite float32; "
-            "fix NaN, inf and out-of-range numbers before dropping the sample"
-        )
-    return vector
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 import torch
 
 from tailord.trainer.errors import ModelError
-from tailord.trainer.heads import expect_names
 from tailord.trainer.neighbours import Neighbours
 from tailord.trainer.spec import ModelSpec
+from tailord.trainer.weights import expect_names
 
 
 class KnnRegressor(Neighbours):

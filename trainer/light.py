@@ -17,7 +17,6 @@ import numpy.typing as npt
 import safetensors.numpy
 
 from tailord.trainer.errors import ModelError
-from tailord.trainer.inputs import vector_from_bytes
 from tailord.trainer.npheads import (
     F32,
     I64,
@@ -29,6 +28,7 @@ from tailord.trainer.npheads import (
     softmax,
 )
 from tailord.trainer.spec import ModelSpec
+from tailord.trainer.vectors import vector_from_bytes
 from tailord.trainer.vote import METRICS, label_weights, raw_metric
 from tailord.trainer.weights import (
     RESTORE,

@@ -1,6 +1,6 @@
 """The memory behind both k-NN heads: rows, and the k nearest of them to a query.
 
-:class:`~tailord.trainer.heads.KnnHead` votes over its neighbours' labels,
+:class:`~tailord.trainer.knn_classify.KnnHead` votes over its neighbours' labels,
 :class:`~tailord.trainer.knn_regress.KnnRegressor` averages their targets; what they share
 (the memory's checks, the distance, the weighting and the bounded work per call) is here.
 """

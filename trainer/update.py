@@ -26,7 +26,8 @@ from torch import nn
 from tailord.trainer.auto import layer_predict, linear_wins
 from tailord.trainer.errors import ModelError, UpdateCancelled
 from tailord.trainer.fit import Emit, ProgressEvent, Trainer, rate, resolve_device
-from tailord.trainer.heads import AutoHead, KnnHead, LinearHead, MlpHead
+from tailord.trainer.heads import AutoHead, LinearHead, MlpHead
+from tailord.trainer.knn_classify import KnnHead
 from tailord.trainer.knn_regress import KnnRegressor
 from tailord.trainer.model import HeadType, Model
 from tailord.trainer.spec import UpdateParams

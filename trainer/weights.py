@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeGuard
 
@@ -170,4 +171,13 @@ def check_width(width: int, dim: int | None) -> None:
         raise ModelError(
             f"the features have {width} values, the head expects {dim}; "
             "use samples of the kind this model learned"
+        )
+
+
+def expect_names(tensors: Mapping[str, object], names: set[str]) -> None:
+    """Refuse a head's tensors unless they are exactly ``names`` (torch heads and k-NN alike)."""
+    if set(tensors) != names:
+        raise ModelError(
+            f"the weights hold tensors {sorted(tensors)}, expected {sorted(names)}; "
+            "the file belongs to another head or is damaged, so load it with the matching spec"
         )

@@ -22,7 +22,7 @@ from tailord.storage.db import open_database
 from tailord.storage.models import Update, UpdateState
 from tailord.storage.samples import NewSample, add_samples, mark_learned, queued
 from tailord.storage.versions import VersionStore
-from tailord.trainer.inputs import vector_to_bytes
+from tailord.trainer.vectors import vector_to_bytes
 
 
 def _updater(root: Path) -> tuple[Updater, EventBus]:

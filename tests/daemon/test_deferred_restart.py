@@ -19,7 +19,7 @@ from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
 from tailord.storage.samples import NewSample, add_samples
 from tailord.storage.versions import VersionStore
-from tailord.trainer.inputs import vector_to_bytes
+from tailord.trainer.vectors import vector_to_bytes
 
 
 def _pending_request(config: Config, *, deferred: bool, joined: bool) -> None:

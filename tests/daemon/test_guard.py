@@ -32,7 +32,7 @@ from tailord.storage.models import UpdateEvent
 from tailord.storage.samples import NewSample, add_samples
 from tailord.storage.states import UpdateState
 from tailord.storage.versions import VersionStore
-from tailord.trainer.inputs import vector_to_bytes
+from tailord.trainer.vectors import vector_to_bytes
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow  # worker processes training an mlp head

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tailord.trainer.inputs import vector_to_bytes
+from tailord.trainer.vectors import vector_to_bytes
 from tests.conftest import DaemonProcess, npy_bytes, wait_for
 from tests.e2e.version_checks import check_current, check_database, check_no_leftovers
 

@@ -14,7 +14,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from tailord.trainer.errors import ModelError
-from tailord.trainer.heads import AutoHead, KnnHead
+from tailord.trainer.heads import AutoHead
+from tailord.trainer.knn_classify import KnnHead
 from tailord.trainer.knn_memory import appended
 from tailord.trainer.light import LightModel
 from tailord.trainer.model import Model

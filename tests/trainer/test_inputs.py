@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tailord.trainer.errors import DecodeError
-from tailord.trainer.inputs import (
+from tailord.trainer.vectors import (
     MAX_VALUES,
     VECTOR_SUFFIXES,
     decode_vector,

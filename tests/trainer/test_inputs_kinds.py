@@ -10,15 +10,8 @@ import pytest
 from PIL import Image
 
 from tailord.trainer.errors import DecodeError
-from tailord.trainer.inputs import (
-    Decoded,
-    Limits,
-    decode_line,
-    decode_record,
-    decode_sample,
-    decode_vector,
-    vector_to_bytes,
-)
+from tailord.trainer.inputs import Decoded, Limits, decode_line, decode_record, decode_sample
+from tailord.trainer.vectors import decode_vector, vector_to_bytes
 
 
 def png(size: tuple[int, int] = (4, 3)) -> bytes:

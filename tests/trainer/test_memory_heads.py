@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from tailord.trainer.heads import KnnHead
+from tailord.trainer.knn_classify import KnnHead
 from tailord.trainer.model import Model
 from tailord.trainer.spec import ModelSpec, UpdateParams
 from tailord.trainer.update import run_update
