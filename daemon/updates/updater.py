@@ -368,7 +368,11 @@ class Updater:
             self._announce(update_id, ending)
 
     def _announce(self, update_id: int, ending: Ending) -> None:
-        # After the commit: whoever hears of it (``?wait=true``) reads the finished row.
+        # After the commit: whoever hears of it (``?wait=true``) reads the finished row. And
+        # no longer running: a client that asks /v1/status as it hears must not find it so.
+        if self.running == update_id:
+            self.running = None
+            self._progress_log = None
         self.events.publish(UpdateFinished(update_id, ending.state, ending.version, ending.error))
 
     def stop_running(self, update_id: int, stop: StopRequest) -> bool:
