@@ -16,8 +16,10 @@ from tailord.daemon.config import load_config
 from tailord.daemon.events import Event, EventBus, UpdateBegan, UpdateFinished
 from tailord.daemon.inbox.stats import IngestStats
 from tailord.daemon.inbox.watcher import PendingPaths
+from tailord.daemon.updates.requested import NothingQueued
 from tailord.daemon.updates.rows import Ending, describe
-from tailord.daemon.updates.updater import NothingQueued, StopRequest, Updater
+from tailord.daemon.updates.running import StopRequest
+from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
