@@ -28,7 +28,7 @@ from tailord.daemon.http.wire import Request, Response
 from tailord.daemon.updates.cancel import NoSuchUpdate, NotCancellable, cancel
 from tailord.daemon.updates.forget import ForgetFailed, ForgetRefused, NothingToForget
 from tailord.daemon.updates.overrides import BadParameters
-from tailord.daemon.updates.updater import NothingQueued, ParametersDiffer
+from tailord.daemon.updates.requested import NothingQueued, ParametersDiffer
 from tailord.daemon.versions.history import HistoryError
 from tailord.daemon.versions.serving import LoadFailed, Served
 from tailord.storage.errors import VersionNotFound

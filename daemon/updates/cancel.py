@@ -17,7 +17,8 @@ from tailord.daemon.api import bodies
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import UpdateFinished
 from tailord.daemon.updates.rows import Ending, record
-from tailord.daemon.updates.updater import StopRequest, Updater
+from tailord.daemon.updates.running import StopRequest
+from tailord.daemon.updates.updater import Updater
 from tailord.storage.models import Update, UpdateState
 
 logger = logging.getLogger(__name__)

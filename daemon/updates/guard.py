@@ -21,7 +21,8 @@ from tailord.daemon.conditions.check import Check
 from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import PolicyConfig
 from tailord.daemon.updates.rows import Ending
-from tailord.daemon.updates.updater import StopRequest, Updater
+from tailord.daemon.updates.running import StopRequest
+from tailord.daemon.updates.updater import Updater
 from tailord.storage.states import UpdateState
 
 logger = logging.getLogger(__name__)

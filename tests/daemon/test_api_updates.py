@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 
 from tailord.daemon.api import bodies
+from tailord.daemon.api.context import ApiContext
+from tailord.daemon.api.reads import status
 from tailord.daemon.config import load_config
-from tailord.daemon.events import EventBus, UpdateBegan
-from tailord.daemon.updates.rows import describe
-from tailord.daemon.updates.updater import NothingQueued, Updater
+from tailord.daemon.events import Event, EventBus, UpdateBegan, UpdateFinished
+from tailord.daemon.inbox.stats import IngestStats
+from tailord.daemon.inbox.watcher import PendingPaths
+from tailord.daemon.updates.requested import NothingQueued
+from tailord.daemon.updates.rows import Ending, describe
+from tailord.daemon.updates.running import StopRequest
+from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.publish import ensure_base
 from tailord.daemon.versions.reconcile import reconcile
@@ -156,3 +162,45 @@ def test_a_row_from_before_the_gate_metric_is_described_as_it_was_sent() -> None
     }
     # ``params`` too is left out: the row is from before they were kept.
     assert [*wire, "params"] == list(bodies.UpdateInfo.__struct_encode_fields__)
+
+
+@pytest.mark.parametrize("ending", ["succeeded", "cancelled"])
+def test_whoever_hears_an_update_finish_finds_it_no_longer_running(
+    short_tmp: Path, ending: str
+) -> None:
+    # A listener runs on the publisher's thread, at the moment the event is published: what
+    # it reads is what the quickest client (``?wait=true``, an SSE reader) can read.
+    updater, events = _updater(short_tmp)
+    _add(updater, 6)
+    ctx = ApiContext(
+        db=updater.db,
+        store=updater.store,
+        serving=updater.history.serving,
+        updater=updater,
+        history=updater.history,
+        events=events,
+        ingest=IngestStats(),
+        pending=PendingPaths(),
+        policy_reason=lambda: "waiting for samples",
+        requested=lambda: None,
+    )
+    seen: list[tuple[int | None, bodies.Status]] = []
+
+    def on_event(event: Event) -> None:
+        data = event.data
+        if isinstance(data, UpdateBegan) and ending == "cancelled":
+            stop = StopRequest(Ending(UpdateState.CANCELLED, error="cancelled by a test"))
+            assert updater.stop_running(data.update, stop)
+        if isinstance(data, UpdateFinished):
+            seen.append((updater.running, status(ctx)))
+
+    events.listen(on_event)
+    updater.run("requested")
+    assert len(seen) == 1, "one finished event"
+    running, now = seen[0]
+    assert now.last_update is not None
+    assert now.last_update.state == ending, "the row is recorded before the event"
+    assert running is None
+    assert now.state == "idle"
+    assert now.update is None
+    assert now.policy == "waiting for samples", "not a running update's sentence"
