@@ -26,13 +26,11 @@ import contextlib
 import logging
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -56,6 +54,7 @@ from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.notify import Notifier
 from tailord.daemon.policy import Decision, decide
 from tailord.daemon.reload import reload_and_log
+from tailord.daemon.signals import Signals
 from tailord.daemon.startup import Repair, open_db, open_store, repair
 from tailord.daemon.updates.forget import Forgetter
 from tailord.daemon.updates.guard import Guard, add_policy_jobs
@@ -87,8 +86,7 @@ class Daemon:
     def __init__(self, config: Config, load: Callable[[], Config] | None = None) -> None:
         self.config = config
         self._load = load or (lambda: config)  # SIGHUP reads the configuration again
-        self.should_exit = False
-        self._reload_wanted = False
+        self.signals = Signals()
         # systemd's notify socket and watchdog (no-ops outside systemd); the parts whose
         # threads must be alive for the watchdog to be pinged are added as they start.
         self.notifier = Notifier.from_environ()
@@ -122,7 +120,7 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._install_signal_handlers()
+        self.signals.install()
         try:
             self.startup()
             assert self._forgetter is not None
@@ -267,29 +265,19 @@ class Daemon:
         self._stack.close()
         logger.info("stopped")
 
-    def _install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGHUP, self._on_hangup)
+    @property
+    def should_exit(self) -> bool:
+        """Whether a stop was asked for (SIGTERM, SIGINT, or set by whoever runs the loop)."""
+        return self.signals.should_exit
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only set a flag: the main loop polls it. Anything more (locks, I/O) could deadlock
-        # against the code the signal interrupted.
-        if self.should_exit:
-            # A second SIGTERM/SIGINT: whoever sent it will not wait for the orderly stop.
-            # os.write and os._exit take no lock, unlike logging and sys.exit.
-            os.write(2, b"tailord: second stop signal, exiting at once\n")
-            os._exit(128 + signum)
-        self.should_exit = True
-
-    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
-        self._reload_wanted = True  # read by the main loop, like should_exit
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self.signals.should_exit = value
 
     def _tend(self) -> bool:
         """Between two steps of the main loop (and while an update runs): a reload asked
         for, the watchdog's ping. Returns whether to stop, as ``should_stop`` does."""
-        if self._reload_wanted:
-            self._reload_wanted = False
+        if self.signals.take_reload():
             self.notifier.reloading()
             old = self.config.policy
             self.config = reload_and_log(self.config, self._load)
