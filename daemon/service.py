@@ -3,15 +3,15 @@
 Threads: the API server (an event loop, and worker threads for the routes that block), the
 watchdog observer (records paths only), the ingestor (commits samples), APScheduler (only
 wakes the main loop). The main thread decides, from the database, whether an update may
-run, and supervises its worker process. Signal handlers only set a flag, which the main
-loop polls.
+run, and supervises its worker process.
 
 The machine's conditions (idle, power, window, schedule: daemon/conditions/) are measured on
 an APScheduler job every ``sample_seconds``; the same job guards a running automatic update,
 expiring it when one fails (daemon/updates/guard.py), and the next update resumes it.
 
-On each wake-up the main loop runs the forgets asked for, then the pacer's step
-(daemon/pacer.py): whether an update may run now, and running it.
+On each wake-up the main loop runs the forgets the API handed it (daemon/handoff.py), then
+the pacer's step (daemon/pacer.py): whether an update may run now, and running it. Signal
+handlers (daemon/signals.py) only set a flag, which the main loop polls.
 
 Shutdown order: stop accepting API connections → stop the scheduler → stop the watcher →
 let the ingestor finish its batch → (an update in progress was already cancelled by the main
@@ -23,10 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,6 +40,7 @@ from tailord.daemon.config import Config
 from tailord.daemon.disk import disk_problem
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, SampleRejected
+from tailord.daemon.handoff import Handoff
 from tailord.daemon.http.auth import Authorizer
 from tailord.daemon.http.limits import Limits
 from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
@@ -97,8 +96,8 @@ class Daemon:
         self.pending = PendingPaths()
         self._ctx: ApiContext | None = None  # once started: what the API and metrics read
         # Forget requests from API threads, run by the main loop between updates.
-        self._forgets: queue.SimpleQueue[tuple[bodies.ForgetRequest, Future[bodies.ForgetResult]]]
-        self._forgets = queue.SimpleQueue()
+        self._forgets: Handoff[bodies.ForgetRequest, bodies.ForgetResult]
+        self._forgets = Handoff(self.wake, "forget")
         self._forgetter: Forgetter | None = None
         self._clock_watch: ClockWatch | None = None  # once the scheduler runs
 
@@ -214,7 +213,7 @@ class Daemon:
             queued=pacer.queued,
             metrics=self.metrics,
             ingestor=ingestor,
-            forget=self._forget,
+            forget=self._forgets.ask,
         )
         # The socket opens last: a client that can connect finds every part ready.
         api = Api(ctx)
@@ -251,9 +250,7 @@ class Daemon:
     def shutdown(self) -> None:
         self.notifier.stopping()
         logger.info("shutting down")
-        while not self._forgets.empty():  # asked too late: the caller hears so, not nothing
-            _, future = self._forgets.get_nowait()
-            future.set_exception(TailordError("tailord is stopping; forget again once it runs"))
+        self._forgets.refuse(TailordError("tailord is stopping; forget again once it runs"))
         self.events.close()  # ends /v1/events streams, so their connections close
         self._stack.close()
         logger.info("stopped")
@@ -329,8 +326,9 @@ class Daemon:
                     logger.error("the main loop's step failed: %s; trying again later", problem)
 
     def _once(self) -> None:
-        self._run_forgets()
+        assert self._forgetter is not None
         assert self._pacer is not None
+        self._forgets.serve(self._forgetter.forget)
         self._pacer.step()
 
     def _wake_in(self, seconds: float) -> None:
@@ -345,24 +343,6 @@ class Daemon:
             replace_existing=True,
             misfire_grace_time=None,
         )
-
-    def _forget(self, request: bodies.ForgetRequest) -> bodies.ForgetResult:
-        """From an API thread: have the main loop forget, between updates, and wait."""
-        future: Future[bodies.ForgetResult] = Future()
-        self._forgets.put((request, future))
-        self.wake()
-        return future.result()
-
-    def _run_forgets(self) -> None:
-        while not self._forgets.empty():
-            request, future = self._forgets.get_nowait()
-            assert self._forgetter is not None
-            try:
-                future.set_result(self._forgetter.forget(request))
-            except Exception as exc:
-                if not isinstance(exc, TailordError):  # ours say what to do; others need a trace
-                    logger.exception("forget failed")
-                future.set_exception(exc)
 
     def _on_rejected(self, source: str, reason: str) -> None:
         # ``source`` is the path inside the inbox; ``name`` is what lands in .rejected/.
