@@ -27,8 +27,6 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
@@ -41,11 +39,7 @@ from tailord.daemon.disk import disk_problem
 from tailord.daemon.errors import TailordError
 from tailord.daemon.events import EventBus, SampleRejected
 from tailord.daemon.handoff import Handoff
-from tailord.daemon.http.auth import Authorizer
-from tailord.daemon.http.limits import Limits
-from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
-from tailord.daemon.inbox.ingest import Ingestor
-from tailord.daemon.inbox.watcher import PendingPaths, Watcher
+from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.notify import Notifier
 from tailord.daemon.pacer import Pacer
@@ -53,11 +47,18 @@ from tailord.daemon.reload import reload_and_log
 from tailord.daemon.signals import Signals
 from tailord.daemon.startup import Repair, open_db, open_store, repair
 from tailord.daemon.updates.forget import Forgetter
-from tailord.daemon.updates.guard import Guard, add_policy_jobs
+from tailord.daemon.updates.guard import Guard
 from tailord.daemon.updates.selection import spec_change
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.serving import Serving
+from tailord.daemon.wiring import (
+    scheduler_alive,
+    start_inbox,
+    start_scheduler,
+    start_server,
+    stopping,
+)
 from tailord.storage.db import Database
 from tailord.storage.samples import counts
 from tailord.storage.states import SampleState
@@ -118,7 +119,7 @@ class Daemon:
         """The database and the version folders, repaired; the current version loaded."""
         cfg = self.config
         db = open_db(cfg)
-        self._stack.callback(_stopping("database", db.close))
+        self._stack.callback(stopping("database", db.close))
         store = open_store(cfg)
         repaired = repair(cfg, store, db)
         self.serving.load(store, repaired.current)
@@ -162,42 +163,23 @@ class Daemon:
             report=lambda: self.notifier.status(self._status_line()),
         )
 
-        ingestor = Ingestor(
-            cfg.inbox,
-            db,
-            cfg.ingest,
-            cfg.model.dim,
-            self.pending,
-            pacer.queued,
-            input_kind=cfg.model.input_kind,
-            on_rejected=self._on_rejected,
-            task=cfg.model.task,
+        ingestor, watcher = start_inbox(
+            cfg, db, self.pending, stack, queued=pacer.queued, rejected=self._on_rejected
         )
-        ingestor.start()
-        stack.callback(_stopping("ingestor", ingestor.stop))
         self._alive["ingestor"] = ingestor.alive
-        watcher = Watcher(cfg.inbox, self.pending, on_recreated=ingestor.scan_now)
-        watcher.start()
-        stack.callback(_stopping("watcher", watcher.stop))
         self._alive["watcher"] = watcher.alive
         queued = ingestor.scan_now()  # after the watcher starts, so nothing falls between
 
-        self.scheduler = scheduler = BackgroundScheduler(timezone=UTC)
-        scheduler.add_job(
-            self.wake, "interval", seconds=cfg.policy.check_seconds, id="check", coalesce=True
+        self.scheduler = scheduler = start_scheduler(
+            cfg,
+            stack,
+            wake=self.wake,
+            rescan=ingestor.scan_now,
+            monitor=self.monitor,
+            guard=self.guard,
         )
-        scheduler.add_job(
-            ingestor.scan_now,
-            "interval",
-            seconds=cfg.ingest.rescan_seconds,
-            id="rescan",
-            coalesce=True,
-        )
-        add_policy_jobs(scheduler, cfg.policy, self.monitor, self.guard, self.wake)
-        scheduler.start()
         self._clock_watch = ClockWatch(scheduler, self.wake)
-        stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
-        self._alive["scheduler"] = lambda: _scheduler_alive(scheduler)
+        self._alive["scheduler"] = lambda: scheduler_alive(scheduler)
         self._ctx = ctx = ApiContext(
             db=db,
             store=store,
@@ -216,24 +198,7 @@ class Daemon:
             forget=self._forgets.ask,
         )
         # The socket opens last: a client that can connect finds every part ready.
-        api = Api(ctx)
-        server = UnixHTTPServer(
-            cfg.socket,
-            api,
-            Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
-            cfg.api.max_body_bytes,
-            listener=inherited_socket(),
-            quick=api.quick,
-            idle_timeout=cfg.api.idle_timeout,
-            limits=Limits(
-                max_connections=cfg.api.max_connections,
-                header_timeout=cfg.api.header_timeout,
-                body_timeout=cfg.api.body_timeout,
-                max_pending_body_bytes=cfg.api.max_pending_body_bytes,
-            ),
-        )
-        server.start()
-        stack.callback(_stopping("server", server.stop))
+        server = start_server(cfg, Api(ctx), stack)
         self._alive["API loop"] = server.alive
         self.wake()
         logger.info(
@@ -367,23 +332,3 @@ class Daemon:
             updating=ctx.updater.running is not None,
             conditions={c.name: c.ok for c in self._conditions},
         )
-
-
-def _scheduler_alive(scheduler: BackgroundScheduler) -> bool:
-    # APScheduler 3 keeps its thread private; a scheduler that is running without it
-    # would never wake the main loop again.
-    thread = getattr(scheduler, "_thread", None)
-    return bool(scheduler.running) and isinstance(thread, threading.Thread) and thread.is_alive()
-
-
-def _stopping(part: str, stop: Callable[[], object]) -> Callable[[], None]:
-    """``stop``, logged rather than raised: one part failing to stop must not keep the
-    parts after it (the database last) from stopping."""
-
-    def run() -> None:
-        try:
-            stop()
-        except Exception:
-            logger.exception("error while stopping the %s; continuing", part)
-
-    return run
