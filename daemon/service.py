@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from tailord.daemon.api import bodies
+from tailord.daemon.api import bodies, reads
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.claim import claim_directories
@@ -60,8 +60,6 @@ from tailord.daemon.wiring import (
     stopping,
 )
 from tailord.storage.db import Database
-from tailord.storage.samples import counts
-from tailord.storage.states import SampleState
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -314,21 +312,6 @@ class Daemon:
         self.events.publish(SampleRejected(source.rsplit("/", 1)[-1], source, reason))
 
     def _metrics_snapshot(self) -> Snapshot:
-        ctx = self._ctx
-        if ctx is None:
+        if self._ctx is None:
             return Snapshot()
-        with ctx.db.read() as session:
-            by_state = counts(session)
-        served = self.serving.current
-        stats = ctx.ingest
-        return Snapshot(
-            queued=by_state.get(SampleState.QUEUED, {}),
-            learned=sum(by_state.get(SampleState.LEARNED, {}).values()),
-            ingested=stats.ingested,
-            duplicates=stats.duplicates,
-            rejected=stats.rejected,
-            waiting=len(self.pending),
-            version=None if served is None else served.number,
-            updating=ctx.updater.running is not None,
-            conditions={c.name: c.ok for c in self._conditions},
-        )
+        return reads.metrics_snapshot(self._ctx, self._conditions)
