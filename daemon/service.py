@@ -3,17 +3,15 @@
 Threads: the API server (an event loop, and worker threads for the routes that block), the
 watchdog observer (records paths only), the ingestor (commits samples), APScheduler (only
 wakes the main loop). The main thread decides, from the database, whether an update may
-run, and supervises its worker process. Signal handlers only set a flag, which the main
-loop polls.
+run, and supervises its worker process.
 
 The machine's conditions (idle, power, window, schedule: daemon/conditions/) are measured on
 an APScheduler job every ``sample_seconds``; the same job guards a running automatic update,
 expiring it when one fails (daemon/updates/guard.py), and the next update resumes it.
 
-The quiet period is timed on the monotonic clock from the moment the ingestor's commit
-returned (the database's ``created_at`` is wall-clock time, and is only used for samples
-queued before this start-up). When it will end, a one-off APScheduler job is set for that
-moment and wakes the main loop, which starts the update at once.
+On each wake-up the main loop runs the forgets the API handed it (daemon/handoff.py), then
+the pacer's step (daemon/pacer.py): whether an update may run now, and running it. Signal
+handlers (daemon/signals.py) only set a flag, which the main loop polls.
 
 Shutdown order: stop accepting API connections → stop the scheduler → stop the watcher →
 let the ingestor finish its batch → (an update in progress was already cancelled by the main
@@ -25,18 +23,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
-import signal
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
-from tailord.daemon.api import bodies
+from tailord.daemon.api import bodies, reads
 from tailord.daemon.api.context import ApiContext
 from tailord.daemon.api.handlers import Api
 from tailord.daemon.claim import claim_directories
@@ -46,27 +37,29 @@ from tailord.daemon.conditions.monitor import Monitor
 from tailord.daemon.config import Config
 from tailord.daemon.disk import disk_problem
 from tailord.daemon.errors import TailordError
-from tailord.daemon.events import EventBus, SampleQueued, SampleRejected, UpdateExpired
-from tailord.daemon.http.auth import Authorizer
-from tailord.daemon.http.limits import Limits
-from tailord.daemon.http.server import UnixHTTPServer, inherited_socket
-from tailord.daemon.inbox.ingest import Ingestor
-from tailord.daemon.inbox.watcher import PendingPaths, Watcher
+from tailord.daemon.events import EventBus, SampleRejected
+from tailord.daemon.handoff import Handoff
+from tailord.daemon.inbox.watcher import PendingPaths
 from tailord.daemon.metrics import Metrics, Snapshot
 from tailord.daemon.notify import Notifier
-from tailord.daemon.policy import Decision, decide
+from tailord.daemon.pacer import Pacer
 from tailord.daemon.reload import reload_and_log
+from tailord.daemon.signals import Signals
 from tailord.daemon.startup import Repair, open_db, open_store, repair
 from tailord.daemon.updates.forget import Forgetter
-from tailord.daemon.updates.guard import Guard, add_policy_jobs
-from tailord.daemon.updates.resume import resumable
+from tailord.daemon.updates.guard import Guard
 from tailord.daemon.updates.selection import spec_change
 from tailord.daemon.updates.updater import Updater
 from tailord.daemon.versions.history import History
 from tailord.daemon.versions.serving import Serving
+from tailord.daemon.wiring import (
+    scheduler_alive,
+    start_inbox,
+    start_scheduler,
+    start_server,
+    stopping,
+)
 from tailord.storage.db import Database
-from tailord.storage.samples import counts, last_queued_at, oldest_queued_at
-from tailord.storage.states import SampleState, UpdateState
 from tailord.storage.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -87,22 +80,13 @@ class Daemon:
     def __init__(self, config: Config, load: Callable[[], Config] | None = None) -> None:
         self.config = config
         self._load = load or (lambda: config)  # SIGHUP reads the configuration again
-        self.should_exit = False
-        self._reload_wanted = False
+        self.signals = Signals()
         # systemd's notify socket and watchdog (no-ops outside systemd); the parts whose
         # threads must be alive for the watchdog to be pinged are added as they start.
         self.notifier = Notifier.from_environ()
         self._alive: dict[str, Callable[[], bool]] = {}
         self._wake = threading.Event()
-        self._manual = False
-        self._failures = 0  # updates failed in a row: automatic ones back off
-        self._last_failure_at: float | None = None  # monotonic
-        # When the newest sample this process queued was committed (monotonic): the quiet
-        # period counts from it. Set by the ingestor's thread; a float assignment is atomic.
-        self._last_queued: float | None = None
-        self._policy_reason = "starting"
-        self._conditions: tuple[Check, ...] = ()  # the latest decision's, for status
-        self._expired: str | None = None  # why the last update expired, until the next runs
+        self._pacer: Pacer | None = None  # once started: when updates run, and why not
         self._stack = contextlib.ExitStack()
         self.events = EventBus()
         self.serving = Serving(self.events)
@@ -111,18 +95,15 @@ class Daemon:
         self.pending = PendingPaths()
         self._ctx: ApiContext | None = None  # once started: what the API and metrics read
         # Forget requests from API threads, run by the main loop between updates.
-        self._forgets: queue.SimpleQueue[tuple[bodies.ForgetRequest, Future[bodies.ForgetResult]]]
-        self._forgets = queue.SimpleQueue()
+        self._forgets: Handoff[bodies.ForgetRequest, bodies.ForgetResult]
+        self._forgets = Handoff(self.wake, "forget")
         self._forgetter: Forgetter | None = None
-        # Why no update may run: start-up repair was refused by the disk (see startup.py).
-        self._read_only: str | None = None
-        self._repair: Callable[[], Repair] | None = None
         self._clock_watch: ClockWatch | None = None  # once the scheduler runs
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._install_signal_handlers()
+        self.signals.install()
         try:
             self.startup()
             assert self._forgetter is not None
@@ -132,36 +113,29 @@ class Daemon:
             self.shutdown()
         return 0
 
-    def _open_state(self) -> tuple[Database, VersionStore, int]:
+    def _open_state(self) -> tuple[Database, VersionStore, Repair]:
         """The database and the version folders, repaired; the current version loaded."""
         cfg = self.config
         db = open_db(cfg)
-        self._stack.callback(_stopping("database", db.close))
+        self._stack.callback(stopping("database", db.close))
         store = open_store(cfg)
         repaired = repair(cfg, store, db)
-        self._read_only = repaired.read_only
-        if self._read_only is not None:
-            self._policy_reason = self._read_only  # status says so from the first request
         self.serving.load(store, repaired.current)
         with db.read() as session:
             change = spec_change(session, repaired.current, cfg.model)
         if change is not None:
             logger.warning("%s", change)
-        self._repair = lambda: repair(cfg, store, db)
-        return db, store, repaired.current
+        return db, store, repaired
 
     def startup(self) -> None:
         cfg = self.config
         stack = self._stack
         claim_directories(cfg, stack)
-        db, store, current = self._open_state()
+        db, store, repaired = self._open_state()
         history = History(store, db, self.serving, self.events, cfg.model, cfg.versions.keep)
-        if self._read_only is None:
+        if repaired.read_only is None:
             history.start()
         self.updater = updater = Updater(cfg, db, store, history, self.events, self._tend)
-        if updater.has_pending(deferred=False):
-            self._manual = True  # a request accepted before a restart still runs (a deferred
-            # one still waits for the conditions: the automatic path takes its row)
         self._forgetter = Forgetter(db, store, history, updater, self.events, cfg.model)
         self.monitor = Monitor(cfg.policy)
         self.guard = Guard(
@@ -171,43 +145,39 @@ class Daemon:
             lambda: (os.getpid(), *updater.workers.pids()),
             self.wake,
         )
-
-        ingestor = Ingestor(
-            cfg.inbox,
-            db,
-            cfg.ingest,
-            cfg.model.dim,
-            self.pending,
-            self._on_ingested,
-            input_kind=cfg.model.input_kind,
-            on_rejected=self._on_rejected,
-            task=cfg.model.task,
+        self._pacer = pacer = Pacer(
+            policy=lambda: self.config.policy,
+            db=db,
+            store=store,
+            history=history,
+            updater=updater,
+            monitor=self.monitor,
+            guard=self.guard,
+            events=self.events,
+            repair=lambda: repair(cfg, store, db),
+            read_only=repaired.read_only,
+            wake=self.wake,
+            wake_in=self._wake_in,
+            report=lambda: self.notifier.status(self._status_line()),
         )
-        ingestor.start()
-        stack.callback(_stopping("ingestor", ingestor.stop))
+
+        ingestor, watcher = start_inbox(
+            cfg, db, self.pending, stack, queued=pacer.queued, rejected=self._on_rejected
+        )
         self._alive["ingestor"] = ingestor.alive
-        watcher = Watcher(cfg.inbox, self.pending, on_recreated=ingestor.scan_now)
-        watcher.start()
-        stack.callback(_stopping("watcher", watcher.stop))
         self._alive["watcher"] = watcher.alive
         queued = ingestor.scan_now()  # after the watcher starts, so nothing falls between
 
-        self.scheduler = scheduler = BackgroundScheduler(timezone=UTC)
-        scheduler.add_job(
-            self.wake, "interval", seconds=cfg.policy.check_seconds, id="check", coalesce=True
+        self.scheduler = scheduler = start_scheduler(
+            cfg,
+            stack,
+            wake=self.wake,
+            rescan=ingestor.scan_now,
+            monitor=self.monitor,
+            guard=self.guard,
         )
-        scheduler.add_job(
-            ingestor.scan_now,
-            "interval",
-            seconds=cfg.ingest.rescan_seconds,
-            id="rescan",
-            coalesce=True,
-        )
-        add_policy_jobs(scheduler, cfg.policy, self.monitor, self.guard, self.wake)
-        scheduler.start()
         self._clock_watch = ClockWatch(scheduler, self.wake)
-        stack.callback(_stopping("scheduler", lambda: scheduler.shutdown(wait=False)))
-        self._alive["scheduler"] = lambda: _scheduler_alive(scheduler)
+        self._alive["scheduler"] = lambda: scheduler_alive(scheduler)
         self._ctx = ctx = ApiContext(
             db=db,
             store=store,
@@ -217,38 +187,21 @@ class Daemon:
             events=self.events,
             ingest=ingestor.stats,
             pending=self.pending,
-            policy_reason=lambda: self._policy_reason,
-            conditions=self._live_conditions,
-            requested=self._on_requested,
-            queued=self._on_ingested,
+            policy_reason=lambda: pacer.reason,
+            conditions=pacer.live_conditions,
+            requested=pacer.requested,
+            queued=pacer.queued,
             metrics=self.metrics,
             ingestor=ingestor,
-            forget=self._forget,
+            forget=self._forgets.ask,
         )
         # The socket opens last: a client that can connect finds every part ready.
-        api = Api(ctx)
-        server = UnixHTTPServer(
-            cfg.socket,
-            api,
-            Authorizer(cfg.api.allowed_users, cfg.api.allowed_groups),
-            cfg.api.max_body_bytes,
-            listener=inherited_socket(),
-            quick=api.quick,
-            idle_timeout=cfg.api.idle_timeout,
-            limits=Limits(
-                max_connections=cfg.api.max_connections,
-                header_timeout=cfg.api.header_timeout,
-                body_timeout=cfg.api.body_timeout,
-                max_pending_body_bytes=cfg.api.max_pending_body_bytes,
-            ),
-        )
-        server.start()
-        stack.callback(_stopping("server", server.stop))
+        server = start_server(cfg, Api(ctx), stack)
         self._alive["API loop"] = server.alive
         self.wake()
         logger.info(
             "tailord serving version %d on %s; inbox %s (%d files waiting); data in %s",
-            current,
+            repaired.current,
             cfg.socket,
             cfg.inbox,
             queued,
@@ -260,36 +213,24 @@ class Daemon:
     def shutdown(self) -> None:
         self.notifier.stopping()
         logger.info("shutting down")
-        while not self._forgets.empty():  # asked too late: the caller hears so, not nothing
-            _, future = self._forgets.get_nowait()
-            future.set_exception(TailordError("tailord is stopping; forget again once it runs"))
+        self._forgets.refuse(TailordError("tailord is stopping; forget again once it runs"))
         self.events.close()  # ends /v1/events streams, so their connections close
         self._stack.close()
         logger.info("stopped")
 
-    def _install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGHUP, self._on_hangup)
+    @property
+    def should_exit(self) -> bool:
+        """Whether a stop was asked for (SIGTERM, SIGINT, or set by whoever runs the loop)."""
+        return self.signals.should_exit
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only set a flag: the main loop polls it. Anything more (locks, I/O) could deadlock
-        # against the code the signal interrupted.
-        if self.should_exit:
-            # A second SIGTERM/SIGINT: whoever sent it will not wait for the orderly stop.
-            # os.write and os._exit take no lock, unlike logging and sys.exit.
-            os.write(2, b"tailord: second stop signal, exiting at once\n")
-            os._exit(128 + signum)
-        self.should_exit = True
-
-    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
-        self._reload_wanted = True  # read by the main loop, like should_exit
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self.signals.should_exit = value
 
     def _tend(self) -> bool:
         """Between two steps of the main loop (and while an update runs): a reload asked
         for, the watchdog's ping. Returns whether to stop, as ``should_stop`` does."""
-        if self._reload_wanted:
-            self._reload_wanted = False
+        if self.signals.take_reload():
             self.notifier.reloading()
             old = self.config.policy
             self.config = reload_and_log(self.config, self._load)
@@ -303,6 +244,20 @@ class Daemon:
             self._clock_watch.check()  # a wall-clock step would stall the scheduler's jobs
         self.notifier.ping_if_due(self._alive)
         return self.should_exit
+
+    @property
+    def _policy_reason(self) -> str:
+        return "starting" if self._pacer is None else self._pacer.reason
+
+    @property
+    def _conditions(self) -> tuple[Check, ...]:
+        """The latest decision's conditions, for status."""
+        return () if self._pacer is None else self._pacer.conditions
+
+    @property
+    def _manual(self) -> bool:
+        """Whether an update was asked for (the API, or a request pending at start-up)."""
+        return self._pacer is not None and self._pacer.manual
 
     def _status_line(self) -> str:
         served = self.serving.current
@@ -325,8 +280,8 @@ class Daemon:
             except Exception as exc:
                 # A full or failing disk (or a bug) must not end the daemon: the API keeps
                 # serving, and the next wake-up tries again after the failure back-off.
-                self._failures += 1
-                self._last_failure_at = time.monotonic()
+                assert self._pacer is not None
+                self._pacer.failed()
                 problem = disk_problem(exc, self.config.data_dir)
                 if problem is None:
                     logger.exception("the main loop's step failed; trying again later")
@@ -334,103 +289,10 @@ class Daemon:
                     logger.error("the main loop's step failed: %s; trying again later", problem)
 
     def _once(self) -> None:
-        self._run_forgets()
-        if self._read_only is not None and not self._leave_read_only():
-            self._policy_reason = self._read_only
-            self.notifier.status(self._status_line())
-            return
-        self.updater.record_unrecorded()
-        manual, self._manual = self._manual, False
-        decision = self._decide(manual)
-        reason = decision.reason
-        if not decision.run and self._expired:
-            reason = f"{self._expired}; {reason}"  # why the last one stopped, and now
-        self._policy_reason, self._conditions = reason, decision.conditions
-        if not decision.run and decision.reason == "nothing queued":
-            self.monitor.served()  # a schedule that fires on an empty queue has no work
-        self.notifier.status(self._status_line())
-        if decision.run:
-            self._expired = None
-            assert self._ctx is not None
-            resume = resumable(
-                self._ctx.db, self._ctx.store.current_number(), self.updater.checkpoints
-            )
-            self.guard.watch(manual, ignore_idle=decision.overdue)
-            if not manual:
-                self.monitor.served()
-            self.updater.run(decision.reason, resume)
-            self._note_outcome()
-            self.wake()  # samples may have arrived meanwhile
-        elif manual and self.updater.has_pending():
-            self.updater.run(decision.reason)  # ends the request: nothing to learn
-        elif decision.retry_in is not None:
-            self._wake_in(decision.retry_in)
-
-    def _leave_read_only(self) -> bool:
-        """Retry start-up repair; True once it succeeded (updates may run again)."""
-        assert self._repair is not None
-        repaired = self._repair()
-        if repaired.read_only is not None:
-            self._read_only = repaired.read_only
-            return False
-        logger.warning("start-up repair succeeded; leaving read-only mode")
-        self._read_only = None
-        assert self._ctx is not None
-        self._ctx.history.start()  # [versions] keep, skipped while read-only
-        return True
-
-    def _decide(self, manual: bool) -> Decision:
-        assert self._ctx is not None
-        held = self.updater.held_by
-        if held is not None and not manual:
-            return Decision(
-                False,
-                f"update {held} was cancelled; automatic updates wait for a new sample "
-                "(`tailorctl update` starts one now)",
-            )
-        with self._ctx.db.read() as session:
-            by_label = counts(session).get(SampleState.QUEUED, {})
-            last = last_queued_at(session)
-            oldest = oldest_queued_at(session)
-        now = time.monotonic()
-        arrived = self._last_queued
-        if arrived is None and last is not None:
-            # Only samples queued before this start-up: their wall-clock time is all there
-            # is, carried over to the monotonic clock (a clock set back counts as no time).
-            arrived = now - max(0.0, time.time() - last)
-        return decide(
-            self.config.policy,
-            queued=sum(by_label.values()),
-            last_queued_at=arrived,
-            now=now,
-            manual=manual,
-            failures=self._failures,
-            last_failure_at=self._last_failure_at,
-            machine=self.monitor.machine(),
-            schedule=self.monitor.schedule(),
-            oldest_age=None if oldest is None else max(0.0, time.time() - oldest),
-        )
-
-    def _live_conditions(self) -> tuple[Check, ...]:
-        """The last decision's conditions; while an update runs, the machine's measured now
-        (what the guard sees: the CPU without tailord's worker)."""
-        if self.updater.running is None:
-            return self._conditions
-        machine = {c.name: c for c in self.monitor.machine(worker_running=True)}
-        return tuple(machine.get(c.name, c) for c in self._conditions)
-
-    def _note_outcome(self) -> None:
-        last = self.updater.last_update()
-        if last is not None and UpdateState(last.state) is UpdateState.EXPIRED:
-            self.events.publish(UpdateExpired(last.id, last.error or "expired"))
-            self._expired = last.error or "expired"
-            self.monitor.expired()
-        failed = last is not None and UpdateState(last.state) is UpdateState.FAILED
-        if failed or self.updater.unrecorded:  # a failure the disk would not let us record
-            self._failures += 1
-            self._last_failure_at = time.monotonic()
-        else:
-            self._failures = 0
+        assert self._forgetter is not None
+        assert self._pacer is not None
+        self._forgets.serve(self._forgetter.forget)
+        self._pacer.step()
 
     def _wake_in(self, seconds: float) -> None:
         # No slack added: APScheduler waits on a monotonic timeout, and a wake-up that comes
@@ -445,75 +307,11 @@ class Daemon:
             misfire_grace_time=None,
         )
 
-    def _forget(self, request: bodies.ForgetRequest) -> bodies.ForgetResult:
-        """From an API thread: have the main loop forget, between updates, and wait."""
-        future: Future[bodies.ForgetResult] = Future()
-        self._forgets.put((request, future))
-        self.wake()
-        return future.result()
-
-    def _run_forgets(self) -> None:
-        while not self._forgets.empty():
-            request, future = self._forgets.get_nowait()
-            assert self._forgetter is not None
-            try:
-                future.set_result(self._forgetter.forget(request))
-            except Exception as exc:
-                if not isinstance(exc, TailordError):  # ours say what to do; others need a trace
-                    logger.exception("forget failed")
-                future.set_exception(exc)
-
-    def _on_requested(self) -> None:
-        # The API accepted a manual update (its row exists): run it even below the threshold.
-        self._manual = True
-        self.wake()
-
     def _on_rejected(self, source: str, reason: str) -> None:
         # ``source`` is the path inside the inbox; ``name`` is what lands in .rejected/.
         self.events.publish(SampleRejected(source.rsplit("/", 1)[-1], source, reason))
 
-    def _on_ingested(self, added: int) -> None:
-        self._last_queued = time.monotonic()  # committed just now: the quiet period restarts
-        self.updater.release()  # a new sample: the hold after a cancel ends
-        self.events.publish(SampleQueued(added))
-        self.wake()
-
     def _metrics_snapshot(self) -> Snapshot:
-        ctx = self._ctx
-        if ctx is None:
+        if self._ctx is None:
             return Snapshot()
-        with ctx.db.read() as session:
-            by_state = counts(session)
-        served = self.serving.current
-        stats = ctx.ingest
-        return Snapshot(
-            queued=by_state.get(SampleState.QUEUED, {}),
-            learned=sum(by_state.get(SampleState.LEARNED, {}).values()),
-            ingested=stats.ingested,
-            duplicates=stats.duplicates,
-            rejected=stats.rejected,
-            waiting=len(self.pending),
-            version=None if served is None else served.number,
-            updating=ctx.updater.running is not None,
-            conditions={c.name: c.ok for c in self._conditions},
-        )
-
-
-def _scheduler_alive(scheduler: BackgroundScheduler) -> bool:
-    # APScheduler 3 keeps its thread private; a scheduler that is running without it
-    # would never wake the main loop again.
-    thread = getattr(scheduler, "_thread", None)
-    return bool(scheduler.running) and isinstance(thread, threading.Thread) and thread.is_alive()
-
-
-def _stopping(part: str, stop: Callable[[], object]) -> Callable[[], None]:
-    """``stop``, logged rather than raised: one part failing to stop must not keep the
-    parts after it (the database last) from stopping."""
-
-    def run() -> None:
-        try:
-            stop()
-        except Exception:
-            logger.exception("error while stopping the %s; continuing", part)
-
-    return run
+        return reads.metrics_snapshot(self._ctx, self._conditions)

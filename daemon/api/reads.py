@@ -1,14 +1,19 @@
 """The API's read-only answers that no one service gives whole, assembled as bodies.
 
 An update's or a version's description comes from its service (the updater, the history)
-already as its body; the status and the samples page are put together here."""
+already as its body; the status, the samples page and the metrics' snapshot are put
+together here."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import msgspec
 
 from tailord.daemon.api import bodies
 from tailord.daemon.api.context import ApiContext
+from tailord.daemon.conditions.check import Check
+from tailord.daemon.metrics import Snapshot
 from tailord.daemon.updates.selection import spec_change
 from tailord.storage.samples import counts, list_samples
 from tailord.storage.states import SampleState
@@ -78,4 +83,23 @@ def samples(ctx: ApiContext, query: bodies.SamplesQuery) -> bodies.SamplePage:
         counts=by_state,
         samples=found,
         next_after=found[-1].id if len(found) == query.limit else None,
+    )
+
+
+def metrics_snapshot(ctx: ApiContext, conditions: Sequence[Check]) -> Snapshot:
+    """What ``/metrics`` reports at scrape time; ``conditions`` are the last decision's."""
+    with ctx.db.read() as session:
+        by_state = counts(session)
+    served = ctx.serving.current
+    stats = ctx.ingest
+    return Snapshot(
+        queued=by_state.get(SampleState.QUEUED, {}),
+        learned=sum(by_state.get(SampleState.LEARNED, {}).values()),
+        ingested=stats.ingested,
+        duplicates=stats.duplicates,
+        rejected=stats.rejected,
+        waiting=len(ctx.pending),
+        version=None if served is None else served.number,
+        updating=ctx.updater.running is not None,
+        conditions={c.name: c.ok for c in conditions},
     )
