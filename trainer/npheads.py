@@ -2,10 +2,11 @@
 
 A vector model's head is one or two matrix products (or a distance matrix and a vote), so
 the daemon serves it without torch: these functions reproduce the torch heads of
-:mod:`tailord.trainer.heads` and :mod:`tailord.trainer.knn_regress` step by step (the same
-float32 arithmetic, the same distance formula as ``torch.cdist``, the same chunking), and
-``tests/trainer/test_light.py`` holds them to torch's answers within 1e-6. No torch here:
-an import-linter contract keeps it so.
+:mod:`tailord.trainer.knn_classify`, :mod:`tailord.trainer.heads` and
+:mod:`tailord.trainer.knn_regress` step by step (the same float32 arithmetic, the same
+distance formula as ``torch.cdist``, the same chunking), and ``tests/trainer/test_light.py``
+holds them to torch's answers within 1e-6. No torch here: an import-linter contract keeps it
+so.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def scaled(x: F32, center: F32 | None, scale: F32 | None) -> F32:
 
 def cube(weight: F32) -> F32:
     """The vote's kernel on inverse-distance weights: ``w * w * w`` (trainer/vote.py says why;
-    torch does the same in heads.py)."""
+    torch does the same in knn_classify.py)."""
     out: F32 = weight * weight * weight
     return out
 

@@ -39,7 +39,7 @@ standardized; ``knn.metric``: an index of :data:`METRICS`; ``knn.balance``: 1 or
 serving is deterministic; older files without ``knn.metric`` vote with the configured metric
 ("auto" meaning cosine there), without ``knn.balance`` unbalanced. Both the numpy path
 (daemon) and the torch heads (worker) call :func:`fit_space`, so the decision has one source;
-the vote itself is repeated in npheads.py and heads.py, held equal by
+the vote itself is repeated in npheads.py and knn_classify.py, held equal by
 tests/trainer/test_light.py. No torch here.
 """
 

@@ -18,8 +18,8 @@ from tailord.daemon.config import Config
 from tailord.daemon.disk import disk_problem
 from tailord.daemon.events import EventBus, UpdateBegan, UpdateJudged, UpdateResumed
 from tailord.daemon.updates import outcome, overrides, requested
+from tailord.daemon.updates.dispatch import Dispatch
 from tailord.daemon.updates.endings import Endings, wait_for_end, why
-from tailord.daemon.updates.handoff import Handoff
 from tailord.daemon.updates.messages import Failure
 from tailord.daemon.updates.resume import Resume
 from tailord.daemon.updates.rows import Ending, describe
@@ -56,7 +56,7 @@ class Updater:
         self.should_stop = should_stop
         self.now_running = Running(config.update.epochs)
         self.endings = Endings(db, config.data_dir, events, self.now_running)
-        self.handoff = Handoff(config, db, events, self.now_running, should_stop)
+        self.dispatch = Dispatch(config, db, events, self.now_running, should_stop)
         # The update last cancelled, while no sample has arrived since (cancel.py): automatic
         # updates wait, so that the cancelled one does not start again by itself.
         self.held_by: int | None = self._cancelled_last()
@@ -84,7 +84,7 @@ class Updater:
     @property
     def workers(self) -> Workers:
         """The worker processes (none run for a k-NN head that learns in the daemon)."""
-        return self.handoff.workers
+        return self.dispatch.workers
 
     @property
     def checkpoints(self) -> Path:
@@ -150,7 +150,7 @@ class Updater:
             logger.error("update %d cannot start: %s", update_id, exc)
             self._failed(update_id, exc)
             return None
-        job = self.handoff.job(update_id, staging, base, selection, spec, params, self.checkpoints)
+        job = self.dispatch.job(update_id, staging, base, selection, spec, params, self.checkpoints)
         logger.info(
             "update %d started (%s), from version %d",
             update_id,
@@ -162,7 +162,7 @@ class Updater:
         if resume is not None:
             self.events.publish(UpdateResumed(update_id, resume.update_id))
         try:
-            result = self.handoff.run(job)
+            result = self.dispatch.run(job)
             if result is None:
                 self._stopped(update_id)
                 return None

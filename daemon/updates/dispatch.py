@@ -1,4 +1,4 @@
-"""An update's job handed over: to a worker process (workers.py) or, for a vector k-NN head,
+"""An update's job dispatched: to a worker process (workers.py) or, for a vector k-NN head,
 run in the daemon itself (knn.py); its progress events logged as they come (progress.py).
 
 Either way the job is the same :class:`WorkerJob` and the answer the same: a Result, a
@@ -26,7 +26,7 @@ from tailord.trainer.spec import ModelSpec, UpdateParams
 logger = logging.getLogger(__name__)
 
 
-class Handoff:
+class Dispatch:
     """Runs jobs where the model spec wants them, and keeps a worker warm for the next."""
 
     def __init__(
