@@ -9,10 +9,11 @@ cross-validated on the same folds (:data:`FOLDS`, each label's rows dealt round-
 them from ``seed``; :data:`REPEATS` dealings): the k-NN's vote (its scaling and metric:
 trainer/vote.py) and a linear layer, each learning from the other folds, both balanced over
 labels, on the same rows. A fold's layer takes as many optimizer steps as the whole memory's
-would. The linear layer
-answers only if it scores higher. The same folds for both matter: a leave-one-out k-NN (all
-rows but one) against a layer trained on two thirds favoured the k-NN, and with 8 texts per
-intent it kept its k-NN on two seeds of three where the layer was 1.5 points better.
+would; a fold's k-NN votes as the memory will answer (balanced by its fold's label counts
+when the memory balances: trainer/vote.py). The linear layer answers only if it scores
+higher. The same folds for both matter: a leave-one-out k-NN (all rows but one) against a
+layer trained on two thirds favoured the k-NN, and with 8 texts per intent it kept its k-NN
+on two seeds of three where the layer was 1.5 points better.
 Measured on the whole memory, never on "this update's samples", so the same samples learned
 in one update or five give the same decision.
 

@@ -191,11 +191,12 @@ def _mlp_parts(net: nn.Sequential) -> tuple[nn.Linear, nn.Linear]:
 
 
 class AutoHead:
-    """k-NN until every label has ``min_samples`` samples, then a trained linear layer.
+    """A k-NN memory and, when it measured better on that memory, a linear layer.
 
-    The k-NN memory is always kept (it is also the trained layer's training set, so the
-    linear layer sees a bounded, per-label sample of everything), and it answers whenever
-    the linear layer does not cover every label yet.
+    Each update decides which part answers (trainer/auto.py): a version whose k-NN won holds
+    no layer. The memory is always kept (it is also the layer's training set, so the layer
+    sees a bounded, per-label sample of everything), and it answers whenever the layer does
+    not cover every label. ``min_samples`` (``auto_min_samples``) no longer decides.
     """
 
     def __init__(self, knn: KnnHead, linear: LinearHead, min_samples: int) -> None:
