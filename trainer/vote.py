@@ -1,7 +1,7 @@
 """How a k-NN memory's neighbours vote: the kernel, the space (standardized? which metric?),
 and whether each label's votes are balanced by its share of the memory.
 
-Both are measured choices (docs/benchmarks.md, "Personalization scenarios"):
+All are measured choices (docs/benchmarks.md, "Personalization scenarios"):
 
 - **A sharp kernel.** A neighbour's vote is its inverse distance *cubed*. With plain inverse
   distance a label's few recent shots are outvoted by the many older rows that crowd the
