@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,22 @@ class DaemonProcess:
         final = folder / name
         os.rename(tmp, final)
         return final
+
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def require_others_may_enter_the_checkout() -> None:
+    """Fail, saying what to do, unless other users may enter every folder down to this
+    checkout: the tests that run tailord (or Python) as another user read the checkout and
+    its .venv, and in a 0700 folder (``mktemp -d``) they would fail for reasons of their own."""
+    for folder in (*reversed(CHECKOUT.parents), CHECKOUT):
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            pytest.fail(
+                f"{folder} is mode {stat.S_IMODE(folder.stat().st_mode):o}: other users may "
+                "not enter it, and this test runs as another user that reads the checkout; "
+                f"clone into a folder they may enter, or run: chmod o+x {folder}"
+            )
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tailord.daemon.versions.history import History
 from tailord.daemon.versions.serving import Serving
 from tailord.storage.db import open_database
 from tailord.storage.versions import VersionStore
-from tests.conftest import DaemonProcess, wait_for
+from tests.conftest import DaemonProcess, require_others_may_enter_the_checkout, wait_for
 
 SERVE = "import sys; from tailord.daemon.cli import tailord_main; sys.exit(tailord_main())"
 NOBODY = pwd.getpwnam("nobody")
@@ -102,6 +102,7 @@ def test_listen_pid_of_another_process_is_ignored(monkeypatch: pytest.MonkeyPatc
 def shared_daemon() -> Iterator[DaemonProcess]:
     """A daemon whose socket folder and file the group ``nogroup`` may reach (as systemd's
     SocketGroup= would set up), so that only the peer check stands between nobody and it."""
+    require_others_may_enter_the_checkout()  # nobody runs this checkout's Python
     root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
     root.chmod(0o755)
     proc = DaemonProcess(root)
