@@ -10,6 +10,7 @@ bounded work per call) is in neighbours.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 
 import torch
 
@@ -28,7 +29,7 @@ class KnnHead(Neighbours):
     MEMORY = "knn.memory"
     TARGETS = "knn.targets"
     SEEN = "knn.seen"  # samples ever offered per label index: drives the reservoir
-    CENTER = "knn.center"  # the vote's standardization (vote.fit_scaling); optional in files
+    CENTER = "knn.center"  # the vote's standardization (vote.fit_space); optional in files
     SCALE = "knn.scale"
     METRIC = "knn.metric"  # the metric chosen with them (vote.METRICS index); optional in files
     BALANCE = "knn.balance"  # 1: each label's votes over its rows (vote.py); optional in files
@@ -68,9 +69,6 @@ class KnnHead(Neighbours):
             seen = torch.bincount(targets, minlength=size) if len(targets) else torch.zeros(0)
         self.seen = seen.to(torch.int64)
         self.balance = balance
-        rows = torch.bincount(self.targets) if len(self.targets) else torch.zeros(0)
-        # A balanced vote's weight per label index, as vote.label_weights computes it.
-        self._label_weights = 1.0 / rows.to(torch.float32).clamp_min(1.0)
 
     @classmethod
     def empty(cls, spec: ModelSpec, dim: int | None) -> KnnHead:
@@ -179,9 +177,19 @@ class KnnHead(Neighbours):
         memory = torch.stack(rows) if rows else torch.zeros(0, dim)
         return memory, torch.tensor(labels, dtype=torch.int64)
 
+    @cached_property
+    def _label_weights(self) -> torch.Tensor:
+        """A balanced vote's weight per label index, as vote.label_weights computes it.
+        Computed when first voted with: a damaged file's targets are checked first
+        (build.check_head), and bincount would fail on a negative one."""
+        rows = torch.bincount(self.targets) if len(self.targets) else torch.zeros(0)
+        return 1.0 / rows.to(torch.float32).clamp_min(1.0)
+
     def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
-        balance, known = torch.ones(n_labels), self._label_weights[:n_labels]
-        balance[: len(known)] = known
+        balance = torch.ones(n_labels)
+        if self.balance:
+            known = self._label_weights[:n_labels]
+            balance[: len(known)] = known
 
         def vote(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             weight = weight * weight * weight  # the sharp kernel: trainer/vote.py

@@ -7,9 +7,14 @@ them, and must then say so (and update docs/benchmarks.md) rather than drift sil
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
+import safetensors
+import safetensors.numpy
 import torch
 from sklearn.datasets import load_digits
 
@@ -159,3 +164,22 @@ def test_auto_keeps_its_balanced_memory_where_it_beats_the_layer_on_new_labels()
     new = test_y >= 7
     hits = np.array([a == str(t) for a, t in zip(labels, test_y, strict=True)])
     assert (round(float(hits[new].mean()), 4), round(float(hits[~new].mean()), 4)) == (0.75, 0.9262)
+
+
+def test_a_balanced_file_with_a_negative_label_is_refused_on_torch_too() -> None:
+    base_x, base_y, shot_x, shot_y, _, _ = new_digits()
+    light = appended(appended(LightModel.base(ModelSpec()), base_x, base_y), shot_x, shot_y)
+    data = light.to_bytes()
+    arrays = dict(safetensors.numpy.load(data))
+    arrays["knn.targets"] = arrays["knn.targets"].copy()
+    arrays["knn.targets"][0] = -1
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "w.safetensors"
+        path.write_bytes(data)
+        with safetensors.safe_open(str(path), "np") as opened:
+            metadata = opened.metadata()
+    damaged = safetensors.numpy.save(arrays, metadata=metadata)
+    with pytest.raises(ModelError, match="restore"):
+        Model.from_bytes(damaged)
+    with pytest.raises(ModelError, match="restore"):
+        LightModel.from_bytes(damaged)
