@@ -254,11 +254,6 @@ class Daemon:
         """The latest decision's conditions, for status."""
         return () if self._pacer is None else self._pacer.conditions
 
-    @property
-    def _manual(self) -> bool:
-        """Whether an update was asked for (the API, or a request pending at start-up)."""
-        return self._pacer is not None and self._pacer.manual
-
     def _status_line(self) -> str:
         served = self.serving.current
         version = "no version" if served is None else f"version {served.number}"

@@ -10,14 +10,13 @@ bounded work per call) is in neighbours.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 
 import torch
 
 from tailord.trainer.errors import ModelError
 from tailord.trainer.neighbours import Neighbours
 from tailord.trainer.spec import ModelSpec
-from tailord.trainer.vote import METRICS, fit_space, metric_code, raw_metric
+from tailord.trainer.vote import METRICS, fit_space, label_weights, metric_code, raw_metric
 from tailord.trainer.weights import expect_names
 
 
@@ -177,25 +176,19 @@ class KnnHead(Neighbours):
         memory = torch.stack(rows) if rows else torch.zeros(0, dim)
         return memory, torch.tensor(labels, dtype=torch.int64)
 
-    @cached_property
-    def _label_weights(self) -> torch.Tensor:
-        """A balanced vote's weight per label index, as vote.label_weights computes it.
-        Computed when first voted with: a damaged file's targets are checked first
-        (build.check_head), and bincount would fail on a negative one."""
-        rows = torch.bincount(self.targets) if len(self.targets) else torch.zeros(0)
-        return 1.0 / rows.to(torch.float32).clamp_min(1.0)
-
     def scores(self, x: torch.Tensor, n_labels: int) -> torch.Tensor:
-        balance = torch.ones(n_labels)
-        if self.balance:
-            known = self._label_weights[:n_labels]
-            balance[: len(known)] = known
+        # The same weights as the numpy vote's (npheads.knn_scores), from the same function.
+        balance = (
+            torch.from_numpy(label_weights(self.targets.numpy(), n_labels))
+            if self.balance
+            else None
+        )
 
         def vote(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             weight = weight * weight * weight  # the sharp kernel: trainer/vote.py
             votes = torch.zeros(weight.shape[0], n_labels, dtype=weight.dtype)
             votes.scatter_add_(1, self.targets[index], weight)
-            if self.balance:
+            if balance is not None:
                 votes = votes * balance
                 return votes / votes.sum(dim=1, keepdim=True)
             return votes / weight.sum(dim=1, keepdim=True)
@@ -209,11 +202,6 @@ class KnnHead(Neighbours):
             out[self.METRIC] = torch.from_numpy(metric_code(self.metric))
             out[self.BALANCE] = torch.tensor([int(self.balance)], dtype=torch.int64)
         return out
-
-    def label_counts(self, n_labels: int) -> list[int]:
-        """Samples ever offered per label index (not only those still in memory)."""
-        seen = self.seen.tolist()
-        return [seen[i] if i < len(seen) else 0 for i in range(n_labels)]
 
 
 def stored_metric(code: torch.Tensor | None, configured: str) -> str:

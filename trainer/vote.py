@@ -125,8 +125,7 @@ def fit_space(memory: F32, targets: I64, k: int, metric: str, weighting: str, se
     scores = [balanced(v.argmax(axis=1) == truth, truth) for v in votes]
     best = int(np.argmax(scores))
     if scores[best] > balanced(raw.argmax(axis=1) == truth, truth) + STANDARDIZE_MARGIN:
-        chosen = Space(center, scale, candidates[best], balance=False)
-        return chosen._replace(balance=balance_wins(votes[best], targets, queries))
+        return Space(center, scale, candidates[best], balance_wins(votes[best], targets, queries))
     return Space(*identity(dim), base, balance=balance_wins(raw, targets, queries))
 
 

@@ -60,6 +60,7 @@ def test_a_pending_request_runs_at_once_after_a_restart_unless_deferred(
     try:
         daemon.startup()
         assert daemon.updater.has_pending()
-        assert daemon._manual is manual  # manual: skips the conditions
+        assert daemon._pacer is not None
+        assert daemon._pacer.manual is manual  # manual: skips the conditions
     finally:
         daemon.shutdown()
